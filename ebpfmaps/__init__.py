@@ -1,0 +1,60 @@
+"""ebpfmaps: every Linux kernel BPF map as a fast, safe Python object.
+
+>>> import ebpfmaps, ctypes
+>>> m = ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=1024)
+>>> m[1] = 10; m[1]
+10
+"""
+
+from __future__ import annotations
+
+from ebpfmaps import errors
+from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuValues, StructCodec
+from ebpfmaps.cpus import possible_cpus
+from ebpfmaps.errors import (
+    IncompatibleMap,
+    InvalidFlags,
+    InvalidKeySize,
+    InvalidValueSize,
+    KeyExists,
+    KeyNotFound,
+    MapClosed,
+    MapError,
+    NotSupported,
+    OutOfMemory,
+    PermissionDenied,
+)
+from ebpfmaps.factory import class_for, create, list_maps, map_ids, open_by_id, open_pinned
+from ebpfmaps.map import Map
+from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
+from ebpfmaps.maps.hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
+from ebpfmaps.maptypes import (
+    BPF_ANY,
+    BPF_EXIST,
+    BPF_F_LOCK,
+    BPF_F_MMAPABLE,
+    BPF_F_NO_COMMON_LRU,
+    BPF_F_NO_PREALLOC,
+    BPF_F_NUMA_NODE,
+    BPF_F_RDONLY,
+    BPF_F_RDONLY_PROG,
+    BPF_F_WRONLY,
+    BPF_F_WRONLY_PROG,
+    BPF_F_ZERO_SEED,
+    BPF_NOEXIST,
+    MapType,
+)
+from ebpfmaps.pinning import is_bpffs, mount_bpffs, unpin
+from ebpfmaps.spec import MapInfo, MapSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArrayMap", "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_F_MMAPABLE", "BPF_F_NO_COMMON_LRU", "BPF_F_NO_PREALLOC",
+    "BPF_F_NUMA_NODE", "BPF_F_RDONLY", "BPF_F_RDONLY_PROG", "BPF_F_WRONLY", "BPF_F_WRONLY_PROG", "BPF_F_ZERO_SEED",
+    "BPF_NOEXIST", "Codec", "CtypesCodec", "HashMap", "IncompatibleMap", "InvalidFlags", "InvalidKeySize",
+    "InvalidValueSize", "KeyExists", "KeyNotFound", "LruHashMap", "LruPerCpuHashMap", "Map", "MapClosed", "MapError",
+    "MapInfo", "MapSpec", "MapType", "NotSupported", "OutOfMemory", "PerCpuArrayMap", "PerCpuHashMap", "PerCpuValues",
+    "PermissionDenied", "StructCodec", "class_for", "create", "errors", "is_bpffs", "list_maps", "map_ids",
+    "mount_bpffs", "open_by_id", "open_pinned", "possible_cpus", "unpin",
+]

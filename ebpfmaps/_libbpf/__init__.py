@@ -1,0 +1,150 @@
+"""Bindings to the system libbpf (``libbpf.so.1``).
+
+This package is the only place in ebpfmaps that calls libbpf through ctypes. It
+loads the library once, declares ``argtypes``/``restype`` for every function the
+project uses (declared argtypes make ctypes calls both safe and faster), and
+turns libbpf's negative-errno returns into the library's exceptions in
+:func:`check`. Functions newer than libbpf 1.1 (Debian 12) are optional:
+:data:`lib` has them as ``None`` when the loaded libbpf lacks them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from typing import Any, NoReturn
+
+from ebpfmaps import errors
+from ebpfmaps._libbpf import structs
+from ebpfmaps._libbpf.structs import new_opts
+
+__all__ = ["lib", "check", "raise_errno", "structs", "new_opts", "LIBBPF_PATH", "version"]
+
+c_int = ctypes.c_int
+c_uint = ctypes.c_uint32
+c_u64 = ctypes.c_uint64
+c_vp = ctypes.c_void_p
+c_cp = ctypes.c_char_p
+P = ctypes.POINTER
+
+
+def _load() -> ctypes.CDLL:
+    candidates = [os.environ.get("EBPFMAPS_LIBBPF"), "libbpf.so.1", ctypes.util.find_library("bpf")]
+    last: OSError | None = None
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            return ctypes.CDLL(name, use_errno=True)
+        except OSError as exc:
+            last = exc
+    raise errors.NotSupported(
+        f"cannot load libbpf (libbpf.so.1): {last}; install Debian's libbpf1 (make setup does)", op="load libbpf"
+    )
+
+
+_cdll = _load()
+LIBBPF_PATH: str = _cdll._name
+
+
+class _Lib:
+    """Namespace of declared libbpf functions (``None`` where the library lacks one)."""
+
+    def __getattr__(self, name: str) -> Any:  # only reached for undeclared names
+        raise AttributeError(f"libbpf function {name!r} was not declared in ebpfmaps._libbpf")
+
+
+lib: Any = _Lib()
+
+
+def _declare(name: str, restype: Any, argtypes: list[Any], *, optional: bool = False) -> None:
+    try:
+        fn = getattr(_cdll, name)
+    except AttributeError:
+        if not optional:
+            raise errors.NotSupported(f"the loaded libbpf ({LIBBPF_PATH}) lacks {name}", op="load libbpf") from None
+        setattr(lib, name, None)
+        return
+    fn.restype = restype
+    fn.argtypes = argtypes
+    setattr(lib, name, fn)
+
+
+# --- version and environment -------------------------------------------------------------------
+_declare("libbpf_major_version", c_uint, [])
+_declare("libbpf_minor_version", c_uint, [])
+_declare("libbpf_num_possible_cpus", c_int, [])
+_declare("libbpf_probe_bpf_map_type", c_int, [c_uint, c_vp])
+_declare("libbpf_probe_bpf_prog_type", c_int, [c_uint, c_vp])
+_declare("libbpf_probe_bpf_helper", c_int, [c_uint, c_uint, c_vp])
+_declare("libbpf_set_print", c_vp, [c_vp])
+_declare("libbpf_get_error", ctypes.c_long, [c_vp])
+
+# --- maps: creation and element operations -----------------------------------------------------
+# Buffers are declared c_char_p: ctypes passes a bytes object's own storage (no copy) and
+# accepts ctypes char arrays for output buffers. Keys the kernel only reads may be bytes;
+# anything the kernel writes is always a ctypes array we allocated at the map's real size.
+_declare("bpf_map_create", c_int, [c_uint, c_cp, c_uint, c_uint, c_uint, P(structs.BpfMapCreateOpts)])
+_declare("bpf_map_lookup_elem", c_int, [c_int, c_cp, c_cp])
+_declare("bpf_map_lookup_elem_flags", c_int, [c_int, c_cp, c_cp, c_u64])
+_declare("bpf_map_update_elem", c_int, [c_int, c_cp, c_cp, c_u64])
+_declare("bpf_map_delete_elem", c_int, [c_int, c_cp])
+_declare("bpf_map_delete_elem_flags", c_int, [c_int, c_cp, c_u64])
+_declare("bpf_map_lookup_and_delete_elem", c_int, [c_int, c_cp, c_cp])
+_declare("bpf_map_lookup_and_delete_elem_flags", c_int, [c_int, c_cp, c_cp, c_u64])
+_declare("bpf_map_get_next_key", c_int, [c_int, c_cp, c_cp])
+_declare("bpf_map_freeze", c_int, [c_int])
+_declare("bpf_map_get_next_id", c_int, [c_uint, P(c_uint)])
+_declare("bpf_map_get_fd_by_id", c_int, [c_uint])
+_declare("bpf_map_get_fd_by_id_opts", c_int, [c_uint, P(structs.BpfGetFdByIdOpts)], optional=True)
+
+# --- maps: batches ----------------------------------------------------------------------------
+_batch_opts = P(structs.BpfMapBatchOpts)
+_declare("bpf_map_lookup_batch", c_int, [c_int, c_vp, c_vp, c_vp, c_vp, P(c_uint), _batch_opts])
+_declare("bpf_map_lookup_and_delete_batch", c_int, [c_int, c_vp, c_vp, c_vp, c_vp, P(c_uint), _batch_opts])
+_declare("bpf_map_update_batch", c_int, [c_int, c_vp, c_vp, P(c_uint), _batch_opts])
+_declare("bpf_map_delete_batch", c_int, [c_int, c_vp, P(c_uint), _batch_opts])
+
+# --- objects in bpffs and info ----------------------------------------------------------------
+_declare("bpf_obj_pin", c_int, [c_int, c_cp])
+_declare("bpf_obj_get", c_int, [c_cp])
+_declare("bpf_obj_get_opts", c_int, [c_cp, P(structs.BpfObjGetOpts)], optional=True)
+_declare("bpf_obj_get_info_by_fd", c_int, [c_int, c_vp, P(c_uint)])
+# libbpf 1.2+ spells the typed variant; used when present.
+_declare("bpf_map_get_info_by_fd", c_int, [c_int, P(structs.BpfMapInfo), P(c_uint)], optional=True)
+
+# --- programs (used by ebpfmaps.programs) -----------------------------------------------------
+_declare(
+    "bpf_prog_load",
+    c_int,
+    [c_uint, c_cp, c_cp, c_vp, ctypes.c_size_t, P(structs.BpfProgLoadOpts)],
+)
+_declare("bpf_prog_test_run_opts", c_int, [c_int, P(structs.BpfTestRunOpts)])
+_declare("bpf_prog_get_fd_by_id", c_int, [c_uint])
+_declare("bpf_prog_get_next_id", c_int, [c_uint, P(c_uint)])
+_declare("bpf_raw_tracepoint_open", c_int, [c_cp, c_int])
+_declare("bpf_btf_load", c_int, [c_vp, ctypes.c_size_t, c_vp])
+_declare("bpf_link_create", c_int, [c_int, c_int, c_uint, c_vp])
+_declare("bpf_link_detach", c_int, [c_int])
+
+
+def version() -> tuple[int, int]:
+    """The loaded libbpf's (major, minor) version."""
+    return int(lib.libbpf_major_version()), int(lib.libbpf_minor_version())
+
+
+def raise_errno(err: int, op: str, detail: str = "") -> NoReturn:
+    raise errors.from_errno(err, op, detail)
+
+
+def check(ret: int, op: str, detail: str = "") -> int:
+    """Return ``ret`` unless it is a negative errno, which becomes the library's exception."""
+    if ret < 0:
+        raise errors.from_errno(-ret, op, detail)
+    return ret
+
+
+def last_errno() -> int:
+    """errno as set by the last libbpf call on this thread (for pointer-returning functions)."""
+    return ctypes.get_errno()

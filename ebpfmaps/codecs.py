@@ -1,0 +1,281 @@
+"""Codecs turn Python values into a map's key and value bytes and back.
+
+A codec has a fixed ``size`` (the map's key_size or value_size) and encodes one
+value or many (batches want one contiguous buffer). Given to a map as
+``key_type=``/``value_type=``, any of these becomes a codec:
+
+* ``None``: raw bytes of exactly the right size (``bytes``, ``bytearray`` or ``memoryview``)
+* a ctypes scalar (``ctypes.c_uint32``) or ``Structure``/``Array`` subclass
+* a :mod:`struct` format (``"<IQ"``) or ``struct.Struct``: one field gives scalars, several give tuples
+* a :class:`Codec` instance
+
+Size and type errors raise :class:`InvalidKeySize`/:class:`InvalidValueSize`
+(or :class:`InvalidArgument` for a value of the wrong kind) before any syscall.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize, MapError
+
+Role = Literal["key", "value"]
+
+
+def _size_error(role: Role) -> type[InvalidArgument]:
+    return InvalidKeySize if role == "key" else InvalidValueSize
+
+
+class Codec:
+    """Base codec: raw bytes of ``size``."""
+
+    def __init__(self, size: int, role: Role = "value") -> None:
+        if size < 0:
+            raise InvalidArgument(f"{role} size must be >= 0, not {size}")
+        self.size = size
+        self.role: Role = role
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+    def _wrong(self, data: object) -> MapError:
+        try:
+            n = len(data)  # type: ignore[arg-type]
+        except TypeError:
+            return InvalidArgument(
+                f"{self.role} must be bytes-like of {self.size} bytes, not {type(data).__name__}", op="encode"
+            )
+        return _size_error(self.role)(f"{self.role} is {n} bytes, the map's {self.role}_size is {self.size}", op="encode")
+
+    def encode(self, value: Any) -> bytes:
+        if type(value) is bytes:
+            if len(value) == self.size:
+                return value
+            raise self._wrong(value)
+        if isinstance(value, (bytearray, memoryview)):
+            data = bytes(value)
+            if len(data) == self.size:
+                return data
+            raise self._wrong(data)
+        raise self._wrong(value)
+
+    def decode(self, data: bytes) -> Any:
+        return data
+
+    def encode_many(self, values: Iterable[Any]) -> tuple[bytes, int]:
+        """One contiguous buffer of the encoded values, and how many there were."""
+        if isinstance(values, (bytes, bytearray, memoryview)):
+            data = bytes(values)
+            if self.size == 0 or len(data) % self.size:
+                raise _size_error(self.role)(
+                    f"a packed buffer of {len(data)} bytes is not a whole number of {self.size}-byte {self.role}s",
+                    op="encode",
+                )
+            return data, len(data) // self.size
+        items = values if isinstance(values, (list, tuple)) else list(values)
+        try:
+            data = b"".join(items)
+        except TypeError:
+            data = b"".join([self.encode(v) for v in items])
+        if len(data) != self.size * len(items) or set(map(len, items)) - {self.size}:
+            for v in items:
+                self.encode(v)  # raises the precise error for the first bad one
+        return data, len(items)
+
+    def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
+        s = self.size
+        mv = memoryview(data)
+        return [bytes(mv[i * s : (i + 1) * s]) for i in range(count)]
+
+
+class StructCodec(Codec):
+    """A :mod:`struct` format; a single field decodes to a scalar, several to a tuple."""
+
+    def __init__(self, fmt: str | struct.Struct, role: Role = "value") -> None:
+        st = fmt if isinstance(fmt, struct.Struct) else struct.Struct(fmt)
+        super().__init__(st.size, role)
+        self.struct = st
+        body = st.format.lstrip("@=<>!")
+        self.order = st.format[0] if st.format[:1] in "@=<>!" else "@"
+        count = len(struct.unpack(st.format, bytes(st.size)))
+        self.scalar = count == 1
+        # One repeatable format char ("I", "Q", "16s"...) allows whole-batch pack/unpack.
+        self._char = body if self.scalar and body.isalpha() and len(body) == 1 else None
+
+    def __repr__(self) -> str:
+        return f"StructCodec({self.struct.format!r})"
+
+    def encode(self, value: Any) -> bytes:
+        try:
+            if self.scalar:
+                return self.struct.pack(value)
+            return self.struct.pack(*value)
+        except (struct.error, TypeError) as exc:
+            raise InvalidArgument(f"cannot encode {value!r} as {self.role} {self.struct.format!r}: {exc}", op="encode") from None
+
+    def decode(self, data: bytes) -> Any:
+        out = self.struct.unpack(data)
+        return out[0] if self.scalar else out
+
+    def encode_many(self, values: Iterable[Any]) -> tuple[bytes, int]:
+        if isinstance(values, (bytes, bytearray, memoryview)):
+            return super().encode_many(values)
+        items = values if isinstance(values, (list, tuple)) else list(values)
+        if self._char is not None:
+            try:
+                return struct.pack(f"{self.order}{len(items)}{self._char}", *items), len(items)
+            except struct.error:
+                pass  # fall through to report the offending element
+        return b"".join([self.encode(v) for v in items]), len(items)
+
+    def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
+        if self._char is not None:
+            return list(struct.unpack_from(f"{self.order}{count}{self._char}", data))
+        it = self.struct.iter_unpack(memoryview(data)[: count * self.size])
+        return [t[0] for t in it] if self.scalar else list(it)
+
+
+# ctypes scalar -> struct format char (native order: ctypes scalars are native).
+_CTYPES_FORMATS: dict[type, str] = {
+    ctypes.c_int8: "b", ctypes.c_uint8: "B", ctypes.c_int16: "h", ctypes.c_uint16: "H",
+    ctypes.c_int32: "i", ctypes.c_uint32: "I", ctypes.c_int64: "q", ctypes.c_uint64: "Q",
+    ctypes.c_float: "f", ctypes.c_double: "d", ctypes.c_bool: "?", ctypes.c_char: "c",
+}
+for _t in (ctypes.c_byte, ctypes.c_ubyte, ctypes.c_short, ctypes.c_ushort, ctypes.c_int, ctypes.c_uint,
+           ctypes.c_long, ctypes.c_ulong, ctypes.c_longlong, ctypes.c_ulonglong, ctypes.c_size_t, ctypes.c_ssize_t):
+    _CTYPES_FORMATS.setdefault(_t, {1: "b", 2: "h", 4: "i", 8: "q"}[ctypes.sizeof(_t)]
+                               if _t(-1).value == -1 else {1: "B", 2: "H", 4: "I", 8: "Q"}[ctypes.sizeof(_t)])
+
+
+class CtypesCodec(Codec):
+    """A ctypes ``Structure``, ``Union`` or ``Array`` type: values decode to instances."""
+
+    def __init__(self, ctype: type, role: Role = "value") -> None:
+        super().__init__(ctypes.sizeof(ctype), role)
+        self.ctype = ctype
+
+    def __repr__(self) -> str:
+        return f"CtypesCodec({self.ctype.__name__})"
+
+    def encode(self, value: Any) -> bytes:
+        if isinstance(value, self.ctype):
+            return bytes(value)  # type: ignore[call-overload]
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return super().encode(value)
+        if isinstance(value, (tuple, list)) and issubclass(self.ctype, (ctypes.Structure, ctypes.Array)):
+            try:
+                return bytes(self.ctype(*value))
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgument(f"cannot build {self.ctype.__name__} from {value!r}: {exc}", op="encode") from None
+        raise InvalidArgument(f"{self.role} must be a {self.ctype.__name__} (or its bytes), not {type(value).__name__}", op="encode")
+
+    def decode(self, data: bytes) -> Any:
+        return self.ctype.from_buffer_copy(data)  # type: ignore[attr-defined]
+
+
+def make_codec(kind: Any, size: int | None, role: Role) -> Codec:
+    """A codec from a user's ``key_type``/``value_type`` and the map's size (either may be None)."""
+    if kind is None:
+        if size is None:
+            raise _size_error(role)(f"{role}_size or {role}_type is required", op="create")
+        return Codec(size, role)
+    codec: Codec
+    if isinstance(kind, Codec):
+        codec = kind
+    elif isinstance(kind, (str, struct.Struct)):
+        codec = StructCodec(kind, role)
+    elif isinstance(kind, type) and kind in _CTYPES_FORMATS:
+        codec = StructCodec("=" + _CTYPES_FORMATS[kind], role)
+    elif isinstance(kind, type) and issubclass(kind, (ctypes.Structure, ctypes.Union, ctypes.Array)):
+        codec = CtypesCodec(kind, role)
+    elif kind is int:
+        if size not in (1, 2, 4, 8):
+            raise _size_error(role)(f"int {role}s need a {role}_size of 1, 2, 4 or 8, not {size}", op="create")
+        codec = StructCodec("=" + {1: "B", 2: "H", 4: "I", 8: "Q"}[size], role)
+    else:
+        raise InvalidArgument(f"unsupported {role}_type {kind!r}", op="create")
+    codec.role = role
+    if size is not None and codec.size != size:
+        raise _size_error(role)(f"{role}_type {codec!r} is {codec.size} bytes but {role}_size is {size}", op="create")
+    return codec
+
+
+def round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class PerCpuValues(list[Any]):
+    """One value per possible CPU, with aggregation helpers."""
+
+    def sum(self) -> Any:
+        """Sum across CPUs: numbers add, tuples add field-wise, ctypes Structures add field by field."""
+        if not self:
+            return 0
+        first = self[0]
+        if isinstance(first, (int, float)):
+            return sum(self)
+        if isinstance(first, tuple):
+            return tuple(sum(col) for col in zip(*self))
+        if isinstance(first, ctypes.Structure):
+            out = type(first)()
+            for name, *_ in first._fields_:
+                setattr(out, name, sum(getattr(v, name) for v in self))
+            return out
+        raise InvalidArgument(f"cannot sum per-CPU values of type {type(first).__name__}", op="sum")
+
+    def max(self) -> Any:
+        return max(self)
+
+    def min(self) -> Any:
+        return min(self)
+
+
+class PerCpuCodec(Codec):
+    """Values of a per-CPU map: ``ncpus`` slots of ``round8(value_size)`` bytes each.
+
+    Encodes one value (copied to every CPU) or a ``list`` of exactly ``ncpus``
+    values; decodes to :class:`PerCpuValues`.
+    """
+
+    def __init__(self, elem: Codec, ncpus: int) -> None:
+        self.elem = elem
+        self.ncpus = ncpus
+        self.stride = round8(elem.size)
+        super().__init__(self.stride * ncpus, "value")
+        self._pad = bytes(self.stride - elem.size)
+
+    def __repr__(self) -> str:
+        return f"PerCpuCodec({self.elem!r}, ncpus={self.ncpus})"
+
+    def encode(self, value: Any) -> bytes:
+        if type(value) is list or isinstance(value, PerCpuValues):
+            if len(value) != self.ncpus:
+                raise InvalidValueSize(
+                    f"a per-CPU value needs {self.ncpus} entries (one per possible CPU), got {len(value)}", op="encode"
+                )
+            pad = self._pad
+            return b"".join([self.elem.encode(v) + pad for v in value])
+        return (self.elem.encode(value) + self._pad) * self.ncpus
+
+    def decode(self, data: bytes) -> PerCpuValues:
+        s, e = self.stride, self.elem.size
+        dec = self.elem.decode
+        return PerCpuValues(dec(data[i * s : i * s + e]) for i in range(self.ncpus))
+
+    def encode_many(self, values: Iterable[Any]) -> tuple[bytes, int]:
+        if isinstance(values, (bytes, bytearray, memoryview)):
+            return Codec.encode_many(self, values)
+        items = values if isinstance(values, (list, tuple)) else list(values)
+        return b"".join([self.encode(v) for v in items]), len(items)
+
+    def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
+        s = self.size
+        mv = memoryview(data)
+        return [self.decode(bytes(mv[i * s : (i + 1) * s])) for i in range(count)]
+
+
+def as_sequence(values: Iterable[Any]) -> Sequence[Any]:
+    return values if isinstance(values, (list, tuple)) else list(values)

@@ -1,0 +1,150 @@
+"""The library's exceptions, and the one place where an errno becomes one.
+
+Every exception derives from :class:`MapError` and carries ``errno`` (``None``
+when the library refused before any syscall) and ``op`` (what was attempted).
+Some also derive from the built-in that Python code expects: ``KeyNotFound`` is a
+``KeyError`` so the dict protocol behaves, size and flag errors are ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+# The kernel's ENOTSUPP (524) is not in Python's errno module.
+ENOTSUPP = 524
+
+
+class MapError(Exception):
+    """Base of every ebpfmaps error."""
+
+    def __init__(self, message: str, *, errno: int | None = None, op: str | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.op = op
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class KeyNotFound(MapError, KeyError):
+    """The key is not in the map (ENOENT)."""
+
+
+class IndexOutOfRange(KeyNotFound, IndexError):
+    """An array index at or beyond ``max_entries``."""
+
+
+class KeyExists(MapError):
+    """BPF_NOEXIST and the key is already there (EEXIST)."""
+
+
+class OutOfMemory(MapError):
+    """The map is full (E2BIG on insert), the kernel is out of memory, or a pool is exhausted."""
+
+
+class InvalidArgument(MapError, ValueError):
+    """The kernel or the library refused an argument (EINVAL)."""
+
+
+class InvalidKeySize(InvalidArgument):
+    """A key whose size is not the map's key_size."""
+
+
+class InvalidValueSize(InvalidArgument):
+    """A value whose size is not the map's value_size."""
+
+
+class InvalidFlags(InvalidArgument):
+    """Flags the operation or the map type does not accept."""
+
+
+class IncompatibleMap(MapError):
+    """A map that differs from what the caller asked for; ``differences`` lists every field."""
+
+    def __init__(self, message: str, differences: list[str], *, op: str | None = None) -> None:
+        super().__init__(message, op=op)
+        self.differences = differences
+
+
+class PermissionDenied(MapError, PermissionError):
+    """EPERM/EACCES: a missing capability, a read-only fd, or a frozen map."""
+
+
+class NotSupported(MapError):
+    """The running kernel (or the loaded libbpf) lacks the feature."""
+
+
+class MapClosed(MapError):
+    """An operation on a map whose fd was closed (or EBADF)."""
+
+
+class MapBusy(MapError):
+    """EBUSY/EAGAIN: the kernel asked to retry (a lock was held, a bucket was busy)."""
+
+
+class NotOnBpffs(MapError):
+    """A pin path that is not inside a mounted bpf filesystem."""
+
+
+class PinNotFound(MapError, FileNotFoundError):
+    """Nothing is pinned at the path."""
+
+
+class BatchError(MapError):
+    """A batch operation that stopped part way; ``done`` elements were processed."""
+
+    def __init__(self, message: str, *, done: int, cause: MapError) -> None:
+        super().__init__(message, errno=cause.errno, op=cause.op)
+        self.done = done
+        self.cause = cause
+
+
+def _capability_hint() -> str:
+    if os.geteuid() != 0:
+        return "run as root or grant CAP_BPF (CAP_SYS_ADMIN before Linux 5.8); creating some map types also needs CAP_NET_ADMIN or CAP_PERFMON"
+    return "the process is root but the kernel refused: check kernel.unprivileged_bpf_disabled, a LSM policy, a read-only fd or a frozen map"
+
+
+_ELEMENT_OPS = frozenset(
+    {"lookup", "update", "delete", "lookup_and_delete", "get_next_key", "push", "pop", "peek"}
+)
+
+
+def from_errno(err: int, op: str, detail: str = "") -> MapError:
+    """The exception for a failed operation ``op`` that returned ``-err``.
+
+    ``op`` decides between readings of one errno: ENOENT is a missing key for
+    element operations but a missing pin for ``obj_get``; E2BIG is a full map on
+    update and a too-large size on create.
+    """
+    name = _errno.errorcode.get(err, "ENOTSUPP" if err == ENOTSUPP else f"errno {err}")
+    reason = os.strerror(err) if err != ENOTSUPP else "Operation not supported"
+    where = f"{op}: {detail}" if detail else op
+    text = f"{where}: {reason} ({name})"
+    if err == _errno.ENOENT:
+        if op == "obj_get":
+            return PinNotFound(text, errno=err, op=op)
+        return KeyNotFound(text, errno=err, op=op)
+    if err == _errno.EEXIST:
+        if op in _ELEMENT_OPS or op.startswith("update"):
+            return KeyExists(text, errno=err, op=op)
+        return MapError(text, errno=err, op=op)
+    if err == _errno.E2BIG:
+        if op.startswith("update") or op == "push":
+            return OutOfMemory(f"{where}: the map is full (E2BIG)", errno=err, op=op)
+        return InvalidArgument(text, errno=err, op=op)
+    if err == _errno.ENOMEM:
+        return OutOfMemory(text, errno=err, op=op)
+    if err in (_errno.EPERM, _errno.EACCES):
+        return PermissionDenied(f"{text}; {_capability_hint()}", errno=err, op=op)
+    if err in (_errno.EOPNOTSUPP, ENOTSUPP):
+        return NotSupported(text, errno=err, op=op)
+    if err == _errno.EINVAL:
+        return InvalidArgument(text, errno=err, op=op)
+    if err == _errno.EBADF:
+        return MapClosed(text, errno=err, op=op)
+    if err in (_errno.EBUSY, _errno.EAGAIN):
+        return MapBusy(text, errno=err, op=op)
+    return MapError(text, errno=err, op=op)

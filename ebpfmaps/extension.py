@@ -1,0 +1,88 @@
+"""The one extension point of the core: map types with ids of 4096 and up.
+
+The core knows nothing of any extension. An extension (such as the
+``ebpfmaps_shim`` package) registers an :class:`Extension` here, explicitly or
+through the entry point group ``ebpfmaps.extensions`` that is read the first
+time an extensible type id is created or a pinned map is opened.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ebpfmaps.errors import NotSupported
+
+if TYPE_CHECKING:
+    from ebpfmaps.map import Map
+
+ENTRY_POINT_GROUP = "ebpfmaps.extensions"
+
+
+class Extension(Protocol):
+    """What an extension implements."""
+
+    def create(self, type_id: int, kwargs: dict[str, Any]) -> Map | None:
+        """Create a map of extensible type ``type_id``; ``None`` if the id is not this extension's."""
+
+    def adopt(self, m: Map) -> Map | None:
+        """Given a map just opened (pinned or by id), return the extension's view of it, or ``None``."""
+
+
+_extensions: list[Extension] = []
+_loaded = False
+_lock = threading.Lock()
+
+
+def register_extension(ext: Extension) -> None:
+    with _lock:
+        if ext not in _extensions:
+            _extensions.append(ext)
+
+
+def unregister_extension(ext: Extension) -> None:
+    with _lock:
+        if ext in _extensions:
+            _extensions.remove(ext)
+
+
+def _load_entry_points() -> None:
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        ext = obj() if isinstance(obj, type) else obj
+        if ext is not None:
+            register_extension(ext)
+
+
+def extensions() -> list[Extension]:
+    _load_entry_points()
+    return list(_extensions)
+
+
+def create_extensible(type_id: int, kwargs: dict[str, Any]) -> Map:
+    for ext in extensions():
+        m = ext.create(type_id, kwargs)
+        if m is not None:
+            return m
+    raise NotSupported(
+        f"no extension provides map type {type_id} (ids >= 4096 are extensible maps: install or register a provider, "
+        f"e.g. ebpfmaps_shim.register_provider)",
+        op="create",
+    )
+
+
+def adopt(m: Map) -> Map:
+    for ext in extensions():
+        out = ext.adopt(m)
+        if out is not None:
+            return out
+    return m

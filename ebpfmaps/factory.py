@@ -1,0 +1,128 @@
+"""Creating maps by type and opening existing ones (pinned, by id), each as the right class."""
+
+from __future__ import annotations
+
+import ctypes
+import errno as E
+import os
+from typing import Any
+
+from ebpfmaps import _libbpf, extension, pinning
+from ebpfmaps._libbpf import lib
+from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError
+from ebpfmaps.fdinfo import read_fdinfo
+from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
+from ebpfmaps.maptypes import BPF_F_RDONLY, EXTENSIBLE_MIN, MapType, parse_map_type
+from ebpfmaps.spec import MapInfo, MapSpec
+
+
+def class_for(type_id: int) -> type[Map]:
+    """The class ebpfmaps uses for a kernel map type (the generic :class:`Map` if none is specific)."""
+    return MAP_CLASSES.get(type_id, Map)
+
+
+def create(map_type: MapType | str | int, key_size: int | None = None, value_size: int | None = None,
+           max_entries: int | None = None, **kwargs: Any) -> Map:
+    """Create a map of ``map_type`` (a :class:`MapType`, a keyword such as ``"lru-percpu-hash"``, or an int id).
+
+    Ids from 4096 up are extensible maps, created by the registered extension.
+    Other keyword arguments are those of the map classes (``key_type``,
+    ``value_type``, ``flags``, ``name``, ``map_extra``, ``numa_node``, ``inner_map``...).
+    """
+    tid = parse_map_type(map_type)
+    if key_size is not None:
+        kwargs["key_size"] = key_size
+    if value_size is not None:
+        kwargs["value_size"] = value_size
+    if max_entries is not None:
+        kwargs["max_entries"] = max_entries
+    if tid >= EXTENSIBLE_MIN:
+        return extension.create_extensible(tid, kwargs)
+    cls = class_for(tid)
+    if cls is Map:
+        kwargs["map_type"] = tid
+    return cls(**kwargs)
+
+
+def _is_map_fd(fd: int) -> bool:
+    try:
+        return "map_type" in read_fdinfo(fd)
+    except OSError:
+        return False
+
+
+def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, value_type: Any, where: str) -> Map:
+    try:
+        if not _is_map_fd(fd):
+            raise InvalidArgument(f"{where} is not a BPF map", op="open")
+        info = map_info_from_fd(fd)
+        if spec is not None:
+            diffs = spec.differences(info)
+            if diffs:
+                raise IncompatibleMap(f"{where} differs from the expected spec: " + "; ".join(diffs), diffs, op="open")
+    except BaseException:
+        os.close(fd)
+        raise
+    cls = class_for(info.type)
+    m = cls._adopt(fd, info, key_type=key_type, value_type=value_type,
+                   writable=not readonly and not info.flags & BPF_F_RDONLY)
+    return m
+
+
+def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, readonly: bool = False, *,
+                key_type: Any = None, value_type: Any = None) -> Map:
+    """Open the map pinned at ``path`` as the class of its type.
+
+    With ``spec``, any difference in type, sizes, max_entries, flags or map_extra
+    raises :class:`IncompatibleMap` listing every one. ``readonly=True`` opens the
+    fd with BPF_F_RDONLY: lookups work, writes raise :class:`PermissionDenied`.
+    """
+    fd = pinning.obj_get(path, readonly=readonly)
+    m = _adopt(fd, spec=spec, readonly=readonly, key_type=key_type, value_type=value_type, where=os.fspath(path))
+    m._pin_path = os.fspath(path)
+    return extension.adopt(m)
+
+
+def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None) -> Map:
+    """Open a live map by its kernel id (needs CAP_SYS_ADMIN)."""
+    if readonly and lib.bpf_map_get_fd_by_id_opts is not None:
+        opts = _libbpf.new_opts(_libbpf.structs.BpfGetFdByIdOpts, open_flags=BPF_F_RDONLY)
+        fd = lib.bpf_map_get_fd_by_id_opts(map_id, ctypes.byref(opts))
+    else:
+        fd = lib.bpf_map_get_fd_by_id(map_id)
+    if fd == -E.ENOENT:
+        raise KeyNotFound(f"open_by_id: no map has id {map_id}", errno=E.ENOENT, op="open_by_id")
+    _libbpf.check(fd, "open_by_id", f"id {map_id}")
+    m = _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}")
+    return extension.adopt(m)
+
+
+def map_ids() -> list[int]:
+    """Ids of every map in the system, in order."""
+    ids: list[int] = []
+    cur = ctypes.c_uint32(0)
+    nxt = ctypes.c_uint32(0)
+    while True:
+        ret = lib.bpf_map_get_next_id(cur.value, ctypes.byref(nxt))
+        if ret == -E.ENOENT:
+            return ids
+        _libbpf.check(ret, "map_get_next_id")
+        ids.append(nxt.value)
+        cur.value = nxt.value
+
+
+def list_maps() -> list[MapInfo]:
+    """Info on every map in the system (maps that vanish while listing are left out)."""
+    out: list[MapInfo] = []
+    for map_id in map_ids():
+        fd = lib.bpf_map_get_fd_by_id(map_id)
+        if fd == -E.ENOENT:
+            continue
+        _libbpf.check(fd, "open_by_id", f"id {map_id}")
+        try:
+            out.append(map_info_from_fd(fd))
+        except MapError:
+            pass
+        finally:
+            os.close(fd)
+    return out

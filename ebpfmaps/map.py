@@ -1,0 +1,942 @@
+"""The live map object: :class:`Map` owns one kernel map fd and does what a map does.
+
+Subclasses, one per kernel map type and grouped by family in ``ebpfmaps.maps``,
+fix the type, its defaults and checks. The operations here are shared by all.
+
+Hot paths (lookup, update, delete) keep Python work small: the key is encoded by
+the map's codec and handed to libbpf without a copy; the value buffer is a
+ctypes array sized from the map's real value size, taken from a per-map free
+list so that threads never share one buffer (ctypes drops the GIL during the
+call, so a single shared buffer would be a data race).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as E
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar, TypeVar
+
+from ebpfmaps import _libbpf, errors
+from ebpfmaps._libbpf import lib, new_opts, structs
+from ebpfmaps.codecs import Codec, PerCpuCodec, make_codec
+from ebpfmaps.cpus import possible_cpus
+from ebpfmaps.errors import (
+    InvalidArgument,
+    InvalidFlags,
+    KeyNotFound,
+    MapClosed,
+    NotSupported,
+    PermissionDenied,
+)
+from ebpfmaps.fdinfo import read_fdinfo
+from ebpfmaps.maptypes import (
+    BPF_ANY,
+    BPF_EXIST,
+    BPF_F_LOCK,
+    BPF_F_NUMA_NODE,
+    BPF_F_RDONLY,
+    BPF_NOEXIST,
+    MapType,
+    type_name,
+)
+from ebpfmaps.spec import MapInfo, MapSpec
+
+_M = TypeVar("_M", bound="Map")
+
+_lookup = lib.bpf_map_lookup_elem
+_lookup_flags = lib.bpf_map_lookup_elem_flags
+_update = lib.bpf_map_update_elem
+_delete = lib.bpf_map_delete_elem
+_get_next_key = lib.bpf_map_get_next_key
+
+_ENOENT = -E.ENOENT
+_UPDATE_FLAGS = BPF_ANY | BPF_NOEXIST | BPF_EXIST | BPF_F_LOCK
+DEFAULT_BATCH = 4096
+BPF_OBJ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+# Map classes by kernel type id, filled by @map_class in each family module.
+MAP_CLASSES: dict[int, type[Map]] = {}
+
+
+def map_class(cls: type[_M]) -> type[_M]:
+    """Register ``cls`` as the class for its ``map_type`` (used by create/open_pinned)."""
+    assert cls.map_type is not None
+    MAP_CLASSES[int(cls.map_type)] = cls
+    return cls
+
+
+class _FdBox:
+    """Holds the fd so the finalizer closes whatever fd the map has at the end (resize swaps it)."""
+
+    __slots__ = ("fd", "__weakref__")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+
+def _close_box(box: _FdBox) -> None:
+    fd, box.fd = box.fd, -1
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def validate_name(name: str) -> bytes:
+    """A map name as the kernel accepts it: up to 15 chars of [A-Za-z0-9_.]."""
+    if len(name) > 15:
+        raise InvalidArgument(f"map name {name!r} is longer than 15 characters (BPF_OBJ_NAME_LEN)", op="create")
+    bad = set(name) - BPF_OBJ_NAME_CHARS
+    if bad:
+        raise InvalidArgument(f"map name {name!r} has characters the kernel refuses: {sorted(bad)}", op="create")
+    return name.encode()
+
+
+def map_info_from_fd(fd: int) -> MapInfo:
+    """BPF_OBJ_GET_INFO_BY_FD plus fdinfo (memlock, frozen) for a map fd."""
+    info = structs.BpfMapInfo()
+    length = ctypes.c_uint32(ctypes.sizeof(info))
+    if lib.bpf_map_get_info_by_fd is not None:
+        _libbpf.check(lib.bpf_map_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(length)), "map_info")
+    else:
+        _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length)), "map_info")
+    try:
+        fdi = read_fdinfo(fd)
+    except OSError:
+        fdi = {}
+    owner = fdi.get("owner_prog_type")
+    return MapInfo(
+        id=info.id,
+        name=info.name.decode(errors="replace"),
+        type=info.type,
+        key_size=info.key_size,
+        value_size=info.value_size,
+        max_entries=info.max_entries,
+        flags=info.map_flags,
+        map_extra=info.map_extra,
+        memlock=int(fdi["memlock"]) if "memlock" in fdi else None,
+        frozen=fdi.get("frozen", "0") == "1",
+        btf_id=info.btf_id,
+        btf_key_type_id=info.btf_key_type_id,
+        btf_value_type_id=info.btf_value_type_id,
+        ifindex=info.ifindex,
+        owner_prog_type=int(owner) if owner is not None else None,
+    )
+
+
+class Map:
+    """A kernel BPF map. Create one through a subclass (``HashMap(...)``) or :func:`ebpfmaps.create`.
+
+    Keys and values are bytes unless ``key_type``/``value_type`` give a codec
+    (see :mod:`ebpfmaps.codecs`). Every size, flag and type is checked before the
+    syscall; a failed operation leaves the map unchanged.
+    """
+
+    #: The kernel type this class creates; ``None`` for the generic class.
+    map_type: ClassVar[int | None] = None
+    #: One value per possible CPU.
+    per_cpu: ClassVar[bool] = False
+    #: Creation flags this type accepts (the kernel checks too; we check first to explain).
+    allowed_flags: ClassVar[int] = 0xFFFFFFFF
+    #: Whether the kernel implements batch ops for this type (None: probe on first use).
+    kernel_batch: ClassVar[bool | None] = None
+    #: Whether elements can be deleted.
+    can_delete: ClassVar[bool] = True
+    #: Default key codec when neither key_size nor key_type is given.
+    default_key_type: ClassVar[Any] = None
+    #: Sizes fixed by the type (e.g. 4 for array keys); None lets the user choose.
+    fixed_key_size: ClassVar[int | None] = None
+    fixed_value_size: ClassVar[int | None] = None
+
+    _box: _FdBox
+    _fd: int
+    _spec: MapSpec
+    _kcodec: Codec
+    _vcodec: Codec
+
+    # ------------------------------------------------------------------ creation
+    def __init__(
+        self,
+        key_size: int | None = None,
+        value_size: int | None = None,
+        max_entries: int | None = None,
+        *,
+        key_type: Any = None,
+        value_type: Any = None,
+        flags: int = 0,
+        name: str = "",
+        map_extra: int = 0,
+        numa_node: int | None = None,
+        map_type: int | MapType | str | None = None,
+        inner_map: Map | MapSpec | None = None,
+        btf: Any = None,
+        btf_key_type_id: int = 0,
+        btf_value_type_id: int = 0,
+        btf_vmlinux_value_type_id: int = 0,
+        ifindex: int = 0,
+    ) -> None:
+        from ebpfmaps.maptypes import parse_map_type
+
+        if map_type is None:
+            if self.map_type is None:
+                raise InvalidArgument("the generic Map needs map_type=; or use a typed class such as HashMap", op="create")
+            tid = int(self.map_type)
+        else:
+            tid = parse_map_type(map_type)
+            if self.map_type is not None and tid != self.map_type:
+                raise InvalidArgument(f"{type(self).__name__} creates {type_name(self.map_type)} maps, not {type_name(tid)}", op="create")
+        if key_size is None and key_type is None:
+            key_size = self.fixed_key_size
+            if key_size is None and self.default_key_type is not None:
+                key_type = self.default_key_type
+        if value_size is None and value_type is None:
+            value_size = self.fixed_value_size
+        kcodec = make_codec(key_type if key_type is not None else self._implicit_key_type(key_size), key_size, "key")
+        vcodec = make_codec(value_type, value_size, "value")
+        if max_entries is None:
+            max_entries = self._default_max_entries()
+        inner_spec: MapSpec | None
+        inner_fd: int | None = None
+        if isinstance(inner_map, Map):
+            inner_spec, inner_fd = inner_map.spec, inner_map.fd
+        else:
+            inner_spec = inner_map
+        btf_fd = getattr(btf, "fd", btf)
+        spec = MapSpec(
+            type=tid,
+            key_size=kcodec.size,
+            value_size=vcodec.size,
+            max_entries=int(max_entries),
+            flags=int(flags),
+            name=name,
+            map_extra=int(map_extra),
+            numa_node=numa_node,
+            inner_map=inner_spec,
+            btf_fd=btf_fd,
+            btf_key_type_id=btf_key_type_id,
+            btf_value_type_id=btf_value_type_id,
+            btf_vmlinux_value_type_id=btf_vmlinux_value_type_id,
+            ifindex=ifindex,
+        )
+        spec = self.prepare_spec(spec)
+        self._btf = btf  # keep a BTF object alive as long as the map refers to it
+        fd = self._create_fd(spec, inner_fd)
+        self._init_from_fd(fd, spec, kcodec, vcodec, writable=True)
+        try:
+            from ebpfmaps import profile
+
+            profile.after_create(self)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def _implicit_key_type(cls, key_size: int | None) -> Any:
+        return None
+
+    @classmethod
+    def _default_max_entries(cls) -> int:
+        raise InvalidArgument(f"{cls.__name__} needs max_entries", op="create")
+
+    def prepare_spec(self, spec: MapSpec) -> MapSpec:
+        """Check ``spec`` for this type and fill in defaults; subclasses extend this."""
+        if spec.max_entries <= 0 and spec.type not in _ZERO_ENTRY_TYPES:
+            raise InvalidArgument(f"max_entries must be > 0, not {spec.max_entries}", op="create")
+        if spec.flags < 0 or spec.flags > 0xFFFFFFFF:
+            raise InvalidFlags(f"map flags {spec.flags:#x} do not fit in 32 bits", op="create")
+        extra = spec.flags & ~self.allowed_flags
+        if extra:
+            from ebpfmaps.maptypes import flag_names
+
+            raise InvalidFlags(
+                f"{type_name(spec.type)} maps do not accept flags {flag_names(extra)} ({extra:#x})", op="create"
+            )
+        if spec.numa_node is not None and not spec.flags & BPF_F_NUMA_NODE:
+            spec = spec.replace(flags=spec.flags | BPF_F_NUMA_NODE)
+        if spec.flags & BPF_F_NUMA_NODE and spec.numa_node is None:
+            raise InvalidArgument("BPF_F_NUMA_NODE needs numa_node=", op="create")
+        if spec.map_extra < 0 or spec.map_extra >= 1 << 64:
+            raise InvalidArgument("map_extra must fit in 64 bits", op="create")
+        validate_name(spec.name)
+        return spec
+
+    @staticmethod
+    def _create_fd(spec: MapSpec, inner_fd: int | None = None) -> int:
+        from ebpfmaps import profile
+
+        profile.before_create(spec)
+        opts = new_opts(
+            structs.BpfMapCreateOpts,
+            map_flags=spec.flags,
+            map_extra=spec.map_extra,
+            numa_node=spec.numa_node or 0,
+            map_ifindex=spec.ifindex,
+            btf_key_type_id=spec.btf_key_type_id,
+            btf_value_type_id=spec.btf_value_type_id,
+            btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id,
+        )
+        if spec.btf_fd is not None:
+            opts.btf_fd = spec.btf_fd
+        if inner_fd is not None:
+            opts.inner_map_fd = inner_fd
+        fd = lib.bpf_map_create(
+            spec.type, spec.name.encode() or None, spec.key_size, spec.value_size, spec.max_entries, ctypes.byref(opts)
+        )
+        if fd < 0:
+            err = -fd
+            if err == E.EINVAL and lib.libbpf_probe_bpf_map_type(spec.type, None) == 0:
+                raise NotSupported(f"the running kernel does not support {type_name(spec.type)} maps", errno=err, op="create")
+            raise errors.from_errno(err, "create", f"{type_name(spec.type)} key_size={spec.key_size} "
+                                    f"value_size={spec.value_size} max_entries={spec.max_entries} flags={spec.flags:#x}")
+        return fd
+
+    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+        self._box = _FdBox(fd)
+        self._finalizer = weakref.finalize(self, _close_box, self._box)
+        self._fd = fd
+        self._spec = spec
+        self._pin_path: str | None = None
+        self._writable = writable and not spec.flags & BPF_F_RDONLY
+        self._kcodec = kcodec
+        if self.per_cpu and not isinstance(vcodec, PerCpuCodec):
+            vcodec = PerCpuCodec(vcodec, possible_cpus())
+        self._vcodec = vcodec
+        self._ksize = kcodec.size
+        self._vsize = vcodec.size
+        self._kenc: Callable[[Any], bytes] = kcodec.encode
+        self._kdec: Callable[[bytes], Any] = kcodec.decode
+        self._venc: Callable[[Any], bytes] = vcodec.encode
+        self._vdec: Callable[[bytes], Any] = vcodec.decode
+        self._vtype = ctypes.c_char * max(self._vsize, 1)
+        self._ktype = ctypes.c_char * max(self._ksize, 1)
+        self._vpool: list[Any] = []
+        self._batch_ok: bool | None = self.kernel_batch
+        self._lock = threading.Lock()
+
+    @classmethod
+    def _adopt(
+        cls: type[_M],
+        fd: int,
+        info: MapInfo | None = None,
+        *,
+        key_type: Any = None,
+        value_type: Any = None,
+        writable: bool = True,
+    ) -> _M:
+        """Wrap an fd we already own (from open_pinned/open_by_id); sizes come from the kernel."""
+        try:
+            if info is None:
+                info = map_info_from_fd(fd)
+            self = cls.__new__(cls)
+            spec = info.to_spec()
+            ksize: int | None = info.key_size
+            kt = key_type
+            if kt is None and cls.default_key_type is not None and info.key_size == 4:
+                kt = cls.default_key_type
+            kcodec = make_codec(kt, ksize, "key")
+            vsize = info.value_size
+            vcodec = make_codec(value_type, vsize, "value")
+            self._btf = None
+            self._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
+            self._after_adopt(info)
+            return self
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _after_adopt(self, info: MapInfo) -> None:
+        """Hook for subclasses that need more state when wrapping an existing map."""
+
+    @classmethod
+    def from_spec(cls, spec: MapSpec, *, key_type: Any = None, value_type: Any = None, inner_map: Map | None = None) -> Map:
+        """Create a map from a :class:`MapSpec` (the class is chosen by ``spec.type``)."""
+        target = MAP_CLASSES.get(spec.type, Map) if cls is Map else cls
+        kwargs: dict[str, Any] = dict(
+            key_size=spec.key_size,
+            value_size=spec.value_size,
+            max_entries=spec.max_entries,
+            key_type=key_type,
+            value_type=value_type,
+            flags=spec.flags,
+            name=spec.name,
+            map_extra=spec.map_extra,
+            numa_node=spec.numa_node,
+            btf=spec.btf_fd,
+            btf_key_type_id=spec.btf_key_type_id,
+            btf_value_type_id=spec.btf_value_type_id,
+            btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id,
+            ifindex=spec.ifindex,
+        )
+        if target.per_cpu and key_type is None and value_type is None:
+            pass
+        if inner_map is not None or spec.inner_map is not None:
+            kwargs["inner_map"] = inner_map if inner_map is not None else spec.inner_map
+        if target is Map:
+            kwargs["map_type"] = spec.type
+        return target(**kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def fd(self) -> int:
+        """The map's file descriptor (raises :class:`MapClosed` once closed)."""
+        if self._fd < 0:
+            raise MapClosed("the map is closed", op="fd")
+        return self._fd
+
+    @property
+    def spec(self) -> MapSpec:
+        return self._spec
+
+    @property
+    def type(self) -> int:
+        return self._spec.type
+
+    @property
+    def key_size(self) -> int:
+        return self._spec.key_size
+
+    @property
+    def value_size(self) -> int:
+        return self._spec.value_size
+
+    @property
+    def max_entries(self) -> int:
+        return self._spec.max_entries
+
+    @property
+    def flags(self) -> int:
+        return self._spec.flags
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def key_codec(self) -> Codec:
+        return self._kcodec
+
+    @property
+    def value_codec(self) -> Codec:
+        return self._vcodec
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @property
+    def pin_path(self) -> str | None:
+        return self._pin_path
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        s = self._spec
+        name = f" {s.name!r}" if s.name else ""
+        return (f"<{type(self).__name__}{name} {state} key_size={s.key_size} value_size={s.value_size} "
+                f"max_entries={s.max_entries}>")
+
+    def info(self) -> MapInfo:
+        """What the kernel reports now: ids, sizes, flags, memlock and frozen state."""
+        return map_info_from_fd(self.fd)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the fd (idempotent). A pinned map lives on in bpffs."""
+        self._fd = -1
+        self._finalizer()
+
+    def __enter__(self: _M) -> _M:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _swap_fd(self, fd: int, spec: MapSpec) -> None:
+        """Point this object at another kernel map (used by resize); closes the old fd."""
+        old = self._box.fd
+        self._box.fd = fd
+        self._fd = fd
+        self._spec = spec
+        if old >= 0:
+            os.close(old)
+
+    def freeze(self) -> None:
+        """Make the map read-only for syscalls (BPF_MAP_FREEZE); programs may still write."""
+        _libbpf.check(lib.bpf_map_freeze(self.fd), "freeze")
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin into a bpf filesystem; the map outlives this process until unpinned."""
+        from ebpfmaps import pinning
+
+        self._pin_path = pinning.pin_fd(self.fd, path)
+
+    def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove the pin (this map's own, or ``path``)."""
+        from ebpfmaps import pinning
+
+        target = path if path is not None else self._pin_path
+        if target is None:
+            raise InvalidArgument("the map is not pinned by this object; pass the path", op="unpin")
+        pinning.unpin(target)
+        if path is None or os.fspath(path) == self._pin_path:
+            self._pin_path = None
+
+    # ------------------------------------------------------------------ errors
+    def _fail(self, ret: int, op: str, key: Any = None) -> errors.MapError:
+        err = -ret
+        if self._fd < 0 or (err == E.EBADF and self._box.fd < 0):
+            return MapClosed("the map is closed", errno=err, op=op)
+        if err == E.EPERM and not self._writable and op in ("update", "delete", "lookup_and_delete", "push", "pop"):
+            return PermissionDenied(f"{op}: the map is read-only for this process (opened or created with BPF_F_RDONLY)",
+                                    errno=err, op=op)
+        if err == E.EPERM and op in ("update", "delete"):
+            try:
+                frozen = self.info().frozen
+            except errors.MapError:
+                frozen = False
+            if frozen:
+                return PermissionDenied(f"{op}: the map is frozen (BPF_MAP_FREEZE): syscalls cannot write it",
+                                        errno=err, op=op)
+        detail = f"key {key!r}" if key is not None and err == E.ENOENT else ""
+        return errors.from_errno(err, op, detail)
+
+    def _check_writable(self, op: str) -> None:
+        if not self._writable:
+            raise PermissionDenied(f"{op}: the map is read-only for this process (opened or created with BPF_F_RDONLY)",
+                                   op=op)
+
+    # ------------------------------------------------------------------ element operations
+    def lookup(self, key: Any, flags: int = 0) -> Any:
+        """The value for ``key``, or ``None`` when the key is absent.
+
+        ``flags=BPF_F_LOCK`` reads a value holding a ``bpf_spin_lock`` under the lock.
+        """
+        kb = self._kenc(key)
+        pool = self._vpool
+        try:
+            buf = pool.pop()
+        except IndexError:
+            buf = self._vtype()
+        if flags:
+            self._check_lookup_flags(flags)
+            ret = _lookup_flags(self._fd, kb, buf, flags)
+        else:
+            ret = _lookup(self._fd, kb, buf)
+        if ret == 0:
+            out = self._vdec(buf.raw)
+            pool.append(buf)
+            return out
+        pool.append(buf)
+        if ret == _ENOENT:
+            return None
+        raise self._fail(ret, "lookup", key)
+
+    def lookup_bytes(self, key: Any) -> bytes | None:
+        """The raw value bytes (no value codec), or ``None``."""
+        kb = self._kenc(key)
+        buf = self._vtype()
+        ret = _lookup(self._fd, kb, buf)
+        if ret == 0:
+            return buf.raw[: self._vsize]
+        if ret == _ENOENT:
+            return None
+        raise self._fail(ret, "lookup", key)
+
+    def _check_lookup_flags(self, flags: int) -> None:
+        if flags & ~BPF_F_LOCK:
+            raise InvalidFlags(f"lookup accepts only BPF_F_LOCK, not {flags:#x}", op="lookup")
+        self._check_lock_flag(flags, "lookup")
+
+    def _check_lock_flag(self, flags: int, op: str) -> None:
+        if flags & BPF_F_LOCK and not self._spec.btf_value_type_id:
+            raise InvalidFlags(f"{op}: BPF_F_LOCK needs a value type with a bpf_spin_lock (a map created with BTF)", op=op)
+
+    def _check_update_flags(self, flags: int, op: str = "update") -> None:
+        if flags & ~_UPDATE_FLAGS:
+            raise InvalidFlags(f"{op} accepts BPF_ANY, BPF_NOEXIST, BPF_EXIST and BPF_F_LOCK, not {flags:#x}", op=op)
+        if flags & BPF_NOEXIST and flags & BPF_EXIST:
+            raise InvalidFlags(f"{op}: BPF_NOEXIST and BPF_EXIST exclude each other", op=op)
+        if flags & BPF_F_LOCK:
+            self._check_lock_flag(flags, op)
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
+        """Insert or replace (``BPF_ANY``), insert only (``BPF_NOEXIST``), replace only (``BPF_EXIST``)."""
+        if flags:
+            self._check_update_flags(flags)
+        kb = self._kenc(key)
+        vb = self._venc(value)
+        ret = _update(self._fd, kb, vb, flags)
+        if ret:
+            if not self._writable:
+                self._check_writable("update")
+            raise self._fail(ret, "update", key)
+
+    def delete(self, key: Any) -> None:
+        """Remove ``key``; raises :class:`KeyNotFound` when it is absent."""
+        if not self.can_delete:
+            raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="delete")
+        kb = self._kenc(key)
+        ret = _delete(self._fd, kb)
+        if ret:
+            if not self._writable:
+                self._check_writable("delete")
+            raise self._fail(ret, "delete", key)
+
+    def lookup_and_delete(self, key: Any) -> Any:
+        """Remove ``key`` and return its value atomically (hash types on Linux 5.14+)."""
+        self._check_writable("lookup_and_delete")
+        kb = self._kenc(key)
+        buf = self._vtype()
+        ret = lib.bpf_map_lookup_and_delete_elem(self._fd, kb, buf)
+        if ret:
+            raise self._fail(ret, "lookup_and_delete", key)
+        return self._vdec(buf.raw)
+
+    def pop_item(self, key: Any, default: Any = ...) -> Any:
+        """dict.pop: remove and return the value (``default`` when absent)."""
+        try:
+            return self.lookup_and_delete(key)
+        except KeyNotFound:
+            if default is ...:
+                raise
+            return default
+
+    # ------------------------------------------------------------------ dict protocol
+    def __getitem__(self, key: Any) -> Any:
+        value = self.lookup(key)
+        if value is None:
+            raise KeyNotFound(f"lookup: key {key!r} not found", errno=E.ENOENT, op="lookup")
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.update(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.lookup_bytes(key) is not None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self.lookup(key)
+        return default if value is None else value
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.keys()
+
+    def __len__(self) -> int:
+        """Entries now in the map (a full walk: O(n) syscalls/batches)."""
+        return sum(1 for _ in self._iter_raw(values=False))
+
+    def __bool__(self) -> bool:
+        # A map object is always truthy: emptiness would need a walk of the map.
+        return True
+
+    def keys(self) -> Iterator[Any]:
+        """Lazy keys; never raises or loops when entries are deleted meanwhile."""
+        kdec = self._kdec
+        for kb, _ in self._iter_raw(values=False):
+            yield kdec(kb)
+
+    def values(self) -> Iterator[Any]:
+        vdec = self._vdec
+        for _, vb in self._iter_raw(values=True):
+            yield vdec(vb)
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """Lazy ``(key, value)`` pairs, read in kernel batches where the type supports them."""
+        kdec, vdec = self._kdec, self._vdec
+        for kb, vb in self._iter_raw(values=True):
+            yield kdec(kb), vdec(vb)
+
+    def to_dict(self) -> dict[Any, Any]:
+        return dict(self.items())
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many were deleted."""
+        self._check_writable("clear")
+        if not self.can_delete:
+            raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="clear")
+        n = 0
+        while True:
+            keys = [kb for kb, _ in self._iter_raw(values=False)]
+            if not keys:
+                return n
+            n += self._delete_raw_keys(keys)
+
+    # ------------------------------------------------------------------ iteration machinery
+    def _iter_raw(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+        if self._batch_ok is not False:
+            it = self._iter_batches_raw(DEFAULT_BATCH // 4 if not values else DEFAULT_BATCH // 4, delete=False)
+            try:
+                first = next(it)
+            except StopIteration:
+                return
+            except _BatchUnsupported:
+                self._batch_ok = False
+            else:
+                yield from self._split(first)
+                for chunk in it:
+                    yield from self._split(chunk)
+                return
+        yield from self._iter_next_key(values)
+
+    def _split(self, chunk: tuple[bytes, bytes, int]) -> Iterator[tuple[bytes, bytes]]:
+        keys, vals, count = chunk
+        ks, vs = self._ksize, self._vsize
+        for i in range(count):
+            yield keys[i * ks : (i + 1) * ks], vals[i * vs : (i + 1) * vs]
+
+    def _iter_next_key(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+        """get_next_key walk, bounded and duplicate-free.
+
+        When the current key is deleted meanwhile, hash maps restart from the first
+        key; ``seen`` keeps us from yielding twice and the step bound (as
+        cilium/ebpf bounds its iterator) guarantees termination under any churn.
+        """
+        fd = self.fd
+        ks = self._ksize
+        nxt = self._ktype()
+        vbuf = self._vtype()
+        seen: set[bytes] = set()
+        cur: bytes | None = None
+        limit = 4 * max(self._spec.max_entries, 1) + 64
+        for _ in range(limit):
+            ret = _get_next_key(fd, cur, nxt)
+            if ret == _ENOENT:
+                return
+            if ret:
+                raise self._fail(ret, "get_next_key")
+            kb = nxt.raw[:ks]
+            cur = kb
+            if kb in seen:
+                continue
+            seen.add(kb)
+            if values:
+                r = _lookup(fd, kb, vbuf)
+                if r == _ENOENT:
+                    continue  # deleted between get_next_key and lookup
+                if r:
+                    raise self._fail(r, "lookup", kb)
+                yield kb, vbuf.raw[: self._vsize]
+            else:
+                yield kb, b""
+
+    def _iter_batches_raw(self, batch_size: int, delete: bool) -> Iterator[tuple[bytes, bytes, int]]:
+        """Kernel batch lookup (or lookup-and-delete), yielding ``(keys, values, count)`` chunks.
+
+        The batch cursor moves monotonically through buckets (or indices), so the walk
+        terminates and never restarts when entries are deleted meanwhile. ENOSPC
+        (one hash bucket larger than the batch) is cured by growing the batch.
+        """
+        fd = self.fd
+        fn = lib.bpf_map_lookup_and_delete_batch if delete else lib.bpf_map_lookup_batch
+        ks, vs = self._ksize, self._vsize
+        n = max(1, batch_size)
+        cursor_size = max(ks, 8)
+        cur_in = (ctypes.c_char * cursor_size)()
+        cur_out = (ctypes.c_char * cursor_size)()
+        kbuf = (ctypes.c_char * (ks * n))()
+        vbuf = (ctypes.c_char * (vs * n))()
+        opts = new_opts(structs.BpfMapBatchOpts)
+        count = ctypes.c_uint32()
+        first = True
+        while True:
+            count.value = n
+            ret = fn(fd, None if first else cur_in, cur_out, kbuf, vbuf, ctypes.byref(count), ctypes.byref(opts))
+            got = count.value
+            if ret == 0 or ret == _ENOENT:
+                if got:
+                    yield kbuf.raw[: got * ks], vbuf.raw[: got * vs], got
+                if ret == _ENOENT:
+                    return
+                ctypes.memmove(cur_in, cur_out, cursor_size)
+                first = False
+                continue
+            if ret == -E.ENOSPC and got == 0:
+                n *= 2
+                kbuf = (ctypes.c_char * (ks * n))()
+                vbuf = (ctypes.c_char * (vs * n))()
+                continue
+            if first and ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and self._batch_ok is None:
+                raise _BatchUnsupported()
+            raise self._fail(ret, "lookup_and_delete_batch" if delete else "lookup_batch")
+
+    # ------------------------------------------------------------------ batches
+    def iter_batches(self, batch_size: int = DEFAULT_BATCH, *, delete: bool = False) -> Iterator[list[tuple[Any, Any]]]:
+        """Lazy chunks of decoded ``(key, value)`` pairs straight from kernel batch ops."""
+        self._require_batch("lookup_batch")
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        for keys, vals, count in self._iter_batches_raw(batch_size, delete):
+            yield list(zip(kdm(keys, count), vdm(vals, count)))
+
+    def iter_batches_raw(self, batch_size: int = DEFAULT_BATCH, *, delete: bool = False) -> Iterator[tuple[bytes, bytes, int]]:
+        """Lazy ``(keys, values, count)`` with packed bytes, for numpy or struct consumers."""
+        self._require_batch("lookup_batch")
+        return self._iter_batches_raw(batch_size, delete)
+
+    def _require_batch(self, op: str) -> None:
+        if self._batch_ok is False:
+            raise NotSupported(f"{op}: {type_name(self._spec.type)} maps have no kernel batch operations", op=op)
+
+    def lookup_batch(self, keys: Iterable[Any] | None = None, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
+        """All entries (``keys=None``) read with kernel batch ops, or the values of ``keys``.
+
+        The kernel has no keyed batch lookup, so with ``keys`` each one is looked up
+        and absent keys are left out of the result.
+        """
+        if keys is not None:
+            out: dict[Any, Any] = {}
+            for k in keys:
+                v = self.lookup(k)
+                if v is not None:
+                    out[k] = v
+            return out
+        if self._batch_ok is False:
+            return dict(self.items())
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        result: dict[Any, Any] = {}
+        try:
+            for kb, vb, count in self._iter_batches_raw(batch_size, delete=False):
+                result.update(zip(kdm(kb, count), vdm(vb, count)))
+        except _BatchUnsupported:
+            self._batch_ok = False
+            return dict(self.items())
+        self._batch_ok = True
+        return result
+
+    def lookup_and_delete_batch(self, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
+        """Drain the map: every entry is returned and removed, in kernel batches."""
+        self._check_writable("lookup_and_delete_batch")
+        if not self.can_delete:
+            raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements",
+                               op="lookup_and_delete_batch")
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        result: dict[Any, Any] = {}
+        try:
+            for kb, vb, count in self._iter_batches_raw(batch_size, delete=True):
+                result.update(zip(kdm(kb, count), vdm(vb, count)))
+        except _BatchUnsupported:
+            raise NotSupported(f"{type_name(self._spec.type)} maps have no kernel lookup_and_delete_batch",
+                               op="lookup_and_delete_batch") from None
+        return result
+
+    def update_batch(self, keys: Iterable[Any], values: Iterable[Any], flags: int = BPF_ANY) -> int:
+        """Write many entries in one syscall per chunk; returns how many were written.
+
+        ``keys``/``values`` are sequences of what the codecs accept, or packed
+        bytes-like buffers. With ``BPF_NOEXIST`` a failure part way removes what
+        this call inserted, so the map is left as it was; with ``BPF_ANY``/``BPF_EXIST``
+        the kernel has already replaced a prefix, and :class:`BatchError` says how many.
+        """
+        self._check_update_flags(flags, "update_batch")
+        self._check_writable("update_batch")
+        kb, nk = self._kcodec.encode_many(keys)
+        vb, nv = self._vcodec.encode_many(values)
+        if nk != nv:
+            raise InvalidArgument(f"update_batch: {nk} keys but {nv} values", op="update_batch")
+        self._check_batch_keys(kb, nk)
+        if nk == 0:
+            return 0
+        opts = new_opts(structs.BpfMapBatchOpts, elem_flags=flags)
+        count = ctypes.c_uint32(nk)
+        ret = lib.bpf_map_update_batch(self.fd, kb, vb, ctypes.byref(count), ctypes.byref(opts))
+        if ret == 0:
+            return nk
+        done = count.value
+        if ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and done == 0 and self._batch_ok is not True:
+            if self._batch_ok is False or not self._probe_update_batch():
+                return self._update_each(kb, vb, nk, flags)
+        cause = self._fail(ret, "update_batch")
+        if flags & BPF_NOEXIST and done:
+            self._delete_raw_keys([kb[i * self._ksize : (i + 1) * self._ksize] for i in range(done)])
+            cause.message += f" (element {done}; the {done} inserted before it were removed again)"
+            raise cause
+        if done:
+            raise errors.BatchError(f"update_batch stopped at element {done} of {nk}: {cause}", done=done, cause=cause)
+        raise cause
+
+    def _probe_update_batch(self) -> bool:
+        return False
+
+    def _update_each(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
+        ks, vs = self._ksize, self._vsize
+        for i in range(n):
+            ret = _update(self._fd, kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs], flags)
+            if ret:
+                raise errors.BatchError(f"update_batch stopped at element {i} of {n}", done=i,
+                                        cause=self._fail(ret, "update"))
+        return n
+
+    def _check_batch_keys(self, keys: bytes, count: int) -> None:
+        """Type-specific checks of packed keys before a batch write (arrays check indices)."""
+
+    def delete_batch(self, keys: Iterable[Any]) -> int:
+        """Delete many keys; keys already absent are skipped. Returns how many were deleted."""
+        self._check_writable("delete_batch")
+        if not self.can_delete:
+            raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="delete_batch")
+        kb, n = self._kcodec.encode_many(keys)
+        ks = self._ksize
+        return self._delete_raw_keys([kb[i * ks : (i + 1) * ks] for i in range(n)])
+
+    def _delete_raw_keys(self, keys: list[bytes]) -> int:
+        deleted = 0
+        opts = new_opts(structs.BpfMapBatchOpts)
+        fd = self.fd
+        start = 0
+        n = len(keys)
+        use_batch = self._batch_ok is not False
+        while start < n:
+            if use_batch:
+                chunk = b"".join(keys[start:])
+                count = ctypes.c_uint32(n - start)
+                ret = lib.bpf_map_delete_batch(fd, chunk, ctypes.byref(count), ctypes.byref(opts))
+                done = count.value
+                deleted += done
+                if ret == 0:
+                    return deleted
+                if ret == _ENOENT:
+                    start += done + 1  # skip the absent key and go on
+                    continue
+                if ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and done == 0:
+                    use_batch = False
+                    continue
+                raise self._fail(ret, "delete_batch")
+            ret = _delete(fd, keys[start])
+            if ret == 0:
+                deleted += 1
+            elif ret != _ENOENT:
+                raise self._fail(ret, "delete")
+            start += 1
+        return deleted
+
+
+class _BatchUnsupported(Exception):
+    """Internal: the kernel has no batch ops for this map type."""
+
+
+# Types whose max_entries may legitimately be 0 (the kernel sizes them itself).
+_ZERO_ENTRY_TYPES = frozenset(
+    {
+        int(MapType.PERF_EVENT_ARRAY),
+        int(MapType.CGROUP_STORAGE),
+        int(MapType.PERCPU_CGROUP_STORAGE),
+        int(MapType.SK_STORAGE),
+        int(MapType.INODE_STORAGE),
+        int(MapType.TASK_STORAGE),
+        int(MapType.CGRP_STORAGE),
+    }
+)

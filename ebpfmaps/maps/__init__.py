@@ -1,0 +1,1 @@
+"""Map classes, one module per family of kernel map types."""

@@ -1,0 +1,149 @@
+"""bpffs: finding and mounting it, pinning and unpinning objects in it.
+
+A pin is a file in a bpf filesystem that holds a reference to a kernel object, so
+a map outlives the process that created it and other processes can open it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as E
+import os
+from dataclasses import dataclass
+
+from ebpfmaps import _libbpf, errors
+from ebpfmaps._libbpf import lib
+
+DEFAULT_BPFFS = "/sys/fs/bpf"
+BPF_FS_MAGIC = 0xCAFE4A11
+
+
+@dataclass(frozen=True)
+class Mount:
+    mount_point: str
+    fstype: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts() -> list[Mount]:
+    """The mounts this process sees (from /proc/self/mountinfo)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            rfields = right.split()
+            if len(fields) >= 5 and len(rfields) >= 2:
+                out.append(Mount(_unescape(fields[4]), rfields[0], rfields[1]))
+    return out
+
+
+def mount_of(path: str | os.PathLike[str]) -> Mount | None:
+    """The mount holding ``path`` (the deepest mount point that prefixes its real path)."""
+    real = os.path.realpath(os.fspath(path))
+    best: Mount | None = None
+    for m in mounts():
+        mp = m.mount_point
+        if real == mp or real.startswith(mp.rstrip("/") + "/") or mp == "/":
+            if best is None or len(mp) >= len(best.mount_point):
+                best = m
+    return best
+
+
+def is_bpffs(path: str | os.PathLike[str]) -> bool:
+    m = mount_of(path)
+    return m is not None and m.fstype == "bpf"
+
+
+def bpffs_mounts() -> list[str]:
+    return [m.mount_point for m in mounts() if m.fstype == "bpf"]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def mount_bpffs(path: str | os.PathLike[str] = DEFAULT_BPFFS) -> str:
+    """Make sure a bpf filesystem is mounted at ``path`` (creating the directory); returns it."""
+    target = os.fspath(path)
+    os.makedirs(target, exist_ok=True)
+    m = mount_of(target)
+    if m is not None and m.fstype == "bpf" and m.mount_point == os.path.realpath(target):
+        return target
+    libc = _libc()
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    if libc.mount(b"bpf", target.encode(), b"bpf", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise errors.from_errno(err, "mount_bpffs", target)
+    return target
+
+
+def umount(path: str | os.PathLike[str]) -> None:
+    libc = _libc()
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    if libc.umount2(os.fspath(path).encode(), 0) != 0:
+        raise errors.from_errno(ctypes.get_errno(), "umount", os.fspath(path))
+
+
+def require_bpffs(path: str | os.PathLike[str], op: str) -> str:
+    """``path`` as a string, or :class:`NotOnBpffs` when its directory is not on a bpffs."""
+    p = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(p)) or "/"
+    if not os.path.isdir(parent):
+        raise errors.NotOnBpffs(f"{op}: {parent} does not exist (create it on a bpffs first)", op=op)
+    if not is_bpffs(parent):
+        mounted = ", ".join(bpffs_mounts()) or "none mounted; see ebpfmaps.mount_bpffs()"
+        raise errors.NotOnBpffs(f"{op}: {p} is not on a bpf filesystem (bpffs mounts: {mounted})", op=op)
+    return p
+
+
+def pin_fd(fd: int, path: str | os.PathLike[str]) -> str:
+    """Pin any BPF object fd at ``path``; returns the path."""
+    p = require_bpffs(path, "pin")
+    ret = lib.bpf_obj_pin(fd, p.encode())
+    if ret == -E.EEXIST:
+        raise errors.MapError(f"pin: {p} already exists", errno=E.EEXIST, op="pin")
+    _libbpf.check(ret, "pin", p)
+    return p
+
+
+def unpin(path: str | os.PathLike[str]) -> None:
+    """Remove a pin. The object lives on while anything else holds it."""
+    p = require_bpffs(path, "unpin")
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        raise errors.PinNotFound(f"unpin: nothing is pinned at {p}", errno=E.ENOENT, op="unpin") from None
+
+
+def obj_get(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False) -> int:
+    """An fd for the object pinned at ``path`` (BPF_OBJ_GET, optionally with RDONLY/WRONLY file flags)."""
+    from ebpfmaps.maptypes import BPF_F_RDONLY, BPF_F_WRONLY
+
+    p = os.fspath(path)
+    if not os.path.lexists(p):
+        raise errors.PinNotFound(f"open_pinned: nothing is pinned at {p}", errno=E.ENOENT, op="obj_get")
+    require_bpffs(p, "open_pinned")
+    flags = (BPF_F_RDONLY if readonly else 0) | (BPF_F_WRONLY if writeonly else 0)
+    if flags:
+        if lib.bpf_obj_get_opts is None:
+            raise errors.NotSupported("the loaded libbpf lacks bpf_obj_get_opts (read-only opens)", op="obj_get")
+        opts = _libbpf.new_opts(_libbpf.structs.BpfObjGetOpts, file_flags=flags)
+        fd = lib.bpf_obj_get_opts(p.encode(), ctypes.byref(opts))
+    else:
+        fd = lib.bpf_obj_get(p.encode())
+    return _libbpf.check(fd, "obj_get", p)
