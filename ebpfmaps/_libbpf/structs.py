@@ -162,6 +162,17 @@ class BpfObjectOpenOpts(ctypes.Structure):
     ]
 
 
+class BpfBtfLoadOpts(ctypes.Structure):
+    """``struct bpf_btf_load_opts``: the kernel's verifier log for a BTF blob (used by ebpfmaps.btf)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("log_buf", ctypes.c_void_p),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+    ]
+
+
 _S = TypeVar("_S", bound=ctypes.Structure)
 
 
@@ -182,4 +193,5 @@ CHECKED_STRUCTS: list[tuple[str, type[ctypes.Structure]]] = [
     ("bpf_prog_load_opts", BpfProgLoadOpts),
     ("bpf_test_run_opts", BpfTestRunOpts),
     ("bpf_object_open_opts", BpfObjectOpenOpts),
+    ("bpf_btf_load_opts", BpfBtfLoadOpts),
 ]
