@@ -114,6 +114,9 @@ class StructCodec(Codec):
                 return self.struct.pack(value)
             return self.struct.pack(*value)
         except (struct.error, TypeError) as exc:
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                # Raw bytes are accepted as the encoded form; only their length can be wrong.
+                return Codec.encode(self, value)
             raise InvalidArgument(f"cannot encode {value!r} as {self.role} {self.struct.format!r}: {exc}", op="encode") from None
 
     def decode(self, data: bytes) -> Any:

@@ -9,6 +9,7 @@ time an extensible type id is created or a pinned map is opened.
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ebpfmaps.errors import NotSupported
@@ -57,8 +58,13 @@ def _load_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        ext = obj() if isinstance(obj, type) else obj
+        try:
+            obj = ep.load()
+            ext = obj() if isinstance(obj, type) else obj
+        except Exception as exc:  # a broken extension must not break ordinary maps
+            warnings.warn(f"ebpfmaps: extension entry point {ep.name!r} ({ep.value}) failed to load: {exc!r}",
+                          RuntimeWarning, stacklevel=3)
+            continue
         if ext is not None:
             register_extension(ext)
 
