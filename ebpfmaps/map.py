@@ -39,6 +39,9 @@ from ebpfmaps.maptypes import (
     BPF_F_LOCK,
     BPF_F_NUMA_NODE,
     BPF_F_RDONLY,
+    BPF_F_RDONLY_PROG,
+    BPF_F_WRONLY,
+    BPF_F_WRONLY_PROG,
     BPF_NOEXIST,
     MapType,
     type_name,
@@ -249,6 +252,9 @@ class Map:
             raise InvalidArgument(f"max_entries must be > 0, not {spec.max_entries}", op="create")
         if spec.flags < 0 or spec.flags > 0xFFFFFFFF:
             raise InvalidFlags(f"map flags {spec.flags:#x} do not fit in 32 bits", op="create")
+        # numa_node= implies the flag; add it before the type check so types that refuse NUMA say so.
+        if spec.numa_node is not None and not spec.flags & BPF_F_NUMA_NODE:
+            spec = spec.replace(flags=spec.flags | BPF_F_NUMA_NODE)
         extra = spec.flags & ~self.allowed_flags
         if extra:
             from ebpfmaps.maptypes import flag_names
@@ -256,8 +262,10 @@ class Map:
             raise InvalidFlags(
                 f"{type_name(spec.type)} maps do not accept flags {flag_names(extra)} ({extra:#x})", op="create"
             )
-        if spec.numa_node is not None and not spec.flags & BPF_F_NUMA_NODE:
-            spec = spec.replace(flags=spec.flags | BPF_F_NUMA_NODE)
+        # The kernel's bpf_map_flags_access_ok() refuses each pair set together (EINVAL).
+        for pair, names in _EXCLUSIVE_FLAGS:
+            if spec.flags & pair == pair:
+                raise InvalidFlags(f"map flags {names} exclude each other", op="create")
         if spec.flags & BPF_F_NUMA_NODE and spec.numa_node is None:
             raise InvalidArgument("BPF_F_NUMA_NODE needs numa_node=", op="create")
         if spec.map_extra < 0 or spec.map_extra >= 1 << 64:
@@ -500,6 +508,9 @@ class Map:
             return MapClosed("the map is closed", errno=err, op=op)
         if err == E.EPERM and not self._writable and op in ("update", "delete", "lookup_and_delete", "push", "pop"):
             return PermissionDenied(f"{op}: the map is read-only for this process (opened or created with BPF_F_RDONLY)",
+                                    errno=err, op=op)
+        if err == E.EPERM and self._spec.flags & BPF_F_WRONLY and op in _READ_OPS:
+            return PermissionDenied(f"{op}: the map was created with BPF_F_WRONLY: this fd cannot read it",
                                     errno=err, op=op)
         if err == E.EPERM and op in ("update", "delete"):
             try:
@@ -927,6 +938,15 @@ class Map:
 class _BatchUnsupported(Exception):
     """Internal: the kernel has no batch ops for this map type."""
 
+
+# Operations that need a readable fd (the kernel checks FMODE_CAN_READ).
+_READ_OPS = frozenset({"lookup", "lookup_batch", "get_next_key", "lookup_and_delete", "lookup_and_delete_batch"})
+
+# Creation flags that cannot be combined (include/linux/bpf.h, bpf_map_flags_access_ok).
+_EXCLUSIVE_FLAGS = (
+    (BPF_F_RDONLY | BPF_F_WRONLY, "BPF_F_RDONLY and BPF_F_WRONLY"),
+    (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG, "BPF_F_RDONLY_PROG and BPF_F_WRONLY_PROG"),
+)
 
 # Types whose max_entries may legitimately be 0 (the kernel sizes them itself).
 _ZERO_ENTRY_TYPES = frozenset(

@@ -9,22 +9,22 @@ from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maptypes import (
+    BPF_F_INNER_MAP,
     BPF_F_MMAPABLE,
     BPF_F_NUMA_NODE,
-    BPF_F_PRESERVE_ELEMS,
     BPF_F_RDONLY,
     BPF_F_RDONLY_PROG,
     BPF_F_WRONLY,
     BPF_F_WRONLY_PROG,
-    BPF_F_INNER_MAP,
     MapType,
 )
 from ebpfmaps.spec import MapSpec
 
-# kernel/bpf/arraymap.c, ARRAY_CREATE_FLAG_MASK.
+# kernel/bpf/arraymap.c, ARRAY_CREATE_FLAG_MASK, less what array_map_alloc_check refuses for
+# these two types: PRESERVE_ELEMS is for perf event arrays only.
 ARRAY_FLAGS = (
     BPF_F_NUMA_NODE | BPF_F_MMAPABLE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG
-    | BPF_F_WRONLY_PROG | BPF_F_INNER_MAP | BPF_F_PRESERVE_ELEMS
+    | BPF_F_WRONLY_PROG | BPF_F_INNER_MAP
 )
 
 _U32 = struct.Struct("=I")
@@ -49,6 +49,11 @@ class IndexCodec(Codec):
             data = bytes(value)
             if len(data) != 4:
                 raise InvalidKeySize(f"array keys are 4-byte u32 indices, got {len(data)} bytes", op="encode")
+            # Raw keys are bounds-checked too: the kernel would answer E2BIG, which reads as "map full".
+            index = _U32.unpack(data)[0]
+            if self.max_entries is not None and index >= self.max_entries:
+                raise IndexOutOfRange(f"index {index} is outside the array (max_entries={self.max_entries})",
+                                      op="encode")
             return data
         if hasattr(value, "__index__"):
             return self.encode(value.__index__())
@@ -141,4 +146,5 @@ class PerCpuArrayMap(_ArrayBase):
 
     map_type = MapType.PERCPU_ARRAY
     per_cpu = True
-    allowed_flags: ClassVar[int] = ARRAY_FLAGS & ~BPF_F_MMAPABLE
+    # array_map_alloc_check: MMAPABLE and INNER_MAP are for plain arrays, and per-CPU values take no NUMA node.
+    allowed_flags: ClassVar[int] = ARRAY_FLAGS & ~(BPF_F_MMAPABLE | BPF_F_INNER_MAP | BPF_F_NUMA_NODE)

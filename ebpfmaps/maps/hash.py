@@ -54,6 +54,8 @@ class PerCpuHashMap(_HashBase):
 
     map_type = MapType.PERCPU_HASH
     per_cpu = True
+    # htab_map_alloc_check refuses a NUMA node for per-CPU values (EINVAL).
+    allowed_flags: ClassVar[int] = HASH_FLAGS & ~(BPF_F_NO_COMMON_LRU | BPF_F_NUMA_NODE)
 
 
 @map_class
@@ -62,4 +64,4 @@ class LruPerCpuHashMap(_HashBase):
 
     map_type = MapType.LRU_PERCPU_HASH
     per_cpu = True
-    allowed_flags: ClassVar[int] = HASH_FLAGS & ~BPF_F_NO_PREALLOC
+    allowed_flags: ClassVar[int] = HASH_FLAGS & ~(BPF_F_NO_PREALLOC | BPF_F_NUMA_NODE)
