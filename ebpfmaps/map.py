@@ -477,7 +477,7 @@ class Map:
         self._box.fd = fd
         self._fd = fd
         self._spec = spec
-        if old >= 0:
+        if old >= 0 and old != fd:  # resize dup2()s the new map onto the same fd number: nothing to close
             os.close(old)
 
     def freeze(self) -> None:
