@@ -18,6 +18,7 @@ from ebpfmaps.maptypes import (
     BPF_F_WRONLY_PROG,
     MapType,
 )
+from ebpfmaps.resize import Resizable
 from ebpfmaps.spec import MapSpec
 
 # kernel/bpf/arraymap.c, ARRAY_CREATE_FLAG_MASK, less what array_map_alloc_check refuses for
@@ -80,6 +81,7 @@ class IndexCodec(Codec):
 
 
 class _ArrayBase(Map):
+    resize = Resizable()  # m.resize(n): cloud profile only (ebpfmaps.resize)
     allowed_flags: ClassVar[int] = ARRAY_FLAGS
     kernel_batch: ClassVar[bool | None] = True
     can_delete: ClassVar[bool] = False

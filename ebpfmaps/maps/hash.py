@@ -16,6 +16,7 @@ from ebpfmaps.maptypes import (
     BPF_F_ZERO_SEED,
     MapType,
 )
+from ebpfmaps.resize import Resizable
 
 # Flags the kernel's htab_map_alloc_check accepts (kernel/bpf/hashtab.c, HTAB_CREATE_FLAG_MASK).
 HASH_FLAGS = (
@@ -25,6 +26,7 @@ HASH_FLAGS = (
 
 
 class _HashBase(Map):
+    resize = Resizable()  # m.resize(n): cloud profile only (ebpfmaps.resize)
     allowed_flags: ClassVar[int] = HASH_FLAGS & ~BPF_F_NO_COMMON_LRU
     kernel_batch: ClassVar[bool | None] = True
 
