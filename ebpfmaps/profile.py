@@ -1,42 +1,183 @@
-"""Profiles (seed 001): ``cloud`` (default) and ``embedded``.
+"""Profiles (seed 001): ``cloud`` (the default) and ``embedded``.
+
+The profile is chosen per process: :func:`use` wins, then the environment
+variable ``EBPFMAPS_PROFILE``, then ``cloud``. What changes:
+
+========================  ==========================================  ===========================================
+                          cloud                                       embedded
+========================  ==========================================  ===========================================
+memory                    what the kernel allows                      a :class:`~ebpfmaps.pool.StaticPool` (64 KiB
+                                                                      by default) charged with each new map's
+                                                                      kernel memory (fdinfo ``memlock``)
+LRU hash maps             yes                                         no: :class:`NotSupported` before the syscall
+``BPF_F_NO_PREALLOC``     yes                                         no: such maps grow after creation, past
+                                                                      what the pool was charged
+``m.resize(n)``           hash, LRU hash, array and per-CPU variants  no attribute at all (``hasattr`` is False)
+========================  ==========================================  ===========================================
 
 The core calls :func:`before_create` before every map creation syscall and
-:func:`after_create` once the fd exists; a profile may refuse either.
+:func:`after_create` once the fd exists; if either raises, no map is left behind
+(the core closes a map whose ``after_create`` raised).
+
+Only maps created through ebpfmaps while the embedded profile is active are
+charged: maps opened from a pin or an id were paid for by their creator, and
+maps that libbpf creates while loading an object file do not pass through here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from ebpfmaps.cpus import possible_cpus
+from ebpfmaps.errors import InvalidArgument, NotSupported, OutOfMemory
+from ebpfmaps.maptypes import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType, type_name
+from ebpfmaps.pool import StaticPool
 
 if TYPE_CHECKING:
     from ebpfmaps.map import Map
     from ebpfmaps.spec import MapSpec
 
-PROFILES = ("cloud", "embedded")
-_active: str | None = None
+CLOUD = "cloud"
+EMBEDDED = "embedded"
+PROFILES = (CLOUD, EMBEDDED)
+PROFILE_ENV = "EBPFMAPS_PROFILE"
+
+_explicit: str | None = None
+_explicit_lock = threading.Lock()
+
+# Seed 001: "LRU maps available" is listed for the cloud profile only.
+LRU_TYPES = frozenset({int(MapType.LRU_HASH), int(MapType.LRU_PERCPU_HASH)})
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_name(name: str, source: str) -> str:
+    normal = name.strip().lower()
+    if normal not in PROFILES:
+        raise InvalidArgument(f"{source}: unknown profile {name!r}; choose one of {', '.join(PROFILES)}", op="profile")
+    return normal
 
 
 def active() -> str:
     """The profile in force: ``use()`` wins, then ``EBPFMAPS_PROFILE``, then ``cloud``."""
-    if _active is not None:
-        return _active
-    env = os.environ.get("EBPFMAPS_PROFILE", "cloud").strip().lower() or "cloud"
-    return env
+    if _explicit is not None:
+        return _explicit
+    env = os.environ.get(PROFILE_ENV, "").strip()
+    if not env:
+        return CLOUD
+    return _check_name(env, PROFILE_ENV)
 
 
-def use(name: str) -> None:
-    from ebpfmaps.errors import InvalidArgument
+def is_embedded() -> bool:
+    return active() == EMBEDDED
 
-    if name not in PROFILES:
-        raise InvalidArgument(f"unknown profile {name!r}; choose one of {PROFILES}")
-    global _active
-    _active = name
+
+def use(name: str | None) -> None:
+    """Select the profile for this process (``None`` returns to ``EBPFMAPS_PROFILE``/the default).
+
+    Switching does not touch maps that already exist: their pool charges stay
+    until :meth:`StaticPool.reset`, and ``resize`` appears or vanishes on every map
+    object at once because it is looked up on each access.
+    """
+    global _explicit
+    chosen = None if name is None else _check_name(name, "profile.use")
+    with _explicit_lock:
+        _explicit = chosen
+
+
+@contextlib.contextmanager
+def using(name: str) -> Iterator[str]:
+    """``with profile.using("embedded"): ...`` selects a profile for a block, then restores the previous choice."""
+    global _explicit
+    chosen = _check_name(name, "profile.using")
+    with _explicit_lock:
+        previous = _explicit
+        _explicit = chosen
+    try:
+        yield chosen
+    finally:
+        with _explicit_lock:
+            _explicit = previous
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _page_align(n: int) -> int:
+    return (n + _PAGE - 1) // _PAGE * _PAGE
+
+
+def estimate_memlock(spec: MapSpec) -> int:
+    """A lower bound of the kernel memory a map of ``spec`` will hold (0 when unknown).
+
+    Only the element storage is counted, as the kernel's ``map_mem_usage``
+    callbacks add it up (kernel/bpf/arraymap.c ``array_map_mem_usage``,
+    hashtab.c ``htab_map_mem_usage``, queue_stack_maps.c, ringbuf.c); headers,
+    buckets and locks come on top, so the real ``memlock`` is never smaller. It
+    lets the embedded profile refuse a map that cannot fit before the syscall.
+    """
+    n = spec.max_entries
+    t = spec.type
+    if n <= 0:
+        return 0
+    if t == MapType.ARRAY:
+        data = n * _round8(spec.value_size)
+        return _page_align(data) if spec.flags & BPF_F_MMAPABLE else data
+    if t == MapType.PERCPU_ARRAY:
+        return n * (8 + _round8(spec.value_size) * possible_cpus())
+    if t in (MapType.HASH, MapType.LRU_HASH) and not spec.flags & BPF_F_NO_PREALLOC:
+        return n * (_round8(spec.key_size) + _round8(spec.value_size))
+    if t in (MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH) and not spec.flags & BPF_F_NO_PREALLOC:
+        return n * (_round8(spec.key_size) + _round8(spec.value_size) * possible_cpus())
+    if t in (MapType.QUEUE, MapType.STACK):
+        return (n + 1) * spec.value_size
+    if t == MapType.RINGBUF:
+        return n
+    return 0
 
 
 def before_create(spec: MapSpec) -> None:
     """Refuse what the active profile forbids, before the syscall."""
+    if active() != EMBEDDED:
+        return
+    if spec.type in LRU_TYPES:
+        raise NotSupported(
+            f"{type_name(spec.type)} maps are not available in the embedded profile (seed 001: LRU maps are "
+            f"cloud-only); use a hash map, or the cloud profile",
+            op="create",
+        )
+    if spec.flags & BPF_F_NO_PREALLOC:
+        raise NotSupported(
+            "BPF_F_NO_PREALLOC maps are not available in the embedded profile: they allocate per element after "
+            "creation, past what the static pool was charged at creation",
+            op="create",
+        )
+    estimate = estimate_memlock(spec)
+    remaining = StaticPool.remaining()
+    if estimate > remaining:
+        raise OutOfMemory(
+            f"static pool: a {type_name(spec.type)} map of {spec.max_entries} entries needs at least {estimate} "
+            f"bytes, {remaining} of {StaticPool.total_size()} remain (refused before creating it)",
+            op="create",
+        )
 
 
 def after_create(m: Map) -> None:
-    """Charge the new map to the active profile (may raise; the caller then closes it)."""
+    """Charge the new map's kernel memory to the pool (embedded); raising makes the core close the map."""
+    if active() != EMBEDDED:
+        return
+    info = m.info()
+    name = f" {info.name!r}" if info.name else ""
+    label = f"{type_name(info.type)} map{name} id {info.id}"
+    if info.memlock is None:
+        # Kernels before 4.10 had no memlock line: charge what we can tell for sure.
+        size = estimate_memlock(m.spec)
+        label += " (estimated: no memlock in fdinfo)"
+    else:
+        size = info.memlock
+    StaticPool.charge(size, label, map_id=info.id)
