@@ -125,6 +125,7 @@ _declare("bpf_prog_get_fd_by_id", c_int, [c_uint])
 _declare("bpf_prog_get_next_id", c_int, [c_uint, P(c_uint)])
 _declare("bpf_raw_tracepoint_open", c_int, [c_cp, c_int])
 _declare("bpf_btf_load", c_int, [c_vp, ctypes.c_size_t, c_vp])
+_declare("bpf_btf_get_fd_by_id", c_int, [c_uint])  # resize recreates a map with its BTF
 _declare("bpf_link_create", c_int, [c_int, c_int, c_uint, c_vp])
 _declare("bpf_link_detach", c_int, [c_int])
 
