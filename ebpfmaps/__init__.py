@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ebpfmaps import errors
+from ebpfmaps import errors, profile
 from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuValues, StructCodec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
@@ -45,6 +45,8 @@ from ebpfmaps.maptypes import (
     MapType,
 )
 from ebpfmaps.pinning import is_bpffs, mount_bpffs, unpin
+from ebpfmaps.pool import StaticPool
+from ebpfmaps.resize import ResizeResult, ResizeWarning
 from ebpfmaps.spec import MapInfo, MapSpec
 
 __version__ = "0.1.0"
@@ -55,6 +57,7 @@ __all__ = [
     "BPF_NOEXIST", "Codec", "CtypesCodec", "HashMap", "IncompatibleMap", "InvalidFlags", "InvalidKeySize",
     "InvalidValueSize", "KeyExists", "KeyNotFound", "LruHashMap", "LruPerCpuHashMap", "Map", "MapClosed", "MapError",
     "MapInfo", "MapSpec", "MapType", "NotSupported", "OutOfMemory", "PerCpuArrayMap", "PerCpuHashMap", "PerCpuValues",
-    "PermissionDenied", "StructCodec", "class_for", "create", "errors", "is_bpffs", "list_maps", "map_ids",
-    "mount_bpffs", "open_by_id", "open_pinned", "possible_cpus", "unpin",
+    "PermissionDenied", "ResizeResult", "ResizeWarning", "StaticPool",
+    "StructCodec", "class_for", "create", "errors", "is_bpffs", "list_maps", "map_ids",
+    "mount_bpffs", "open_by_id", "open_pinned", "possible_cpus", "profile", "unpin",
 ]
