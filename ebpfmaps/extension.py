@@ -16,6 +16,7 @@ from ebpfmaps.errors import NotSupported
 
 if TYPE_CHECKING:
     from ebpfmaps.map import Map
+    from ebpfmaps.spec import MapInfo
 
 ENTRY_POINT_GROUP = "ebpfmaps.extensions"
 
@@ -28,6 +29,16 @@ class Extension(Protocol):
 
     def adopt(self, m: Map) -> Map | None:
         """Given a map just opened (pinned or by id), return the extension's view of it, or ``None``."""
+
+
+# Optional methods an extension may also define (looked up with getattr, so older extensions keep working):
+#   describe(info: MapInfo) -> MapInfo | None
+#       How the extension presents a kernel map it claims (its own type id, the user's value size). When an
+#       extension claims a map, open_pinned/open_by_id compare ``spec=`` with this view, open the kernel map with
+#       raw codecs and call ``adopt_with_codecs(m, key_type, value_type)`` (if defined) instead of ``adopt(m)``.
+#   before_unpin(path: str) -> object | None ; after_unpin(token: object) -> None
+#       Called around removing a pin (ebpfmaps.unpin, Map.unpin), so an extension can tell when the last holder
+#       of one of its maps goes away. ``after_unpin`` gets back what ``before_unpin`` returned (even on failure).
 
 
 _extensions: list[Extension] = []
@@ -86,9 +97,42 @@ def create_extensible(type_id: int, kwargs: dict[str, Any]) -> Map:
     )
 
 
-def adopt(m: Map) -> Map:
+def describe(info: MapInfo) -> MapInfo | None:
+    """The first extension's view of a kernel map it claims, or ``None`` when no extension claims it."""
     for ext in extensions():
-        out = ext.adopt(m)
+        fn = getattr(ext, "describe", None)
+        if fn is not None:
+            view: MapInfo | None = fn(info)
+            if view is not None:
+                return view
+    return None
+
+
+def adopt(m: Map, *, key_type: Any = None, value_type: Any = None, claimed: bool = False) -> Map:
+    """The extension's view of a map just opened; ``claimed`` says :func:`describe` claimed it."""
+    for ext in extensions():
+        with_codecs = getattr(ext, "adopt_with_codecs", None)
+        if claimed and with_codecs is not None:
+            out = with_codecs(m, key_type, value_type)
+        else:
+            out = ext.adopt(m)
         if out is not None:
             return out
     return m
+
+
+def before_unpin(path: str) -> list[tuple[Extension, object]]:
+    """Tokens of the extensions that want to hear about removing the pin at ``path``."""
+    tokens: list[tuple[Extension, object]] = []
+    for ext in extensions():
+        fn = getattr(ext, "before_unpin", None)
+        if fn is not None:
+            token = fn(path)
+            if token is not None:
+                tokens.append((ext, token))
+    return tokens
+
+
+def after_unpin(tokens: list[tuple[Extension, object]]) -> None:
+    for ext, token in tokens:
+        ext.after_unpin(token)  # type: ignore[attr-defined]

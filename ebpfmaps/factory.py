@@ -51,22 +51,31 @@ def _is_map_fd(fd: int) -> bool:
         return False
 
 
-def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, value_type: Any, where: str) -> Map:
+def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, value_type: Any, where: str,
+           pin_path: str | None = None) -> Map:
     try:
         if not _is_map_fd(fd):
             raise InvalidArgument(f"{where} is not a BPF map", op="open")
         info = map_info_from_fd(fd)
+        # An extension that claims the map (an extensible map on a kernel base map) says how it presents it;
+        # ``spec`` is compared with that view and the codecs are the extension's business.
+        view = extension.describe(info)
         if spec is not None:
-            diffs = spec.differences(info)
+            diffs = spec.differences(view if view is not None else info)
             if diffs:
                 raise IncompatibleMap(f"{where} differs from the expected spec: " + "; ".join(diffs), diffs, op="open")
     except BaseException:
         os.close(fd)
         raise
     cls = class_for(info.type)
+    if view is not None:
+        m = cls._adopt(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY)
+        m._pin_path = pin_path
+        return extension.adopt(m, key_type=key_type, value_type=value_type, claimed=True)
     m = cls._adopt(fd, info, key_type=key_type, value_type=value_type,
                    writable=not readonly and not info.flags & BPF_F_RDONLY)
-    return m
+    m._pin_path = pin_path
+    return extension.adopt(m)
 
 
 def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, readonly: bool = False, *,
@@ -78,9 +87,8 @@ def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, reado
     fd with BPF_F_RDONLY: lookups work, writes raise :class:`PermissionDenied`.
     """
     fd = pinning.obj_get(path, readonly=readonly)
-    m = _adopt(fd, spec=spec, readonly=readonly, key_type=key_type, value_type=value_type, where=os.fspath(path))
-    m._pin_path = os.fspath(path)
-    return extension.adopt(m)
+    return _adopt(fd, spec=spec, readonly=readonly, key_type=key_type, value_type=value_type, where=os.fspath(path),
+                  pin_path=os.fspath(path))
 
 
 def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None) -> Map:
@@ -93,8 +101,7 @@ def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, val
     if fd == -E.ENOENT:
         raise KeyNotFound(f"open_by_id: no map has id {map_id}", errno=E.ENOENT, op="open_by_id")
     _libbpf.check(fd, "open_by_id", f"id {map_id}")
-    m = _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}")
-    return extension.adopt(m)
+    return _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}")
 
 
 def map_ids() -> list[int]:
