@@ -173,6 +173,20 @@ class BpfBtfLoadOpts(ctypes.Structure):
     ]
 
 
+class BpfBtfInfo(ctypes.Structure):
+    """``struct bpf_btf_info`` (linux/bpf.h): BTF_OBJ_GET_INFO_BY_FD fills it; ``btf`` points at a buffer
+    that receives the raw BTF blob (used by ebpfmaps_shim to read the metadata of extensible maps)."""
+
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("name", ctypes.c_uint64),
+        ("name_len", ctypes.c_uint32),
+        ("kernel_btf", ctypes.c_uint32),
+    ]
+
+
 _S = TypeVar("_S", bound=ctypes.Structure)
 
 
@@ -194,4 +208,5 @@ CHECKED_STRUCTS: list[tuple[str, type[ctypes.Structure]]] = [
     ("bpf_test_run_opts", BpfTestRunOpts),
     ("bpf_object_open_opts", BpfObjectOpenOpts),
     ("bpf_btf_load_opts", BpfBtfLoadOpts),
+    ("bpf_btf_info", BpfBtfInfo),
 ]
