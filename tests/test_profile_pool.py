@@ -143,7 +143,7 @@ def test_concurrent_creation_is_charged_exactly() -> None:
             t.join()
         assert len(made) == 16
         assert StaticPool.used() == sum(fdinfo_memlock(m.fd) for m in made)
-        assert sorted(a.map_id for a in StaticPool.allocations()) == sorted(m.id for m in made)
+        assert sorted(a.map_id or 0 for a in StaticPool.allocations()) == sorted(m.id for m in made)
         for m in made:
             m.close()
 
@@ -178,7 +178,7 @@ def test_allocate_api_like_the_seed() -> None:
 def test_map_that_does_not_fit_is_refused_and_gone() -> None:
     """The estimate passes (only element storage) but the real memlock does not: created, measured, closed."""
     name = unique_name("pfoom")
-    spec = dict(key_size=4, value_size=8, max_entries=100)
+    spec: dict[str, Any] = dict(key_size=4, value_size=8, max_entries=100)
     with ebpfmaps.HashMap(**spec) as probe:  # cloud: learn the real cost of this shape
         cost = fdinfo_memlock(probe.fd)
     estimate = 100 * (8 + 8)
@@ -250,10 +250,10 @@ def test_resize_attribute_exists_only_in_cloud(cls: type[ebpfmaps.Map]) -> None:
         assert not hasattr(m, "resize")
         assert not hasattr(cls, "resize")
         with pytest.raises(AttributeError, match="no attribute 'resize'"):
-            m.resize(16)
+            m.resize(16)  # type: ignore[attr-defined]
         with profile.using("cloud"):
             # The attribute follows the active profile on every lookup.
-            assert hasattr(m, "resize") and callable(m.resize)
+            assert hasattr(m, "resize") and callable(getattr(m, "resize"))  # noqa: B009
         assert not hasattr(m, "resize")
         m.close()
     with cls(key_size=4, value_type=ctypes.c_uint64, max_entries=8) as m2:
