@@ -19,7 +19,7 @@ from ebpfmaps import errors
 from ebpfmaps._libbpf import structs
 from ebpfmaps._libbpf.structs import new_opts
 
-__all__ = ["lib", "check", "raise_errno", "structs", "new_opts", "LIBBPF_PATH", "version"]
+__all__ = ["LIBBPF_PATH", "check", "lib", "new_opts", "raise_errno", "structs", "version"]
 
 c_int = ctypes.c_int
 c_uint = ctypes.c_uint32
@@ -114,21 +114,50 @@ _declare("bpf_obj_get_info_by_fd", c_int, [c_int, c_vp, P(c_uint)])
 # libbpf 1.2+ spells the typed variant; used when present.
 _declare("bpf_map_get_info_by_fd", c_int, [c_int, P(structs.BpfMapInfo), P(c_uint)], optional=True)
 
-# --- programs (used by ebpfmaps.programs) -----------------------------------------------------
-_declare(
-    "bpf_prog_load",
-    c_int,
-    [c_uint, c_cp, c_cp, c_vp, ctypes.c_size_t, P(structs.BpfProgLoadOpts)],
-)
+# --- programs and links (used by ebpfmaps.programs) ------------------------------------------
+# Signatures as in libbpf 1.1's bpf.h. Each returns a new fd or -errno.
+_declare("bpf_prog_load", c_int, [c_uint, c_cp, c_cp, c_vp, ctypes.c_size_t, P(structs.BpfProgLoadOpts)])
 _declare("bpf_prog_test_run_opts", c_int, [c_int, P(structs.BpfTestRunOpts)])
 _declare("bpf_prog_get_fd_by_id", c_int, [c_uint])
 _declare("bpf_prog_get_next_id", c_int, [c_uint, P(c_uint)])
 _declare("bpf_raw_tracepoint_open", c_int, [c_cp, c_int])
 _declare("bpf_btf_load", c_int, [c_vp, ctypes.c_size_t, c_vp])
 _declare("bpf_btf_get_fd_by_id", c_int, [c_uint])  # resize recreates a map with its BTF
+# opts is a struct bpf_link_create_opts; NULL (all defaults, bpf_cookie 0) is all we pass.
 _declare("bpf_link_create", c_int, [c_int, c_int, c_uint, c_vp])
 _declare("bpf_link_detach", c_int, [c_int])
+_declare("bpf_link_get_fd_by_id", c_int, [c_uint])
 
+# --- objects: clang-built ELF files through libbpf (used by ebpfmaps.programs.objects) --------
+# struct bpf_object / bpf_map / bpf_program are opaque pointers. Constructors return NULL and set
+# errno on failure (libbpf 1.0 semantics, the default from 1.0 on).
+_declare("bpf_object__open_file", c_vp, [c_cp, P(structs.BpfObjectOpenOpts)])
+_declare("bpf_object__load", c_int, [c_vp])
+_declare("bpf_object__close", None, [c_vp])
+_declare("bpf_object__name", c_cp, [c_vp])
+_declare("bpf_object__next_map", c_vp, [c_vp, c_vp])
+_declare("bpf_object__next_program", c_vp, [c_vp, c_vp])
+_declare("bpf_object__find_map_by_name", c_vp, [c_vp, c_cp])
+_declare("bpf_object__find_program_by_name", c_vp, [c_vp, c_cp])
+_declare("bpf_map__name", c_cp, [c_vp])
+_declare("bpf_map__fd", c_int, [c_vp])
+_declare("bpf_map__type", c_uint, [c_vp])
+_declare("bpf_map__key_size", c_uint, [c_vp])
+_declare("bpf_map__value_size", c_uint, [c_vp])
+_declare("bpf_map__max_entries", c_uint, [c_vp])
+_declare("bpf_map__map_flags", c_uint, [c_vp])
+_declare("bpf_map__is_internal", ctypes.c_bool, [c_vp])
+_declare("bpf_map__reuse_fd", c_int, [c_vp, c_int])
+_declare("bpf_map__set_pin_path", c_int, [c_vp, c_cp])
+_declare("bpf_map__pin_path", c_cp, [c_vp])
+_declare("bpf_map__is_pinned", ctypes.c_bool, [c_vp])
+_declare("bpf_map__set_max_entries", c_int, [c_vp, c_uint])
+_declare("bpf_program__name", c_cp, [c_vp])
+_declare("bpf_program__section_name", c_cp, [c_vp])
+_declare("bpf_program__fd", c_int, [c_vp])
+_declare("bpf_program__type", c_uint, [c_vp])
+_declare("bpf_program__expected_attach_type", c_uint, [c_vp])
+_declare("bpf_program__set_autoload", c_int, [c_vp, ctypes.c_bool])
 
 def version() -> tuple[int, int]:
     """The loaded libbpf's (major, minor) version."""

@@ -1,0 +1,33 @@
+"""BPF programs that share maps with Python.
+
+- :class:`Program`: load instructions from :mod:`ebpfmaps.asm` (the verifier's log in the exception when the
+  kernel refuses), run them with :meth:`Program.test_run`, pin them, attach them to tracepoints.
+- :class:`BpfObject`: clang-built ELF objects through libbpf, whose maps can be ebpfmaps maps.
+- :class:`Link`: an attachment; close it (or leave ``with``) to detach.
+"""
+
+from __future__ import annotations
+
+from ebpfmaps.programs.program import (
+    BPF_F_TEST_RUN_ON_CPU,
+    BPF_F_TEST_XDP_LIVE_FRAMES,
+    ProgInfo,
+    Program,
+    TestRun,
+)
+from ebpfmaps.programs.tracing import (
+    Link,
+    PerfEventAttr,
+    attach_raw_tracepoint,
+    attach_tracepoint,
+    perf_event_open,
+    tracefs,
+    tracepoint_id,
+)
+from ebpfmaps.programs.types import AttachType, ProgramType, parse_prog_type
+
+__all__ = [
+    "BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "AttachType", "Link", "PerfEventAttr",
+    "ProgInfo", "Program", "ProgramType", "TestRun", "attach_raw_tracepoint", "attach_tracepoint",
+    "parse_prog_type", "perf_event_open", "tracefs", "tracepoint_id",
+]

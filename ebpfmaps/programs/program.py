@@ -1,0 +1,435 @@
+"""A loaded BPF program: load (with the verifier's log on refusal), run it with BPF_PROG_TEST_RUN, pin it, attach it."""
+
+from __future__ import annotations
+
+import ctypes
+import errno as E
+import fcntl
+import os
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ebpfmaps import _libbpf, errors, pinning
+from ebpfmaps._libbpf import lib, new_opts, structs
+from ebpfmaps.asm import Assembled, assemble
+from ebpfmaps.errors import InvalidArgument, MapClosed, ProgramLoadError
+from ebpfmaps.fdinfo import read_fdinfo
+from ebpfmaps.programs.types import AttachType, ProgramType, parse_prog_type
+
+if TYPE_CHECKING:
+    from ebpfmaps.programs.tracing import Link
+
+__all__ = ["BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "ProgInfo", "Program", "TestRun"]
+
+# BPF_PROG_TEST_RUN flags (uapi linux/bpf.h).
+BPF_F_TEST_RUN_ON_CPU = 1 << 0
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+
+# The verifier log buffer: large enough for most refusals at log_level 1 in one go, doubled on ENOSPC
+# up to a cap well under the kernel's limit (UINT_MAX >> 2 since Linux 5.2, kernel/bpf/log.c).
+LOG_SIZE_FIRST = 1 << 20
+LOG_SIZE_MAX = 256 << 20
+# The kernel caps a program at 1M instructions for privileged loaders (BPF_COMPLEXITY_LIMIT_INSNS).
+MAX_INSNS = 1 << 20
+# Room for output data beyond the input: XDP may grow a frame with bpf_xdp_adjust_tail by up to
+# a page minus headroom, skb programs by bpf_skb_change_tail; the kernel never writes more than we say.
+DATA_OUT_EXTRA = 4096
+# ctx_out room: the biggest ctx test_run copies back is struct __sk_buff (192 bytes in Linux 6.x).
+CTX_OUT_MIN = 256
+
+# Types whose BPF_PROG_TEST_RUN refuses data, ctx_out, repeat and duration (net/bpf/test_run.c).
+_NO_DATA_TYPES = frozenset({ProgramType.RAW_TRACEPOINT, ProgramType.TRACING, ProgramType.SYSCALL})
+_PROG_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """The result of :meth:`Program.test_run`.
+
+    ``duration_ns`` is the kernel's average time per run (total / repeat). ``data_out`` is the
+    packet as the program left it; ``ctx_out`` the context (e.g. ``struct __sk_buff``) after the run.
+    """
+
+    __test__ = False  # not a pytest test class despite its name
+
+    retval: int
+    duration_ns: int
+    data_out: bytes | None = None
+    ctx_out: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    id: int
+    type: int
+    name: str
+    tag: str
+    xlated_prog_len: int
+    jited_prog_len: int
+    map_ids_count: int
+    load_time_ns: int
+    created_by_uid: int
+
+
+def _validate_prog_name(name: str) -> bytes | None:
+    if not name:
+        return None
+    if len(name) > 15 or set(name) - _PROG_NAME_CHARS:
+        raise InvalidArgument(f"program name {name!r}: the kernel takes up to 15 characters of [A-Za-z0-9_.]",
+                              op="prog_load")
+    return name.encode()
+
+
+def _code_of(insns: Any) -> tuple[bytes, tuple[Any, ...], str]:
+    """(bytes, objects to keep alive, listing) from an Assembled, raw bytes or a list of instructions."""
+    if isinstance(insns, Assembled):
+        return insns.code, insns.refs, insns.disassemble()
+    if isinstance(insns, (bytes, bytearray, memoryview)):
+        from ebpfmaps.asm import disassemble
+
+        code = bytes(insns)
+        return code, (), disassemble(code)
+    if isinstance(insns, Iterable):
+        asm = assemble(insns)
+        return asm.code, asm.refs, asm.disassemble()
+    raise InvalidArgument(f"instructions must be ebpfmaps.asm instructions, an Assembled or bytes, not {insns!r}",
+                          op="prog_load")
+
+
+def _tail(log: str, lines: int) -> str:
+    parts = log.rstrip("\n").splitlines()
+    if len(parts) <= lines:
+        return "\n".join(parts)
+    return f"... ({len(parts) - lines} earlier lines in .log)\n" + "\n".join(parts[-lines:])
+
+
+def _dup(fd: int) -> int:
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
+
+
+def _close_fd(box: list[int]) -> None:
+    fd, box[0] = box[0], -1
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def prog_info_from_fd(fd: int) -> ProgInfo:
+    info = structs.BpfProgInfo()
+    length = ctypes.c_uint32(ctypes.sizeof(info))
+    _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length)), "prog_info")
+    return ProgInfo(
+        id=info.id, type=info.type, name=info.name.decode(errors="replace"), tag=bytes(info.tag).hex(),
+        xlated_prog_len=info.xlated_prog_len, jited_prog_len=info.jited_prog_len, map_ids_count=info.nr_map_ids,
+        load_time_ns=info.load_time, created_by_uid=info.created_by_uid,
+    )
+
+
+class Program:
+    """A BPF program loaded in the kernel, held by one fd. Close it (or use ``with``) to release it.
+
+    Load one from instructions with :meth:`load`, get one from a :class:`~ebpfmaps.programs.BpfObject`,
+    or open a pinned one with :meth:`open_pinned`.
+    """
+
+    def __init__(self, fd: int, prog_type: ProgramType | int, name: str = "", *, refs: tuple[Any, ...] = (),
+                 disassembly: str = "", verifier_log: str = "", section: str = "") -> None:
+        """Wrap ``fd``, which this object now owns and will close."""
+        self._box = [fd]
+        self._finalizer = weakref.finalize(self, _close_fd, self._box)
+        try:
+            self.type: ProgramType | int = ProgramType(prog_type)
+        except ValueError:
+            self.type = int(prog_type)
+        self.name = name
+        self.section = section
+        self.disassembly = disassembly
+        #: The verifier's log when loaded with ``log_level`` > 0, else "".
+        self.verifier_log = verifier_log
+        self._refs = refs  # maps the code names by fd: the kernel holds them, we keep the objects for the caller
+        self._pin_path: str | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        prog_type: ProgramType | str | int,
+        insns: Any,
+        *,
+        license: str = "GPL",
+        name: str = "",
+        expected_attach_type: AttachType | int | None = None,
+        log_level: int = 0,
+        log_size: int = LOG_SIZE_FIRST,
+        kern_version: int = 0,
+        prog_flags: int = 0,
+        attach_btf_id: int = 0,
+    ) -> Program:
+        """Load ``insns`` (from :mod:`ebpfmaps.asm`, an :class:`~ebpfmaps.asm.Assembled`, or raw bytes).
+
+        When the kernel refuses, the load is repeated with the verifier's log switched on and
+        :class:`~ebpfmaps.errors.ProgramLoadError` carries that log (``.log``) and our listing
+        (``.disassembly``); its message ends with the log's last lines. ``log_level`` > 0 keeps
+        the log of a successful load in :attr:`verifier_log`. GPL-only helpers (most tracing ones)
+        need a GPL-compatible ``license``.
+        """
+        ptype = parse_prog_type(prog_type)
+        code, refs, listing = _code_of(insns)
+        if not code or len(code) % 8:
+            raise InvalidArgument(f"BPF code must be a non-empty multiple of 8 bytes, not {len(code)}", op="prog_load")
+        count = len(code) // 8
+        if count > MAX_INSNS:
+            raise InvalidArgument(f"{count} instructions exceed the kernel's limit of {MAX_INSNS}", op="prog_load")
+        if not isinstance(license, str) or "\0" in license:
+            raise InvalidArgument(f"license must be a string without NUL, not {license!r}", op="prog_load")
+        if log_level not in (0, 1, 2, 3, 4, 5, 6, 7):
+            raise InvalidArgument(f"log_level is a bit set of 1 (verbose), 2 (more), 4 (stats), not {log_level}",
+                                  op="prog_load")
+        if log_size < 128 or log_size > LOG_SIZE_MAX:
+            raise InvalidArgument(f"log_size must be between 128 and {LOG_SIZE_MAX}", op="prog_load")
+        cname = _validate_prog_name(name)
+        code_buf = ctypes.create_string_buffer(code, len(code))
+        lic = license.encode()
+
+        def attempt(level: int, size: int) -> tuple[int, str]:
+            opts = new_opts(structs.BpfProgLoadOpts, kern_version=kern_version, prog_flags=prog_flags,
+                            attach_btf_id=attach_btf_id)
+            if expected_attach_type is not None:
+                opts.expected_attach_type = int(expected_attach_type)
+            log_buf = None
+            if level:
+                log_buf = ctypes.create_string_buffer(size)
+                opts.log_level, opts.log_size, opts.log_buf = level, size, ctypes.addressof(log_buf)
+            fd = lib.bpf_prog_load(int(ptype), cname, lic, code_buf, count, ctypes.byref(opts))
+            return fd, (log_buf.value.decode(errors="replace") if log_buf is not None else "")
+
+        fd, log = attempt(log_level, log_size)
+        size = log_size
+        while fd == -E.ENOSPC and log_level and size < LOG_SIZE_MAX:
+            size *= 2
+            fd, log = attempt(log_level, size)
+        if fd < 0 and not log_level and fd != -E.EPERM:
+            # The fast first attempt ran without a log; repeat with one so the refusal explains itself.
+            level = 1
+            fd2, log = attempt(level, size)
+            while fd2 == -E.ENOSPC and size < LOG_SIZE_MAX:
+                size *= 2
+                fd2, log = attempt(level, size)
+            if fd2 >= 0:  # loaded the second time (a transient failure such as EAGAIN): keep it
+                fd = fd2
+            elif fd2 != -E.ENOSPC:
+                fd = fd2
+        if fd < 0:
+            raise cls._load_error(-fd, ptype, name, log, listing)
+        return cls(fd, ptype, name, refs=refs, disassembly=listing, verifier_log=log if log_level else "")
+
+    @staticmethod
+    def _load_error(err: int, ptype: ProgramType, name: str, log: str, listing: str) -> errors.MapError:
+        what = f"{ptype.name.lower()} program" + (f" {name!r}" if name else "")
+        if err == E.EPERM:
+            return errors.from_errno(err, "prog_load", what)
+        reason = os.strerror(err)
+        ename = E.errorcode.get(err, str(err))
+        if err == errors.ENOTSUPP:
+            reason, ename = "Operation not supported", "ENOTSUPP"
+        msg = f"prog_load: the kernel refused the {what}: {reason} ({ename})"
+        if log.strip():
+            msg += "\n--- verifier log ---\n" + _tail(log, 60)
+        elif err == E.EINVAL:
+            msg += " (no verifier log: the kernel refused the load attributes themselves, e.g. the program type "
+            msg += "or expected_attach_type)"
+        if listing:
+            msg += "\n--- program ---\n" + _tail(listing, 80)
+        return ProgramLoadError(msg, errno=err, op="prog_load", log=log, disassembly=listing)
+
+    # ------------------------------------------------------------------ opening existing programs
+    @classmethod
+    def from_fd(cls, fd: int, *, name: str = "", section: str = "") -> Program:
+        """Wrap an fd this object will own (the type and name come from the kernel)."""
+        try:
+            if "prog_type" not in read_fdinfo(fd):
+                raise InvalidArgument(f"fd {fd} is not a BPF program", op="open")
+            info = prog_info_from_fd(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, info.type, name or info.name, section=section)
+
+    @classmethod
+    def open_pinned(cls, path: str | os.PathLike[str]) -> Program:
+        """Open the program pinned at ``path``."""
+        prog = cls.from_fd(pinning.obj_get(path))
+        prog._pin_path = os.fspath(path)
+        return prog
+
+    @classmethod
+    def open_by_id(cls, prog_id: int) -> Program:
+        fd = lib.bpf_prog_get_fd_by_id(prog_id)
+        if fd == -E.ENOENT:
+            raise errors.KeyNotFound(f"open_by_id: no program has id {prog_id}", errno=E.ENOENT, op="prog_open_by_id")
+        _libbpf.check(fd, "prog_open_by_id", f"id {prog_id}")
+        return cls.from_fd(fd)
+
+    # ------------------------------------------------------------------ properties and lifecycle
+    @property
+    def fd(self) -> int:
+        if self._box[0] < 0:
+            raise MapClosed("the program is closed", op="prog_fd")
+        return self._box[0]
+
+    @property
+    def closed(self) -> bool:
+        return self._box[0] < 0
+
+    @property
+    def pin_path(self) -> str | None:
+        return self._pin_path
+
+    def info(self) -> ProgInfo:
+        return prog_info_from_fd(self.fd)
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    def dup(self) -> Program:
+        """Another Program object on a duplicate fd (closing one leaves the other working)."""
+        p = Program(_dup(self.fd), self.type, self.name, refs=self._refs, disassembly=self.disassembly,
+                    section=self.section)
+        return p
+
+    def close(self) -> None:
+        """Close the fd (idempotent). Attached links and pins keep the program alive in the kernel."""
+        self._finalizer()
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._box[0]}"
+        tname = self.type.name.lower() if isinstance(self.type, ProgramType) else str(self.type)
+        return f"<Program {self.name!r} {tname} {state}>"
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin into a bpf filesystem: the program outlives this process until unpinned."""
+        self._pin_path = pinning.pin_fd(self.fd, path)
+
+    def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
+        target = path if path is not None else self._pin_path
+        if target is None:
+            raise InvalidArgument("the program is not pinned by this object; pass the path", op="unpin")
+        pinning.unpin(target)
+        if path is None or os.fspath(path) == self._pin_path:
+            self._pin_path = None
+
+    # ------------------------------------------------------------------ running
+    def test_run(
+        self,
+        data: bytes | bytearray | memoryview | None = None,
+        ctx: bytes | bytearray | memoryview | None = None,
+        repeat: int = 1,
+        *,
+        data_out_size: int | None = None,
+        flags: int = 0,
+        cpu: int = 0,
+        batch_size: int = 0,
+    ) -> TestRun:
+        """Run the program in the kernel on ``data`` (a packet) and/or ``ctx`` (BPF_PROG_TEST_RUN).
+
+        ``repeat`` runs it that many times in one syscall (``duration_ns`` is the average). Raw
+        tracepoint, tracing and syscall programs take only ``ctx`` (their arguments) and run once;
+        ``flags=BPF_F_TEST_RUN_ON_CPU`` with ``cpu`` picks the CPU for raw tracepoints. A syscall
+        program's ``ctx_out`` is the context as the program left it.
+        """
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 0xFFFFFFFF >> 1:
+            raise InvalidArgument(f"repeat must be a positive int, not {repeat!r}", op="test_run")
+        if flags & ~(BPF_F_TEST_RUN_ON_CPU | BPF_F_TEST_XDP_LIVE_FRAMES):
+            raise errors.InvalidFlags(f"unknown test_run flags {flags:#x}", op="test_run")
+        if cpu and not flags & BPF_F_TEST_RUN_ON_CPU:
+            raise errors.InvalidFlags("cpu= needs flags=BPF_F_TEST_RUN_ON_CPU", op="test_run")
+        no_data = self.type in _NO_DATA_TYPES
+        if no_data and data is not None:
+            raise InvalidArgument(f"{self.type.name.lower()} programs take no data in test_run, only ctx (arguments)"
+                                  if isinstance(self.type, ProgramType) else "this program type takes no data",
+                                  op="test_run")
+        if no_data and repeat != 1:
+            raise InvalidArgument("raw tracepoint, tracing and syscall programs run once per test_run (repeat=1)",
+                                  op="test_run")
+        opts = new_opts(structs.BpfTestRunOpts, flags=flags, cpu=cpu, batch_size=batch_size)
+        if not no_data:
+            opts.repeat = repeat
+        keep: list[Any] = []
+        out_buf = None
+        if data is not None:
+            raw = bytes(data)
+            in_buf = ctypes.create_string_buffer(raw, max(len(raw), 1))
+            out_size = data_out_size if data_out_size is not None else len(raw) + DATA_OUT_EXTRA
+            if out_size < 0 or out_size > 0xFFFFFFFF:
+                raise InvalidArgument(f"data_out_size {out_size} out of range", op="test_run")
+            out_buf = ctypes.create_string_buffer(max(out_size, 1))
+            keep += [in_buf, out_buf]
+            opts.data_in, opts.data_size_in = ctypes.addressof(in_buf), len(raw)
+            opts.data_out, opts.data_size_out = ctypes.addressof(out_buf), out_size
+        ctx_in_buf = ctx_out_buf = None
+        if ctx is not None:
+            raw_ctx = bytes(ctx)
+            ctx_in_buf = ctypes.create_string_buffer(raw_ctx, max(len(raw_ctx), 1))
+            keep.append(ctx_in_buf)
+            opts.ctx_in, opts.ctx_size_in = ctypes.addressof(ctx_in_buf), len(raw_ctx)
+            if not no_data:
+                ctx_out_size = max(len(raw_ctx), CTX_OUT_MIN)
+                ctx_out_buf = ctypes.create_string_buffer(ctx_out_size)
+                keep.append(ctx_out_buf)
+                opts.ctx_out, opts.ctx_size_out = ctypes.addressof(ctx_out_buf), ctx_out_size
+        ret = lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
+        if ret < 0:
+            err = -ret
+            if err == E.ENOSPC and out_buf is not None and opts.data_size_out > len(out_buf):
+                raise InvalidArgument(f"test_run: the program's output ({opts.data_size_out} bytes) exceeds "
+                                      f"data_out_size={len(out_buf)}; pass a larger data_out_size", errno=err,
+                                      op="test_run")
+            if err in (errors.ENOTSUPP, E.EOPNOTSUPP):
+                raise errors.NotSupported(f"test_run: the kernel cannot test-run {self!r} (no BPF_PROG_TEST_RUN for "
+                                          "this program type)", errno=err, op="test_run")
+            raise errors.from_errno(err, "test_run", repr(self))
+        data_out = out_buf.raw[: opts.data_size_out] if out_buf is not None else None
+        ctx_out: bytes | None = None
+        if ctx_out_buf is not None:
+            ctx_out = ctx_out_buf.raw[: opts.ctx_size_out]
+        elif self.type == ProgramType.SYSCALL and ctx_in_buf is not None:
+            ctx_out = ctx_in_buf.raw[: opts.ctx_size_in]  # the kernel writes a syscall program's ctx back in place
+        del keep
+        return TestRun(retval=opts.retval, duration_ns=opts.duration, data_out=data_out, ctx_out=ctx_out)
+
+    # ------------------------------------------------------------------ attaching
+    def attach_raw_tracepoint(self, name: str) -> Link:
+        """Attach to raw tracepoint ``name`` (e.g. ``"sys_enter"``, ``"sched_switch"``); detach by closing the link."""
+        from ebpfmaps.programs.tracing import attach_raw_tracepoint
+
+        return attach_raw_tracepoint(self, name)
+
+    def attach_tracepoint(self, category: str, name: str) -> Link:
+        """Attach to tracepoint ``category/name`` (e.g. ``"syscalls", "sys_enter_openat"``) via a perf event."""
+        from ebpfmaps.programs.tracing import attach_tracepoint
+
+        return attach_tracepoint(self, category, name)
+
+    def attach(self, target: str | None = None) -> Link:
+        """Attach by a libbpf-style section name: ``tracepoint/CAT/NAME``, ``tp/CAT/NAME``,
+        ``raw_tracepoint/NAME`` or ``raw_tp/NAME`` (``target`` defaults to the program's ELF section)."""
+        spec = target or self.section
+        kind, _, rest = spec.partition("/")
+        if kind in ("tracepoint", "tp") and rest.count("/") == 1:
+            cat, _, tp = rest.partition("/")
+            return self.attach_tracepoint(cat, tp)
+        if kind in ("raw_tracepoint", "raw_tp") and rest:
+            return self.attach_raw_tracepoint(rest)
+        raise InvalidArgument(f"cannot attach by {spec!r}: expected tracepoint/CAT/NAME or raw_tracepoint/NAME "
+                              "(kprobes are not available on kernels without CONFIG_KPROBES)", op="attach")
