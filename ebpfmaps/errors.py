@@ -101,6 +101,20 @@ class BatchError(MapError):
         self.cause = cause
 
 
+class AssemblerError(InvalidArgument):
+    """A BPF program that ebpfmaps.asm cannot assemble (bad register, range, label or helper)."""
+
+
+class ProgramLoadError(MapError):
+    """The kernel refused a BPF program; ``log`` is the verifier's log, ``disassembly`` our listing."""
+
+    def __init__(self, message: str, *, errno: int | None = None, op: str | None = None, log: str = "",
+                 disassembly: str = "") -> None:
+        super().__init__(message, errno=errno, op=op)
+        self.log = log
+        self.disassembly = disassembly
+
+
 def _capability_hint() -> str:
     if os.geteuid() != 0:
         return "run as root or grant CAP_BPF (CAP_SYS_ADMIN before Linux 5.8); creating some map types also needs CAP_NET_ADMIN or CAP_PERFMON"
