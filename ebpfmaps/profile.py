@@ -161,7 +161,7 @@ def before_create(spec: MapSpec) -> None:
     remaining = StaticPool.remaining()
     if estimate > remaining:
         raise OutOfMemory(
-            f"static pool: a {type_name(spec.type)} map of {spec.max_entries} entries needs at least {estimate} "
+            f"static pool: {type_name(spec.type)} map of {spec.max_entries} entries needs at least {estimate} "
             f"bytes, {remaining} of {StaticPool.total_size()} remain (refused before creating it)",
             op="create",
         )
