@@ -1,0 +1,120 @@
+"""Pieces shared by the ring buffer and perf readers: map resolution, epoll waits, asyncio waits."""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import select
+import time
+from typing import Any, Union
+
+from ebpfmaps.errors import InvalidArgument, MapClosed
+from ebpfmaps.map import Map, map_info_from_fd
+from ebpfmaps.maptypes import type_name
+from ebpfmaps.spec import MapInfo
+
+PAGE_SIZE = mmap.PAGESIZE
+
+#: What the readers accept as "the map": a live :class:`~ebpfmaps.Map` (kept alive by the
+#: reader) or a raw map fd that the caller keeps open for the reader's lifetime.
+MapLike = Union[Map, int]
+
+
+def resolve_map(target: MapLike, expected_type: int, role: str) -> tuple[int, MapInfo]:
+    """The fd and kernel info of ``target``, checked to be a map of ``expected_type``.
+
+    Sizes always come from the kernel's own view of the map (BPF_OBJ_GET_INFO_BY_FD),
+    never from what the caller believes, so the mmap lengths match what the kernel maps.
+    """
+    if isinstance(target, Map):
+        fd = target.fd  # raises MapClosed
+    elif isinstance(target, int) and not isinstance(target, bool):
+        fd = target
+    else:
+        raise InvalidArgument(f"{role} needs an ebpfmaps Map or a map fd, not {type(target).__name__}", op=role)
+    info = map_info_from_fd(fd)
+    if info.type != expected_type:
+        raise InvalidArgument(
+            f"{role} needs a {type_name(expected_type)} map; map id {info.id} is a {type_name(info.type)} map", op=role
+        )
+    return fd, info
+
+
+def timeout_ms(timeout: float | None) -> int:
+    """epoll's timeout argument: None waits forever (-1); negative timeouts are refused."""
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise InvalidArgument(f"timeout must be >= 0 seconds or None, not {timeout}", op="poll")
+    # Round up so that a tiny positive timeout still waits instead of degrading to a busy poll.
+    return max(int(timeout * 1000 + 0.999), 1 if timeout > 0 else 0)
+
+
+class Deadline:
+    """Remaining time of a timeout (None: forever) across several waits."""
+
+    __slots__ = ("end",)
+
+    def __init__(self, timeout: float | None) -> None:
+        timeout_ms(timeout)  # validate
+        self.end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        if self.end is None:
+            return None
+        return max(0.0, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+
+class Waiter:
+    """An epoll set over one or more fds, usable from blocking code, select() and asyncio."""
+
+    def __init__(self, fds: list[int], events: int) -> None:
+        self._ep: select.epoll | None = select.epoll()
+        try:
+            for fd in fds:
+                self._ep.register(fd, events)
+        except BaseException:
+            self._ep.close()
+            raise
+
+    def fileno(self) -> int:
+        if self._ep is None:
+            raise MapClosed("the reader is closed", op="fileno")
+        return self._ep.fileno()
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Block until an fd is ready or ``timeout`` seconds pass; returns the (fd, events) ready."""
+        if self._ep is None:
+            raise MapClosed("the reader is closed", op="poll")
+        ms = timeout_ms(timeout)
+        # select.epoll.poll takes seconds; PEP 475 makes it retry on EINTR with the remaining time.
+        return self._ep.poll(-1 if ms < 0 else ms / 1000.0)
+
+    async def wait_async(self) -> None:
+        """Wait in the running asyncio loop until the epoll set reports readiness."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        fd = self.fileno()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(fd, ready)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+
+    def close(self) -> None:
+        if self._ep is not None:
+            self._ep.close()
+            self._ep = None
+
+
+def keepalive(target: MapLike) -> Any:
+    """The object whose lifetime keeps the map fd open (a Map), or None for a raw fd."""
+    return target if isinstance(target, Map) else None

@@ -1,0 +1,371 @@
+"""Reading ``bpf_perf_event_output`` samples through a ``BPF_MAP_TYPE_PERF_EVENT_ARRAY``.
+
+For every online CPU the reader opens a software perf event
+(``PERF_TYPE_SOFTWARE``/``PERF_COUNT_SW_BPF_OUTPUT``, ``sample_type = PERF_SAMPLE_RAW``),
+mmaps its ring (one metadata page plus ``pages`` data pages) and stores the event's fd into
+the map at that CPU's index, which is where ``bpf_perf_event_output(ctx, &map,
+BPF_F_CURRENT_CPU, ...)`` looks. This mirrors libbpf's perf_buffer (tools/lib/bpf/libbpf.c).
+
+Ring protocol (include/uapi/linux/perf_event.h, ``struct perf_event_mmap_page``): the kernel
+advances ``data_head`` (u64 at byte 1024 of the first page), we advance ``data_tail`` (byte
+1032) after reading. Unlike the BPF ring buffer, the data pages are mapped once, so a record
+that wraps is reassembled from two slices. Records are ``perf_event_header {u32 type; u16
+misc; u16 size}`` followed by, for ``PERF_RECORD_SAMPLE`` with RAW, ``u32 size`` and the
+bytes, and for ``PERF_RECORD_LOST``, ``u64 id; u64 lost``. The kernel pads raw data so the
+record stays 8-byte aligned, so a sample's bytes may end with up to 7 padding bytes
+(libbpf hands the same padded size to its callbacks): records should carry their own length.
+
+Memory ordering is the same x86-64 TSO argument as in :mod:`ebpfmaps.readers.ringbuf`:
+``data_head`` is read as one 8-byte load before the records, and ``data_tail`` is stored
+as one 8-byte store after they were copied.
+
+perf_event_open(2) has no libc wrapper, so it is called through ``syscall(2)`` via ctypes
+on libc (this is not libbpf; ebpfmaps._libbpf stays the only ctypes user of libbpf).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as E
+import fcntl
+import mmap
+import os
+import platform
+import select
+import struct
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
+
+from ebpfmaps import errors
+from ebpfmaps._libbpf import lib
+from ebpfmaps.cpus import online_cpus
+from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
+from ebpfmaps.maptypes import MapType
+from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, keepalive, resolve_map
+
+# include/uapi/linux/perf_event.h
+PERF_TYPE_SOFTWARE = 1
+PERF_COUNT_SW_BPF_OUTPUT = 10
+PERF_SAMPLE_RAW = 1 << 10
+PERF_FLAG_FD_CLOEXEC = 1 << 3
+PERF_RECORD_LOST = 2
+PERF_RECORD_SAMPLE = 9
+PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
+PERF_EVENT_IOC_DISABLE = 0x2401  # _IO('$', 1)
+_ATTR_WATERMARK = 1 << 14  # bit of the flags word: wakeup_watermark instead of wakeup_events
+_DATA_HEAD = 1024
+_DATA_TAIL = 1032
+
+# perf_event_open's syscall number per architecture (arch/*/entry/syscalls, asm-generic/unistd.h).
+_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "ppc64le": 319, "s390x": 331}
+
+
+class PerfEventAttr(ctypes.Structure):
+    """``struct perf_event_attr`` up to ``sig_data`` (PERF_ATTR_SIZE_VER7, 128 bytes)."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("size", ctypes.c_uint32),
+        ("config", ctypes.c_uint64),
+        ("sample_period", ctypes.c_uint64),
+        ("sample_type", ctypes.c_uint64),
+        ("read_format", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+        ("wakeup", ctypes.c_uint32),  # wakeup_events, or wakeup_watermark with the watermark flag
+        ("bp_type", ctypes.c_uint32),
+        ("config1", ctypes.c_uint64),
+        ("config2", ctypes.c_uint64),
+        ("branch_sample_type", ctypes.c_uint64),
+        ("sample_regs_user", ctypes.c_uint64),
+        ("sample_stack_user", ctypes.c_uint32),
+        ("clockid", ctypes.c_int32),
+        ("sample_regs_intr", ctypes.c_uint64),
+        ("aux_watermark", ctypes.c_uint32),
+        ("sample_max_stack", ctypes.c_uint16),
+        ("reserved_2", ctypes.c_uint16),
+        ("aux_sample_size", ctypes.c_uint32),
+        ("reserved_3", ctypes.c_uint32),
+        ("sig_data", ctypes.c_uint64),
+    ]
+
+
+assert ctypes.sizeof(PerfEventAttr) == 128
+
+
+class PerfSample(NamedTuple):
+    """One ``bpf_perf_event_output`` record: the CPU whose ring held it and its (padded) bytes."""
+
+    cpu: int
+    data: bytes
+
+
+SampleCallback = Callable[[int, bytes], object]
+LostCallback = Callable[[int, int], object]
+
+_libc: ctypes.CDLL | None = None
+
+
+def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1, flags: int = PERF_FLAG_FD_CLOEXEC) -> int:
+    """perf_event_open(2) through libc's syscall(); returns the fd or raises the library's error."""
+    global _libc
+    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
+    if nr is None:
+        raise NotSupported(f"perf_event_open's syscall number is not known for {platform.machine()}", op="perf_event_open")
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    fd = _libc.syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_int(pid), ctypes.c_int(cpu),
+                       ctypes.c_int(group_fd), ctypes.c_ulong(flags))
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err == E.ENOENT:
+            raise NotSupported("the kernel has no PERF_COUNT_SW_BPF_OUTPUT event", errno=err, op="perf_event_open")
+        raise errors.from_errno(err, "perf_event_open", f"cpu {cpu}")
+    return int(fd)
+
+
+class _CpuRing:
+    """One CPU's perf event fd and its mmapped ring."""
+
+    __slots__ = ("cpu", "data", "data_size", "fd", "head", "mm", "tail")
+
+    def __init__(self, cpu: int, fd: int, pages: int) -> None:
+        self.cpu = cpu
+        self.fd = fd
+        self.data_size = pages * PAGE_SIZE
+        self.mm = mmap.mmap(fd, (pages + 1) * PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        whole = memoryview(self.mm)
+        self.head = whole[_DATA_HEAD:_DATA_HEAD + 8].cast("Q")
+        self.tail = whole[_DATA_TAIL:_DATA_TAIL + 8].cast("Q")
+        self.data = whole[PAGE_SIZE:]
+        whole.release()
+
+    def close(self) -> None:
+        for view in (self.head, self.tail, self.data):
+            view.release()
+        self.mm.close()
+        os.close(self.fd)
+
+
+_HEADER = struct.Struct("=IHH")
+_U32 = struct.Struct("=I")
+_LOST = struct.Struct("=QQ")
+
+
+class PerfEventReader:
+    """Per-CPU perf rings attached to a perf event array map.
+
+    ``callback(cpu, data)`` gets each sample, ``lost_callback(cpu, count)`` each report of
+    samples the kernel dropped because a ring was full (also summed in :attr:`lost`).
+    ``pages`` data pages per CPU (a power of 2); ``wakeup_events`` samples per wakeup, or
+    ``wakeup_bytes`` to wake when that many bytes are pending instead.
+    """
+
+    def __init__(self, perf_map: MapLike, callback: SampleCallback | None = None,
+                 lost_callback: LostCallback | None = None, *, pages: int = 8, wakeup_events: int = 1,
+                 wakeup_bytes: int | None = None, cpus: list[int] | None = None) -> None:
+        fd, info = resolve_map(perf_map, MapType.PERF_EVENT_ARRAY, "PerfEventReader")
+        if pages <= 0 or pages & (pages - 1):
+            raise InvalidArgument(f"pages must be a power of 2, not {pages}", op="PerfEventReader")
+        if wakeup_events < 1:
+            raise InvalidArgument(f"wakeup_events must be >= 1, not {wakeup_events}", op="PerfEventReader")
+        if wakeup_bytes is not None and not 0 < wakeup_bytes < pages * PAGE_SIZE:
+            raise InvalidArgument(f"wakeup_bytes must be in 1..{pages * PAGE_SIZE - 1}", op="PerfEventReader")
+        if info.key_size != 4 or info.value_size != 4:
+            raise InvalidArgument(
+                f"a perf event array has 4-byte keys and values; map id {info.id} has "
+                f"{info.key_size}/{info.value_size}", op="PerfEventReader",
+            )
+        online = online_cpus()
+        if cpus is None:
+            cpus = online
+            too_high = [c for c in cpus if c >= info.max_entries]
+            if too_high:
+                raise InvalidArgument(
+                    f"the perf event array has {info.max_entries} entries but CPUs {too_high} are online; programs "
+                    "running there would lose their samples (create it with max_entries >= possible CPUs)",
+                    op="PerfEventReader",
+                )
+        else:
+            bad = [c for c in cpus if c not in online or c >= info.max_entries]
+            if bad:
+                raise InvalidArgument(f"CPUs {bad} are offline or beyond the map's {info.max_entries} entries",
+                                      op="PerfEventReader")
+        self._map = keepalive(perf_map)
+        self._map_fd = fd
+        self.map_id = info.id
+        self.callback = callback
+        self.lost_callback = lost_callback
+        self.lost: dict[int, int] = {}
+        self._rings: list[_CpuRing] = []
+        self._closed = False
+        attr = PerfEventAttr()
+        attr.type = PERF_TYPE_SOFTWARE
+        attr.size = ctypes.sizeof(PerfEventAttr)
+        attr.config = PERF_COUNT_SW_BPF_OUTPUT
+        attr.sample_period = 1
+        attr.sample_type = PERF_SAMPLE_RAW
+        if wakeup_bytes is not None:
+            attr.flags = _ATTR_WATERMARK
+            attr.wakeup = wakeup_bytes
+        else:
+            attr.wakeup = wakeup_events
+        try:
+            for cpu in cpus:
+                pfd = perf_event_open(attr, -1, cpu)
+                try:
+                    ring = _CpuRing(cpu, pfd, pages)
+                except BaseException:
+                    os.close(pfd)
+                    raise
+                self._rings.append(ring)
+                fcntl.ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0)
+                ret = lib.bpf_map_update_elem(fd, _U32.pack(cpu), _U32.pack(pfd), 0)
+                if ret < 0:
+                    raise errors.from_errno(-ret, "update", f"perf event array slot {cpu}")
+            self._waiter = Waiter([r.fd for r in self._rings], select.EPOLLIN)
+        except BaseException:
+            self._release_rings()
+            raise
+        self._by_fd = {r.fd: r for r in self._rings}
+
+    @property
+    def cpus(self) -> list[int]:
+        """The CPUs with a ring."""
+        return [r.cpu for r in self._rings]
+
+    def fileno(self) -> int:
+        """An epoll fd readable when any CPU's ring woke us (select/selectors/asyncio)."""
+        return self._waiter.fileno()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MapClosed("the perf event reader is closed", op="perf")
+
+    # ------------------------------------------------------------------ reading
+    def _drain_ring(self, ring: _CpuRing, cb: SampleCallback, lost_cb: LostCallback | None) -> int:
+        head = ring.head[0]  # acquire: records up to head are complete
+        tail = ring.tail[0]
+        data = ring.data
+        size = ring.data_size
+        cpu = ring.cpu
+        done = 0
+        try:
+            while tail < head:
+                off = tail % size
+                # Headers are 8-byte aligned and the area a multiple of 8: never split.
+                rtype, _misc, rsize = _HEADER.unpack_from(data, off)
+                if rsize < 8:  # a corrupt ring would loop forever otherwise
+                    raise errors.MapError(f"perf ring of CPU {cpu} holds a record of size {rsize}", op="perf read")
+                end = off + rsize
+                if end <= size:
+                    body = data[off + 8:end].tobytes()
+                else:
+                    body = data[off + 8:size].tobytes() + data[:end - size].tobytes()
+                tail += rsize
+                if rtype == PERF_RECORD_SAMPLE:
+                    (raw_size,) = _U32.unpack_from(body, 0)
+                    sample = body[4:4 + raw_size]
+                    ring.tail[0] = tail  # release: the sample is copied
+                    done += 1
+                    cb(cpu, sample)
+                elif rtype == PERF_RECORD_LOST:
+                    _id, count = _LOST.unpack_from(body, 0)
+                    ring.tail[0] = tail
+                    self.lost[cpu] = self.lost.get(cpu, 0) + count
+                    if lost_cb is not None:
+                        lost_cb(cpu, count)
+        finally:
+            ring.tail[0] = tail
+        return done
+
+    def consume(self, callback: SampleCallback | None = None) -> int:
+        """Read every pending record of every CPU without waiting; returns the number of samples."""
+        cb = callback if callback is not None else self.callback
+        if cb is None:
+            raise InvalidArgument("consume() needs a callback (or give the reader one); read() returns samples",
+                                  op="consume")
+        self._check_open()
+        return sum(self._drain_ring(ring, cb, self.lost_callback) for ring in self._rings)
+
+    def read(self) -> list[PerfSample]:
+        """The pending samples of every CPU (CPU by CPU, in order within a CPU); releases them."""
+        out: list[PerfSample] = []
+        self._check_open()
+        for ring in self._rings:
+            self._drain_ring(ring, lambda cpu, data: out.append(PerfSample(cpu, data)), self.lost_callback)
+        return out
+
+    def pending(self) -> int:
+        """Bytes not yet read, summed over all CPUs."""
+        self._check_open()
+        return sum(int(r.head[0] - r.tail[0]) for r in self._rings)
+
+    def poll(self, timeout: float | None = None, callback: SampleCallback | None = None) -> int:
+        """Wait up to ``timeout`` seconds (None: forever) for samples, then read them; returns how many."""
+        cb = callback if callback is not None else self.callback
+        if cb is None:
+            raise InvalidArgument("poll() needs a callback (or give the reader one)", op="poll")
+        deadline = Deadline(timeout)
+        while True:
+            done = self.consume(cb)
+            if done:
+                return done
+            if deadline.expired():
+                return 0
+            if not self._waiter.wait(deadline.remaining()) and deadline.expired():
+                return 0
+
+    async def read_async(self) -> list[PerfSample]:
+        """Wait in the running asyncio loop for samples, then return them."""
+        while True:
+            samples = self.read()
+            if samples:
+                return samples
+            await self._waiter.wait_async()
+
+    def __aiter__(self) -> AsyncIterator[PerfSample]:
+        return self._stream_async()
+
+    async def _stream_async(self) -> AsyncIterator[PerfSample]:
+        while True:
+            for sample in await self.read_async():
+                yield sample
+
+    # ------------------------------------------------------------------ lifetime
+    def _release_rings(self) -> None:
+        map_open = True
+        try:
+            if self._map is not None:
+                self._map.fd  # noqa: B018 - raises MapClosed when the caller closed the map first
+        except MapClosed:
+            map_open = False  # its fd number may already belong to something else
+        for ring in self._rings:
+            # Empty the map slot first so programs stop writing to a ring nobody reads.
+            if map_open:
+                lib.bpf_map_delete_elem(self._map_fd, _U32.pack(ring.cpu))
+            try:
+                fcntl.ioctl(ring.fd, PERF_EVENT_IOC_DISABLE, 0)
+            except OSError:
+                pass
+            ring.close()
+        self._rings = []
+
+    def close(self) -> None:
+        """Remove the events from the map, unmap the rings and close their fds."""
+        if self._closed:
+            return
+        self._closed = True
+        self._waiter.close()
+        self._release_rings()
+        self._map = None
+
+    def __enter__(self) -> PerfEventReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PerfEventReader map_id={self.map_id} cpus={self.cpus} lost={sum(self.lost.values())}>"

@@ -1,0 +1,416 @@
+"""Consuming a BPF ring buffer (``BPF_MAP_TYPE_RINGBUF``) from Python through its shared memory.
+
+Layout, as the kernel maps it (kernel/bpf/ringbuf.c, the same one libbpf's ringbuf.c reads):
+
+* offset 0, one page, mapped read-write: ``consumer_pos`` (u64 at byte 0), written only by us;
+* offset one page, one page, mapped read-only: ``producer_pos`` (u64 at byte 0);
+* then the data area of ``max_entries`` bytes, which the kernel maps *twice* back to back,
+  so a record that wraps past the end of the area is still contiguous in our mapping.
+
+Each record is an 8-byte header (``u32 len`` whose bit 31 means "busy: reserved, not yet
+committed" and bit 30 "discarded"; ``u32 pg_off`` for the kernel's own use) followed by
+``len`` bytes, the whole rounded up to 8 bytes. Positions only grow; ``pos & (size-1)`` is
+the offset in the area.
+
+Memory ordering. libbpf reads ``producer_pos`` and each header with load-acquire and writes
+``consumer_pos`` with store-release. Python cannot issue barriers, so this module relies on
+x86-64's TSO model, where every plain load already has acquire semantics (loads are not
+reordered with older loads) and every plain store has release semantics (stores are not
+reordered with older loads or stores). What we must and do guarantee ourselves:
+
+* each position is read and written as one aligned 8-byte access, and each header as one
+  aligned 4-byte access (through ``memoryview.cast('Q'/'I')`` element access, which CPython
+  implements with a fixed-size ``memcpy`` the compiler turns into a single ``mov``; a
+  byte-by-byte store of ``consumer_pos`` could let the kernel see a torn, too-large value and
+  overwrite unread data);
+* in program order, a record's bytes are copied (or the caller's zero-copy callback has
+  returned) *before* ``consumer_pos`` is advanced past it, so the kernel never reuses space we
+  are still reading.
+
+On weakly ordered CPUs (arm64) the same program order is kept but hardware reordering is
+not prevented; there the reader is best-effort and libbpf's C consumer is the safe choice.
+
+Busy records: the producer reserved space but has not committed yet. Records must be
+consumed in order, so the reader stops there. The kernel wakes the epoll waiter when a
+record is committed at the position the consumer waits on, but epoll also reports
+"data available" while the busy record is pending, so :meth:`RingBufReader.poll` waits for a
+busy record by spinning briefly and then sleeping in growing steps (up to 1 ms).
+"""
+
+from __future__ import annotations
+
+import mmap
+import select
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
+from ebpfmaps.maptypes import MapType
+from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, keepalive, resolve_map
+
+# Header bits and size, from include/uapi/linux/bpf.h (BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
+# BPF_RINGBUF_HDR_SZ).
+BUSY_BIT = 1 << 31
+DISCARD_BIT = 1 << 30
+LEN_MASK = DISCARD_BIT - 1
+HDR_SIZE = 8
+
+# Spin this many times on a busy record before sleeping between checks.
+_BUSY_SPINS = 200
+_BUSY_SLEEP_MAX = 0.001
+
+RecordCallback = Callable[[Any], object]
+
+
+def record_span(length: int) -> int:
+    """Bytes a record of ``length`` payload bytes occupies in the ring (header included, 8-aligned)."""
+    return (length + HDR_SIZE + 7) & ~7
+
+
+class RingBufReader:
+    """Reads records that BPF programs write into a ring buffer map.
+
+    ``callback`` (optional) receives each record as ``bytes`` from :meth:`consume` and
+    :meth:`poll`; without one, use :meth:`read`, iteration, or pass a callback per call.
+
+    >>> reader = RingBufReader(rb)                      # doctest: +SKIP
+    >>> reader.poll(timeout=1.0, callback=print)        # doctest: +SKIP
+    >>> for record in reader: ...                       # what is available now, as bytes
+    """
+
+    def __init__(self, ringbuf: MapLike, callback: RecordCallback | None = None) -> None:
+        fd, info = resolve_map(ringbuf, MapType.RINGBUF, "RingBufReader")
+        size = info.max_entries
+        if size <= 0 or size & (size - 1) or size % PAGE_SIZE:
+            # The kernel enforces this at creation; checked again so the mask below is right.
+            raise InvalidArgument(f"ring buffer size {size} is not a power-of-2 multiple of the page size", op="mmap")
+        self._map = keepalive(ringbuf)
+        self._fd = fd
+        self.map_id = info.id
+        self.data_size = size
+        self._mask = size - 1
+        self.callback = callback
+        self._busy_seen = False
+        # Consumer page: ours to write. Producer page + twice the data area: read-only.
+        self._cons_mm = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        try:
+            self._prod_mm = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE_SIZE)
+        except BaseException:
+            self._cons_mm.close()
+            raise
+        self._cons = memoryview(self._cons_mm).cast("Q")
+        self._prod_bytes = memoryview(self._prod_mm)
+        self._prod = self._prod_bytes[:8].cast("Q")
+        self._data = self._prod_bytes[PAGE_SIZE:]
+        self._hdr = self._data.cast("I")
+        self._waiter = Waiter([fd], select.EPOLLIN)
+        self._closed = False
+
+    # ------------------------------------------------------------------ state
+    @property
+    def consumer_pos(self) -> int:
+        """Bytes consumed since the ring was created (the kernel's ``consumer_pos``)."""
+        self._check_open()
+        return int(self._cons[0])
+
+    @property
+    def producer_pos(self) -> int:
+        """Bytes produced (reserved) since the ring was created."""
+        self._check_open()
+        return int(self._prod[0])
+
+    def available(self) -> int:
+        """Bytes between the consumer and the producer (records, headers and busy space)."""
+        self._check_open()
+        return int(self._prod[0] - self._cons[0])
+
+    def fileno(self) -> int:
+        """An epoll fd that is readable when data is available (for select/selectors/asyncio)."""
+        return self._waiter.fileno()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MapClosed("the ring buffer reader is closed", op="ringbuf")
+
+    # ------------------------------------------------------------------ consuming
+    def consume(self, callback: RecordCallback | None = None, *, limit: int | None = None,
+                zero_copy: bool = False) -> int:
+        """Hand every committed record to ``callback`` (or the reader's) without waiting; returns how many.
+
+        Discarded records are skipped (they are not counted). Consumption stops at a busy
+        record (not yet committed) and at ``limit`` records. With ``zero_copy=True`` the
+        callback gets a read-only ``memoryview`` into the ring itself, valid only until the
+        callback returns: the record's space is released to the kernel right after, and the
+        view is released so that a stale access raises instead of reading reused memory.
+        A record whose callback raises counts as consumed (libbpf does the same), so one bad
+        record cannot wedge the reader; the exception propagates.
+        """
+        cb = callback if callback is not None else self.callback
+        if cb is None:
+            raise InvalidArgument("consume() needs a callback (or give the reader one); read() returns records", op="consume")
+        if limit is not None and limit < 0:
+            raise InvalidArgument(f"limit must be >= 0, not {limit}", op="consume")
+        self._check_open()
+        return self._drain(cb, -1 if limit is None else limit, zero_copy)
+
+    def _drain(self, cb: RecordCallback, limit: int, zero_copy: bool) -> int:
+        cons_q = self._cons
+        prod_q = self._prod
+        hdr = self._hdr
+        data = self._data
+        mask = self._mask
+        cons = cons_q[0]
+        done = 0
+        self._busy_seen = False
+        while done != limit:
+            prod = prod_q[0]  # acquire: the headers below were written before producer_pos moved
+            if cons >= prod:
+                break
+            while cons < prod and done != limit:
+                off = cons & mask
+                length = hdr[off >> 2]
+                if length & BUSY_BIT:
+                    self._busy_seen = True
+                    return done
+                size = length & LEN_MASK
+                cons += (size + 15) & ~7  # record_span(size), inlined on the hot path
+                if length & DISCARD_BIT:
+                    cons_q[0] = cons
+                    continue
+                done += 1
+                start = off + HDR_SIZE
+                if zero_copy:
+                    view = data[start:start + size]
+                    try:
+                        cb(view)
+                    finally:
+                        view.release()
+                        cons_q[0] = cons  # release: after the caller is done with the bytes
+                else:
+                    record = data[start:start + size].tobytes()
+                    cons_q[0] = cons  # release: the copy above is complete
+                    cb(record)
+        return done
+
+    def read(self, limit: int | None = None) -> list[bytes]:
+        """Copies of the committed records available now (up to ``limit``), in order; releases them."""
+        out: list[bytes] = []
+        if limit is not None and limit < 0:
+            raise InvalidArgument(f"limit must be >= 0, not {limit}", op="read")
+        self._check_open()
+        self._drain(out.append, -1 if limit is None else limit, False)
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The records available now (copies); does not wait."""
+        return iter(self.read())
+
+    def read_array(self, record_size: int, dtype: Any = None, *, limit: int | None = None) -> Any:
+        """Decode a run of fixed-size records at once into a numpy array (needs numpy).
+
+        Reads consecutive committed records of exactly ``record_size`` bytes (skipping
+        discarded ones) and returns them as a copied array: of ``dtype`` (a numpy dtype whose
+        itemsize is ``record_size``, e.g. a structured dtype) or, without one, a
+        ``(n, record_size)`` uint8 array. Stops before the first record of another size or
+        a busy one; :meth:`consume` handles those. This is the batch decoding path: the
+        headers are checked and the payloads copied by numpy, not record by record in Python.
+        """
+        try:
+            import numpy as np
+        except ImportError as exc:  # pragma: no cover - numpy is in the [numpy]/[dev] extras
+            raise NotSupported("read_array needs numpy (pip install 'ebpfmaps[numpy]')", op="read_array") from exc
+        if record_size <= 0 or record_size > LEN_MASK:
+            raise InvalidArgument(f"record_size must be in 1..{LEN_MASK}, not {record_size}", op="read_array")
+        out_dtype = np.dtype(np.uint8) if dtype is None else np.dtype(dtype)
+        if dtype is not None and out_dtype.itemsize != record_size:
+            raise InvalidArgument(
+                f"dtype itemsize {out_dtype.itemsize} differs from record_size {record_size}", op="read_array"
+            )
+        self._check_open()
+        span = record_span(record_size)
+        cons = int(self._cons[0])
+        prod = int(self._prod[0])
+        count = min((prod - cons) // span, self.data_size // span)
+        if limit is not None:
+            count = min(count, limit)
+        self._busy_seen = False
+        if count <= 0:
+            return np.empty((0, record_size), np.uint8) if dtype is None else np.empty(0, out_dtype)
+        off = cons & self._mask
+        # Contiguous even across the end of the area thanks to the double mapping.
+        rows = np.frombuffer(self._data, np.uint8, count * span, off).reshape(count, span)
+        headers = rows[:, :4].copy().view(np.uint32).ravel()
+        plain = (headers & ~np.uint32(DISCARD_BIT)) == record_size
+        good = count if plain.all() else int(np.argmin(plain))
+        if good < count and headers[good] & BUSY_BIT:
+            self._busy_seen = True
+        keep = (headers[:good] & np.uint32(DISCARD_BIT)) == 0
+        payload = rows[:good, HDR_SIZE:HDR_SIZE + record_size]
+        result = payload[keep] if not keep.all() else payload.copy()  # both copy out of the ring
+        self._cons[0] = cons + good * span  # release: numpy finished copying above
+        if dtype is None:
+            return result
+        return np.ascontiguousarray(result).view(out_dtype).ravel()
+
+    # ------------------------------------------------------------------ waiting
+    def poll(self, timeout: float | None = None, callback: RecordCallback | None = None, *,
+             limit: int | None = None, zero_copy: bool = False) -> int:
+        """Wait up to ``timeout`` seconds (None: forever, 0: not at all) for records and consume them.
+
+        Returns the number of records handed to the callback; 0 means the timeout passed
+        with nothing to deliver. A busy record at the head is waited for within the timeout.
+        """
+        deadline = Deadline(timeout)
+        cb = callback if callback is not None else self.callback
+        if cb is None:
+            raise InvalidArgument("poll() needs a callback (or give the reader one); see read()/wait()", op="poll")
+        while True:
+            done = self.consume(cb, limit=limit, zero_copy=zero_copy)
+            if done:
+                return done
+            if not self.wait(deadline.remaining()):
+                return 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a committed record is at the head (True) or ``timeout`` passes (False)."""
+        self._check_open()
+        deadline = Deadline(timeout)
+        spins = 0
+        pause = 0.00002
+        while True:
+            cons = self._cons[0]
+            if cons < self._prod[0]:
+                length = self._hdr[(cons & self._mask) >> 2]
+                if not length & BUSY_BIT:
+                    return True
+                # Busy: committed soon by a running program (reservations cannot outlive one run).
+                if deadline.expired():
+                    return False
+                spins += 1
+                if spins > _BUSY_SPINS:
+                    remaining = deadline.remaining()
+                    time.sleep(pause if remaining is None else min(pause, remaining))
+                    pause = min(pause * 2, _BUSY_SLEEP_MAX)
+                continue
+            if deadline.expired():
+                return False
+            self._waiter.wait(deadline.remaining())
+            if deadline.expired() and self._cons[0] >= self._prod[0]:
+                return False
+
+    # ------------------------------------------------------------------ asyncio
+    async def wait_async(self) -> None:
+        """Wait in the running event loop until a committed record is available."""
+        import asyncio
+
+        pause = 0.00002
+        while True:
+            self._check_open()
+            cons = self._cons[0]
+            if cons < self._prod[0]:
+                if not self._hdr[(cons & self._mask) >> 2] & BUSY_BIT:
+                    return
+                await asyncio.sleep(pause)  # busy record: let the loop run while it is committed
+                pause = min(pause * 2, _BUSY_SLEEP_MAX)
+                continue
+            await self._waiter.wait_async()
+
+    async def read_async(self, limit: int | None = None) -> list[bytes]:
+        """Wait (without blocking the loop) for records, then return copies of those available."""
+        while True:
+            await self.wait_async()
+            records = self.read(limit)
+            if records:
+                return records
+
+    async def poll_async(self, callback: RecordCallback | None = None, *, limit: int | None = None) -> int:
+        """asyncio counterpart of :meth:`poll` without a timeout (wrap it in ``asyncio.wait_for``)."""
+        cb = callback if callback is not None else self.callback
+        if cb is None:
+            raise InvalidArgument("poll_async() needs a callback (or give the reader one)", op="poll")
+        while True:
+            await self.wait_async()
+            done = self.consume(cb, limit=limit)
+            if done:
+                return done
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """``async for record in reader``: endless stream of records as they arrive."""
+        return self._stream_async()
+
+    async def _stream_async(self) -> AsyncIterator[bytes]:
+        while True:
+            for record in await self.read_async():
+                yield record
+
+    def stream(self, timeout: float | None = None) -> Iterator[bytes]:
+        """Records as they arrive; ends when ``timeout`` seconds pass without a record (None: never)."""
+        while True:
+            records = self.read()
+            if records:
+                yield from records
+                continue
+            if not self.wait(timeout):
+                return
+
+    # ------------------------------------------------------------------ zero copy
+    def views(self, limit: int | None = None) -> Iterator[memoryview]:
+        """Zero-copy iteration over the records available now.
+
+        Each item is a read-only ``memoryview`` into the ring. A record is released to the
+        kernel (and its view released, so later use raises ``ValueError``) when the next
+        item is requested or the iteration ends; copy what must outlive that.
+        """
+        self._check_open()
+        cons_q, prod_q, hdr, data, mask = self._cons, self._prod, self._hdr, self._data, self._mask
+        cons = cons_q[0]
+        given = 0
+        while limit is None or given < limit:
+            if cons >= prod_q[0]:
+                return
+            off = cons & mask
+            length = hdr[off >> 2]
+            if length & BUSY_BIT:
+                self._busy_seen = True
+                return
+            size = length & LEN_MASK
+            cons += record_span(size)
+            if length & DISCARD_BIT:
+                cons_q[0] = cons
+                continue
+            view = data[off + HDR_SIZE:off + HDR_SIZE + size]
+            try:
+                given += 1
+                yield view
+            finally:
+                view.release()
+                cons_q[0] = cons
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Unmap the ring and close the epoll fd (the map itself stays open)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._waiter.close()
+        for view in (self._hdr, self._data, self._prod, self._prod_bytes, self._cons):
+            view.release()
+        try:
+            self._prod_mm.close()
+            self._cons_mm.close()
+        except BufferError as exc:
+            raise InvalidArgument(
+                "a zero-copy view into the ring is still held; release it before closing the reader", op="close"
+            ) from exc
+        self._map = None
+
+    def __enter__(self) -> RingBufReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"available={self.available()}"
+        return f"<RingBufReader map_id={self.map_id} size={self.data_size} {state}>"
