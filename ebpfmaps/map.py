@@ -713,15 +713,21 @@ class Map:
     def _iter_next_key(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
         """get_next_key walk, bounded and duplicate-free.
 
-        When the current key is deleted meanwhile, hash maps restart from the first
-        key; ``seen`` keeps us from yielding twice and the step bound (as
+        When the current key is deleted meanwhile, the kernel's hash maps answer
+        get_next_key with the *first* key (htab_map_get_next_key), so a naive walk
+        starts over and, under steady deletes, never reaches the keys at the end.
+        A restart is recognised (the answer is a key already seen and equals the
+        map's first key) and the walk resumes from the most recent yielded key that
+        still exists. ``seen`` keeps us from yielding twice and the step bound (as
         cilium/ebpf bounds its iterator) guarantees termination under any churn.
         """
         fd = self.fd
         ks = self._ksize
         nxt = self._ktype()
+        first = self._ktype()
         vbuf = self._vtype()
         seen: set[bytes] = set()
+        trail: list[bytes] = []  # yielded keys in walk order: where to resume after a restart
         cur: bytes | None = None
         limit = 4 * max(self._spec.max_entries, 1) + 64
         for _ in range(limit):
@@ -731,10 +737,20 @@ class Map:
             if ret:
                 raise self._fail(ret, "get_next_key")
             kb = nxt.raw[:ks]
-            cur = kb
             if kb in seen:
+                if cur is not None and _get_next_key(fd, None, first) == 0 and first.raw[:ks] == kb:
+                    # ``cur`` vanished and the kernel started over: resume from the latest
+                    # yielded key still present (deleted ones are dropped from the trail).
+                    while trail and _lookup(fd, trail[-1], vbuf) == _ENOENT:
+                        trail.pop()
+                    if trail and trail[-1] != cur:
+                        cur = trail[-1]
+                        continue
+                cur = kb
                 continue
+            cur = kb
             seen.add(kb)
+            trail.append(kb)
             if values:
                 r = _lookup(fd, kb, vbuf)
                 if r == _ENOENT:
