@@ -16,7 +16,6 @@ import pytest
 import ebpfmaps
 from ebpfmaps import Map
 from tests.conftest import run_python
-from tests.core_helpers import U32
 
 # How long the other process churns; the parent iterates over and over meanwhile.
 CHURN_SECONDS = 2.0
