@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from ebpfmaps.programs.objects import BpfObject
 from ebpfmaps.programs.program import (
     BPF_F_TEST_RUN_ON_CPU,
     BPF_F_TEST_XDP_LIVE_FRAMES,
@@ -27,7 +28,7 @@ from ebpfmaps.programs.tracing import (
 from ebpfmaps.programs.types import AttachType, ProgramType, parse_prog_type
 
 __all__ = [
-    "BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "AttachType", "Link", "PerfEventAttr",
+    "BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "AttachType", "BpfObject", "Link", "PerfEventAttr",
     "ProgInfo", "Program", "ProgramType", "TestRun", "attach_raw_tracepoint", "attach_tracepoint",
     "parse_prog_type", "perf_event_open", "tracefs", "tracepoint_id",
 ]
