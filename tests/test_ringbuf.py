@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -336,7 +335,3 @@ def test_reader_on_a_pinned_map_in_another_process(producer: Callable[[int], Pro
     with RingBufReader(p.rb) as reader:
         seqs = [REC.unpack_from(r)[0] for r in reader.read()]
     assert seqs == [4, 5, 6]
-
-
-def _unused(*_: Any) -> None:  # keeps Any imported for helper annotations above
-    pass
