@@ -1,0 +1,181 @@
+"""Core hot paths against C: single ops, batches, and a full iteration of a big hash map.
+
+Every case uses one kernel map that both sides share (the C baseline inherits its
+fd), with 4-byte keys and 8-byte values: raw ``bytes`` (no codec work beyond a
+size check) and a typed variant with ctypes codecs (``c_uint32`` keys,
+``c_uint64`` values), which is what most users write.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from harness import Result, c_baseline, make_result
+
+import ebpfmaps
+from ebpfmaps import map as map_module
+
+SINGLE_TARGET = 1.3  # issue 2, item 8: a single op at most 1.3x C
+BATCH_TARGET = 1.1  # issue 2, item 8: batched, per element, at most 1.1x C
+
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+
+
+def _iter_batch_size() -> int:
+    """The batch size items() uses, so that C walks the map in the same steps."""
+    return int(getattr(map_module, "ITER_BATCH", map_module.DEFAULT_BATCH))
+
+
+def _make(kind: str, typed: bool, entries: int) -> ebpfmaps.Map:
+    kw: dict[str, Any] = {"key_type": ctypes.c_uint32, "value_type": ctypes.c_uint64} if typed else {}
+    if kind == "hash":
+        if not typed:
+            kw = {"key_size": 4, "value_size": 8}
+        return ebpfmaps.HashMap(max_entries=entries, name="bench_hash", **kw)
+    if not typed:
+        kw = {"value_size": 8}  # array keys are int indices by default
+    return ebpfmaps.ArrayMap(max_entries=entries, name="bench_array", **kw)
+
+
+def _keys_values(kind: str, typed: bool, n: int) -> tuple[list[Any], list[Any]]:
+    """What a user hands the map: ints when typed (and for array indices), else packed bytes."""
+    keys: list[Any] = list(range(n)) if typed or kind == "array" else [_U32.pack(i) for i in range(n)]
+    values: list[Any] = list(range(n)) if typed else [_U64.pack(i) for i in range(n)]
+    return keys, values
+
+
+def _fill(m: ebpfmaps.Map, keys: list[Any], values: list[Any]) -> None:
+    m.update_batch(keys, values)
+
+
+def single_ops(quick: bool) -> list[Result]:
+    nkeys = 1000
+    ops = 2_000 if quick else 50_000
+    rounds = 3 if quick else 15
+    cb = c_baseline()
+    out: list[Result] = []
+    for kind in ("hash", "array"):
+        for typed in (False, True):
+            m = _make(kind, typed, nkeys)
+            keys, values = _keys_values(kind, typed, nkeys)
+            _fill(m, keys, values)
+            cb.share(m.fd)
+            fd = m.fd
+            reps = ops // nkeys
+            seq_k = keys * reps
+            seq_v = values * reps
+            label = "typed" if typed else "bytes"
+
+            def py_lookup(m: ebpfmaps.Map = m, seq_k: list[Any] = seq_k) -> int:
+                for k in seq_k:
+                    m.lookup(k)
+                return len(seq_k)
+
+            def py_update(m: ebpfmaps.Map = m, seq_k: list[Any] = seq_k, seq_v: list[Any] = seq_v) -> int:
+                for k, v in zip(seq_k, seq_v):
+                    m.update(k, v)
+                return len(seq_k)
+
+            c_lookup = functools.partial(cb.call, "lookup", fd, 4, 8, len(seq_k), nkeys)
+            c_update = functools.partial(cb.call, "update", fd, 4, 8, len(seq_k), nkeys)
+
+            out.append(make_result(f"{kind} lookup ({label})", "single op", py_lookup, c_lookup,
+                                   rounds=rounds, elements=len(seq_k), target=SINGLE_TARGET))
+            out.append(make_result(f"{kind} update ({label})", "single op", py_update, c_update,
+                                   rounds=rounds, elements=len(seq_k), target=SINGLE_TARGET))
+            if kind == "hash" and typed:
+                # The dict spelling users write most; same kernel work as lookup/update.
+                def py_getitem(m: ebpfmaps.Map = m, seq_k: list[Any] = seq_k) -> int:
+                    for k in seq_k:
+                        m[k]
+                    return len(seq_k)
+
+                out.append(make_result(f"{kind} m[k] ({label})", "single op", py_getitem, c_lookup,
+                                       rounds=rounds, elements=len(seq_k), target=SINGLE_TARGET))
+            m.close()
+    return out
+
+
+def batch_ops(quick: bool) -> list[Result]:
+    n = 5_000 if quick else 100_000
+    rounds = 3 if quick else 9
+    cb = c_baseline()
+    out: list[Result] = []
+    for kind in ("hash", "array"):
+        for typed in (False, True):
+            m = _make(kind, typed, n)
+            keys, values = _keys_values(kind, typed, n)
+            _fill(m, keys, values)
+            cb.share(m.fd)
+            fd = m.fd
+            label = "typed" if typed else "bytes"
+
+            def py_lookup_batch(m: ebpfmaps.Map = m) -> int:
+                return len(m.lookup_batch())
+
+            def py_update_batch(m: ebpfmaps.Map = m, keys: list[Any] = keys, values: list[Any] = values) -> int:
+                return m.update_batch(keys, values)
+
+            def c_lookup_batch(fd: int = fd) -> tuple[int, int]:
+                return cb.call("lookup_batch", fd, 4, 8, map_module.DEFAULT_BATCH)
+
+            def c_update_batch(fd: int = fd) -> tuple[int, int]:
+                return cb.call("update_batch", fd, 4, 8, n)
+
+            out.append(make_result(f"{kind} lookup_batch ({label})", "batch", py_lookup_batch, c_lookup_batch,
+                                   rounds=rounds, elements=n, target=BATCH_TARGET,
+                                   notes="whole map into a dict"))
+            out.append(make_result(f"{kind} update_batch ({label})", "batch", py_update_batch, c_update_batch,
+                                   rounds=rounds, elements=n, target=BATCH_TARGET,
+                                   notes="from lists of keys and values"))
+            m.close()
+    return out
+
+
+def iteration(quick: bool) -> list[Result]:
+    n = 20_000 if quick else 1_000_000
+    rounds = 3 if quick else 5
+    cb = c_baseline()
+    out: list[Result] = []
+    for typed in (False, True):
+        m = _make("hash", typed, n)
+        keys, values = _keys_values("hash", typed, n)
+        _fill(m, keys, values)
+        del keys, values
+        cb.share(m.fd)
+        fd = m.fd
+        label = "typed" if typed else "bytes"
+
+        def py_items(m: ebpfmaps.Map = m) -> int:
+            count = 0
+            for _k, _v in m.items():
+                count += 1
+            return count
+
+        def c_walk(fd: int = fd) -> tuple[int, int]:
+            return cb.call("lookup_batch", fd, 4, 8, _iter_batch_size())
+
+        notes = f"C walks with lookup_batch({_iter_batch_size()})"
+        if not quick and not typed:
+            # For scale: the get_next_key + lookup walk a C program without batches would do.
+            total, count = cb.call("next_key", fd, 4, 8)
+            notes += f"; C get_next_key+lookup walk: {total / max(count, 1):.0f} ns/element"
+        out.append(make_result(f"hash items() {n:,} entries ({label})", "iteration", py_items, c_walk,
+                               rounds=rounds, elements=n, target=BATCH_TARGET, notes=notes))
+        m.close()
+    return out
+
+
+CASES: list[Callable[[bool], list[Result]]] = [single_ops, batch_ops, iteration]
+
+
+def run(quick: bool) -> list[Result]:
+    results: list[Result] = []
+    for case in CASES:
+        results.extend(case(quick))
+    return results

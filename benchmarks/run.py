@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Run the ebpfmaps benchmarks against a C libbpf baseline built in the same run.
+
+    .venv/bin/python benchmarks/run.py             # full run (make bench), writes benchmarks/results.json
+    .venv/bin/python benchmarks/run.py --quick     # a few seconds: tiny maps, few rounds (the smoke test)
+    .venv/bin/python benchmarks/run.py --only hash --cpu 1
+
+Adding a benchmark: put ``bench_<name>.py`` in this directory with a function
+``run(quick: bool) -> list[harness.Result]`` and add its module name to MODULES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+# Run from a checkout without an installed package too.
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(1, str(HERE.parent))
+
+import harness  # noqa: E402
+
+# One line per benchmark module; each exposes run(quick: bool) -> list[harness.Result].
+MODULES: list[str] = [
+    "bench_core",
+]
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def table(results: list[harness.Result]) -> str:
+    """A plain-text table (also valid Markdown) of every result."""
+    head = ["case", "group", "ebpfmaps ns/elem", "C ns/elem", "ratio", "target", "met"]
+    rows = [head, ["---"] * len(head)]
+    for r in results:
+        met = r.met
+        rows.append([
+            r.name, r.group, _fmt(r.py_ns, ".0f"), _fmt(r.c_ns, ".0f"), _fmt(r.ratio, ".2f"),
+            _fmt(r.target, ".1f"), "-" if met is None else ("yes" if met else "NO"),
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = []
+    for row in rows:
+        if row[0] == "---":
+            row = ["-" * w for w in widths]
+        lines.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
+    return "\n".join(lines)
+
+
+def environment(cpu: int) -> dict[str, Any]:
+    import ebpfmaps
+    from ebpfmaps import _libbpf
+
+    load1, load5, _ = os.getloadavg()
+    return {
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "libbpf": "%d.%d" % _libbpf.version(),
+        "ebpfmaps": ebpfmaps.__version__,
+        "cpu": cpu,
+        "cpus_online": os.cpu_count(),
+        "loadavg_at_start": [load1, load5],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and few rounds (for tests)")
+    ap.add_argument("--json", default=str(HERE / "results.json"), help="where to write results (default: %(default)s)")
+    ap.add_argument("--cpu", type=int, default=None, help="CPU to pin both sides to (default: the highest allowed)")
+    ap.add_argument("--only", default=None, help="keep results whose name contains this text")
+    ap.add_argument("--modules", default=None, help="comma-separated subset of: " + ", ".join(MODULES))
+    args = ap.parse_args(argv)
+
+    cpu = harness.pin_cpu(args.cpu)
+    modules = args.modules.split(",") if args.modules else MODULES
+    env = environment(cpu)
+    print(f"ebpfmaps benchmarks: python {env['python']}, kernel {env['kernel']}, libbpf {env['libbpf']}, "
+          f"pinned to CPU {cpu}, load {env['loadavg_at_start'][0]:.2f}{' (quick)' if args.quick else ''}", flush=True)
+    results: list[harness.Result] = []
+    failures: dict[str, str] = {}
+    t0 = time.monotonic()
+    try:
+        for name in modules:
+            started = time.monotonic()
+            try:
+                mod = importlib.import_module(name)
+                got = mod.run(args.quick)
+            except Exception:
+                failures[name] = traceback.format_exc()
+                print(f"{name}: FAILED\n{failures[name]}", file=sys.stderr, flush=True)
+                continue
+            if args.only:
+                got = [r for r in got if args.only in r.name]
+            results.extend(got)
+            print(f"{name}: {len(got)} results in {time.monotonic() - started:.1f} s", flush=True)
+    finally:
+        harness.close_baseline()
+    print()
+    print(table(results))
+    doc = {
+        "quick": args.quick,
+        "environment": env,
+        "seconds": round(time.monotonic() - t0, 1),
+        "results": [r.to_json() for r in results],
+        "failures": failures,
+    }
+    Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
