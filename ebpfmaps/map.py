@@ -864,9 +864,11 @@ class Map:
         """Write many entries in one syscall per chunk; returns how many were written.
 
         ``keys``/``values`` are sequences of what the codecs accept, or packed
-        bytes-like buffers. With ``BPF_NOEXIST`` a failure part way removes what
-        this call inserted, so the map is left as it was; with ``BPF_ANY``/``BPF_EXIST``
-        the kernel has already replaced a prefix, and :class:`BatchError` says how many.
+        bytes-like buffers. ``BPF_NOEXIST``/``BPF_EXIST`` are applied element by
+        element (the kernel's batch update accepts only ``BPF_F_LOCK``), and a failure
+        part way undoes what this call changed, so the map is left as it was; with
+        ``BPF_ANY`` the kernel has already written a prefix, and :class:`BatchError`
+        says how many.
         """
         self._check_update_flags(flags, "update_batch")
         self._check_writable("update_batch")
@@ -877,23 +879,51 @@ class Map:
         self._check_batch_keys(kb, nk)
         if nk == 0:
             return 0
+        if flags & (BPF_NOEXIST | BPF_EXIST):
+            # generic_map_update_batch refuses any elem_flags bit but BPF_F_LOCK with EINVAL
+            # (measured on 6.18), leaving ``count`` as we passed it.
+            return self._update_each_undoable(kb, vb, nk, flags)
         opts = new_opts(structs.BpfMapBatchOpts, elem_flags=flags)
         count = ctypes.c_uint32(nk)
         ret = lib.bpf_map_update_batch(self.fd, kb, vb, ctypes.byref(count), ctypes.byref(opts))
         if ret == 0:
             return nk
-        done = count.value
+        # The kernel writes back how many elements it processed; an early refusal leaves our own
+        # count untouched, which must not be read as "all done".
+        done = count.value if count.value < nk else 0
         if ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and done == 0 and self._batch_ok is not True:
             if self._batch_ok is False or not self._probe_update_batch():
                 return self._update_each(kb, vb, nk, flags)
         cause = self._fail(ret, "update_batch")
-        if flags & BPF_NOEXIST and done:
-            self._delete_raw_keys([kb[i * self._ksize : (i + 1) * self._ksize] for i in range(done)])
-            cause.message += f" (element {done}; the {done} inserted before it were removed again)"
-            raise cause
         if done:
             raise errors.BatchError(f"update_batch stopped at element {done} of {nk}: {cause}", done=done, cause=cause)
         raise cause
+
+    def _update_each_undoable(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
+        """Element-wise update with ``flags``; on a failure, restore what this call changed, then raise."""
+        ks, vs = self._ksize, self._vsize
+        fd = self.fd
+        old = self._vtype()
+        undo: list[tuple[bytes, bytes | None]] = []  # (key, previous value or None when it was absent)
+        for i in range(n):
+            key = kb[i * ks : (i + 1) * ks]
+            previous: bytes | None = None
+            if flags & BPF_EXIST:
+                r = lib.bpf_map_lookup_elem(fd, key, old)
+                previous = old.raw[:vs] if r == 0 else None
+            ret = lib.bpf_map_update_elem(fd, key, vb[i * vs : (i + 1) * vs], flags)
+            if ret:
+                cause = self._fail(ret, "update_batch", key)
+                for done_key, value in reversed(undo):
+                    if value is None:
+                        lib.bpf_map_delete_elem(fd, done_key)
+                    else:
+                        lib.bpf_map_update_elem(fd, done_key, value, BPF_EXIST)
+                if undo:
+                    cause.message += f" (element {i} of {n}; the {len(undo)} written before it were undone)"
+                raise cause
+            undo.append((key, previous))
+        return n
 
     def _probe_update_batch(self) -> bool:
         return False
