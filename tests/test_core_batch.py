@@ -117,7 +117,7 @@ def test_update_batch_noexist_failing_part_way_leaves_map_as_it_was() -> None:
     with ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=1000) as m:
         before = {k: k + 1 for k in range(0, 100, 10)}
         m.update_batch(list(before), list(before.values()))
-        new_keys = list(range(500, 550)) + [30] + list(range(600, 650))  # 30 already exists
+        new_keys = [*range(500, 550), 30, *range(600, 650)]  # 30 already exists
         with pytest.raises(KeyExists) as err:
             m.update_batch(new_keys, [9] * len(new_keys), flags=BPF_NOEXIST)
         assert err.value.errno == errno.EEXIST
