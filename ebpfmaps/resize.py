@@ -201,7 +201,8 @@ def _pin_of(m: Map, old_id: int, notes: list[str]) -> str | None:
 def _replace_pin(new_fd: int, path: str) -> None:
     """Pin ``new_fd`` at a temporary name next to ``path``, then rename it over ``path`` (atomic on bpffs)."""
     directory, base = os.path.split(path)
-    temp = os.path.join(directory, f".{base}.resize-{os.getpid()}-{secrets.token_hex(4)}")
+    # No dots: bpffs reserves names with dots for itself (bpf_lookup refuses them with EPERM).
+    temp = os.path.join(directory, f"{base}_resize_{os.getpid()}_{secrets.token_hex(4)}")
     pinning.pin_fd(new_fd, temp)
     try:
         os.rename(temp, path)
@@ -246,17 +247,26 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
     is_array = info.type in ARRAY_TYPES
     chunks = _read_entries(m)
     ks, vs = info.key_size, m.value_codec.size
-    if is_array and new_max_entries < old_max:
-        kept: list[tuple[bytes, bytes, int]] = []
+    kdec: Callable[[bytes], Any] = m.key_codec.decode
+    vdec: Callable[[bytes], Any] = m.value_codec.decode
+    dropped: dict[Any, Any] = {}
+    copied = 0
+    to_write = chunks
+    if is_array:
+        # Array slots always exist: what is kept is exactly the indices below the new size.
+        to_write = []
         for kb, vb, count in chunks:
             idx = struct.unpack_from(f"={count}I", kb)
             keep = [i for i in range(count) if idx[i] < new_max_entries]
-            if keep:
-                kept.append((b"".join(kb[i * ks : (i + 1) * ks] for i in keep),
-                             b"".join(vb[i * vs : (i + 1) * vs] for i in keep), len(keep)))
-        to_write = kept
-    else:
-        to_write = chunks
+            if len(keep) == count:
+                to_write.append((kb, vb, count))
+            elif keep:
+                to_write.append((b"".join(kb[i * ks : (i + 1) * ks] for i in keep),
+                                 b"".join(vb[i * vs : (i + 1) * vs] for i in keep), len(keep)))
+            copied += len(keep)
+            for i in range(count):
+                if idx[i] >= new_max_entries:
+                    dropped[kdec(kb[i * ks : (i + 1) * ks])] = vdec(vb[i * vs : (i + 1) * vs])
 
     spec: MapSpec = m.spec.replace(max_entries=new_max_entries)
     btf_fd: int | None = None
@@ -275,17 +285,15 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
     try:
         _write_entries(target, to_write,
                        spread_cpus=info.type in LRU_TYPES and bool(info.flags & BPF_F_NO_COMMON_LRU))
-        present = _present_keys(target)
-        dropped: dict[Any, Any] = {}
-        kdec: Callable[[bytes], Any] = m.key_codec.decode
-        vdec: Callable[[bytes], Any] = m.value_codec.decode
-        copied = 0
-        for kb, vb, count in chunks:
-            for key, value in _split_chunk(kb, vb, count, ks, vs):
-                if key in present:
-                    copied += 1
-                else:
-                    dropped[kdec(key)] = vdec(value)
+        if not is_array:
+            # Hash maps: read the new map back, since a full map or the LRU decides what stayed.
+            present = _present_keys(target)
+            for kb, vb, count in chunks:
+                for key, value in _split_chunk(kb, vb, count, ks, vs):
+                    if key in present:
+                        copied += 1
+                    else:
+                        dropped[kdec(key)] = vdec(value)
         if info.frozen:
             target.freeze()
         new_id = target.info().id
