@@ -185,7 +185,7 @@ def test_resize_keeps_btf(pin_path: Path) -> None:
         before = m.info()
         # A map opened from its pin knows only BTF ids; resize fetches the BTF object by id.
         with ebpfmaps.open_pinned(pin_path) as other:
-            other.resize(16)
+            other.resize(16)  # type: ignore[attr-defined]  # open_pinned returns Map
             after = other.info()
         assert (after.btf_id, after.btf_key_type_id, after.btf_value_type_id) == (
             before.btf_id, before.btf_key_type_id, before.btf_value_type_id)
@@ -202,13 +202,13 @@ def test_bad_resizes_are_refused_before_touching_the_kernel(pin_path: Path) -> N
             with pytest.raises(InvalidArgument):
                 m.resize(bad)
         with pytest.raises(InvalidArgument):
-            m.resize(1.5)  # type: ignore[arg-type]
+            m.resize(1.5)
         same = m.resize(16)
         assert not same.migrated and m.id == old_id
         m.pin(pin_path)
         with ebpfmaps.open_pinned(pin_path, readonly=True) as ro:
             with pytest.raises(PermissionDenied):
-                ro.resize(32)
+                ro.resize(32)  # type: ignore[attr-defined]
     with pytest.raises(MapClosed):
         m.resize(32)
     with ebpfmaps.create("queue", key_size=0, value_size=8, max_entries=4) as q:
