@@ -42,12 +42,12 @@ class Codec:
         return f"{type(self).__name__}(size={self.size})"
 
     def _wrong(self, data: object) -> MapError:
-        try:
-            n = len(data)  # type: ignore[arg-type]
-        except TypeError:
+        # Only bytes-like data has a size in bytes; len() of a list or str would give a misleading "N bytes".
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             return InvalidArgument(
                 f"{self.role} must be bytes-like of {self.size} bytes, not {type(data).__name__}", op="encode"
             )
+        n = memoryview(data).nbytes
         return _size_error(self.role)(f"{self.role} is {n} bytes, the map's {self.role}_size is {self.size}", op="encode")
 
     def encode(self, value: Any) -> bytes:
