@@ -339,8 +339,16 @@ def ld_map_fd(dst: int, m: Any) -> Insn:
 
 
 def ld_map_value(dst: int, m: Any, offset: int = 0) -> Insn:
-    """``dst = &map.value[0] + offset`` (BPF_PSEUDO_MAP_VALUE): direct access to an array map's first value."""
+    """``dst = &value + offset`` (BPF_PSEUDO_MAP_VALUE): direct access to the value of a single-entry array
+    map (the kernel's ``array_map_direct_value_addr`` refuses arrays with more entries), no lookup needed."""
     fd = _map_fd(m)
+    spec = getattr(m, "spec", None)
+    if spec is not None:
+        if spec.type != 2 or spec.max_entries != 1:  # BPF_MAP_TYPE_ARRAY
+            raise AssemblerError(f"direct value access needs an array map with max_entries=1, not {m!r}",
+                                 op="assemble")
+        if not 0 <= offset < spec.value_size:
+            raise AssemblerError(f"offset {offset} is outside the {spec.value_size}-byte value", op="assemble")
     return Insn(BPF_LD | BPF_DW | BPF_IMM, _dst(dst), BPF_PSEUDO_MAP_VALUE, 0, fd, _imm(offset, "map value offset"),
                 ref=m)
 
