@@ -7,7 +7,7 @@ import re
 import shutil
 import struct
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -139,7 +139,7 @@ def _result_map() -> ebpfmaps.Map:
     return ebpfmaps.create("array", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=1)
 
 
-def _run_store(results: ebpfmaps.Map, body: list[object]) -> int:
+def _run_store(results: ebpfmaps.Map, body: Sequence[object]) -> int:
     """Run ``body`` (which leaves a value in r0) in the kernel, store r0 in results[0], return it."""
     prog = Program.load("socket_filter", [
         *body,
