@@ -76,6 +76,14 @@ def is_embedded() -> bool:
     return active() == EMBEDDED
 
 
+def summary() -> str:
+    """One line for a demo or a log: the active profile and what it means right now."""
+    if active() == EMBEDDED:
+        return (f"embedded: static pool {StaticPool.used()} of {StaticPool.total_size()} bytes used; "
+                f"no LRU maps, no resize")
+    return "cloud: maps resize by migration, LRU maps allowed, no pool"
+
+
 def use(name: str | None) -> None:
     """Select the profile for this process (``None`` returns to ``EBPFMAPS_PROFILE``/the default).
 

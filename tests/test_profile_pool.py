@@ -281,3 +281,12 @@ print(ebpfmaps.profile.active(), ebpfmaps.StaticPool.remaining())
     assert lines[0] == "lru refused"
     prof, remaining = lines[1].split()
     assert prof == "embedded" and 0 < int(remaining) < 32 * 1024
+
+
+def test_summary_names_the_profile() -> None:
+    with profile.using("cloud"):
+        assert profile.summary().startswith("cloud")
+    with embedded_pool():
+        m = ebpfmaps.ArrayMap.with_entries(value_size=8, max_entries=4)
+        assert profile.summary().startswith(f"embedded: static pool {fdinfo_memlock(m.fd)} of {DEFAULT_POOL_SIZE}")
+        m.close()
