@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,10 @@ def _counter() -> ebpfmaps.Map:
     return ebpfmaps.create("array", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=1)
 
 
-def _count_if_our_tgid(counter: ebpfmaps.Map, prelude: list[object] | None = None) -> list[object]:
+def _count_if_our_tgid(counter: ebpfmaps.Map, prelude: Sequence[object] = ()) -> list[object]:
     """Instructions that add 1 to counter[0] when the current process is this test process."""
     return [
-        *(prelude or []),
+        *prelude,
         asm.call("get_current_pid_tgid"),
         asm.rsh64(R0, 32),
         asm.jne(R0, os.getpid(), "out"),
