@@ -76,13 +76,16 @@ class Codec:
                 )
             return data, len(data) // self.size
         items = values if isinstance(values, (list, tuple)) else list(values)
+        # Fast path: join bytes-like items as they are. join also takes other buffer objects
+        # (ctypes instances have no len()), so anything that is not plainly whole items goes
+        # through encode(), which converts what it may and raises the precise error otherwise.
         try:
             data = b"".join(items)
+            whole = len(data) == self.size * len(items) and not set(map(len, items)) - {self.size}
         except TypeError:
+            whole = False
+        if not whole:
             data = b"".join([self.encode(v) for v in items])
-        if len(data) != self.size * len(items) or set(map(len, items)) - {self.size}:
-            for v in items:
-                self.encode(v)  # raises the precise error for the first bad one
         return data, len(items)
 
     def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
@@ -165,7 +168,8 @@ class CtypesCodec(Codec):
 
     def encode(self, value: Any) -> bytes:
         if isinstance(value, self.ctype):
-            return bytes(value)  # type: ignore[call-overload]
+            data: bytes = bytes(value)  # type: ignore[call-overload]
+            return data
         if isinstance(value, (bytes, bytearray, memoryview)):
             return super().encode(value)
         if isinstance(value, (tuple, list)) and issubclass(self.ctype, (ctypes.Structure, ctypes.Array)):
@@ -177,6 +181,12 @@ class CtypesCodec(Codec):
 
     def decode(self, data: bytes) -> Any:
         return self.ctype.from_buffer_copy(data)  # type: ignore[attr-defined]
+
+    def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
+        # Batches and lookup_batch decode through here: instances, like decode(), never raw bytes.
+        s = self.size
+        copy = self.ctype.from_buffer_copy  # type: ignore[attr-defined]
+        return [copy(data, i * s) for i in range(count)]
 
 
 def make_codec(kind: Any, size: int | None, role: Role) -> Codec:
