@@ -29,7 +29,9 @@ from __future__ import annotations
 import os
 import secrets
 import struct
+import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -163,6 +165,19 @@ def _present_keys(m: Map) -> set[bytes]:
     return out
 
 
+_resize_locks: weakref.WeakKeyDictionary[Map, threading.Lock] = weakref.WeakKeyDictionary()
+_resize_locks_guard = threading.Lock()
+
+
+def _lock_for(m: Map) -> threading.Lock:
+    """A lock per map object, private to resize (the core's own locks stay the core's)."""
+    with _resize_locks_guard:
+        lock = _resize_locks.get(m)
+        if lock is None:
+            lock = _resize_locks[m] = threading.Lock()
+        return lock
+
+
 def _check_resizable(m: Map, new_max_entries: int) -> None:
     if isinstance(new_max_entries, bool) or not isinstance(new_max_entries, int):
         raise InvalidArgument(f"resize: new_max_entries must be an int, not {type(new_max_entries).__name__}",
@@ -232,7 +247,7 @@ def _resize(m: Map, new_max_entries: int, stacklevel: int) -> ResizeResult:
         raise NotSupported("resize: the embedded profile has no resize (seed 001)", op="resize")
     _check_resizable(m, new_max_entries)
     notes: list[str] = []
-    with m._lock:  # one resize of an object at a time
+    with _lock_for(m):  # one resize of an object at a time
         result = _resize_locked(m, new_max_entries, notes)
     for note in notes:
         warnings.warn(ResizeWarning(note), stacklevel=stacklevel)

@@ -352,3 +352,32 @@ def test_resize_under_a_reader_in_another_process(pin_path: Path, tmp_path: Path
     assert summary["opens"] > 0
     assert summary["ids"] >= 2, summary  # the reader really saw the map change under it
     assert set(summary["sizes"]) <= {128, 256, 1024, 160}
+
+
+def test_concurrent_resizes_of_one_object_are_serialised() -> None:
+    with _make("hash", 128) as m:
+        expected = _fill(m, "hash", list(range(100)))
+        errors: list[BaseException] = []
+
+        def resizer(size: int) -> None:
+            try:
+                for _ in range(5):
+                    m.resize(size)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=resizer, args=(s,)) for s in (128, 256, 512, 1024)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert m.info().max_entries == m.max_entries in (128, 256, 512, 1024)
+        assert m.to_dict() == expected
+
+
+def test_resize_function_refuses_in_embedded() -> None:
+    with _make("array", 8) as m, profile.using("embedded"):
+        with pytest.raises(NotSupported, match="embedded"):
+            resize(m, 16)
+        assert m.info().max_entries == 8
