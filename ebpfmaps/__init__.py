@@ -27,7 +27,33 @@ from ebpfmaps.errors import (
 from ebpfmaps.factory import class_for, create, list_maps, map_ids, open_by_id, open_pinned
 from ebpfmaps.map import Map
 from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
+from ebpfmaps.maps.bloom import BloomFilterMap
 from ebpfmaps.maps.hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
+from ebpfmaps.maps.lpm import LpmTrieMap
+from ebpfmaps.maps.of_maps import ArrayOfMaps, HashOfMaps
+from ebpfmaps.maps.perf import PerfEventArray
+from ebpfmaps.maps.queue import QueueMap, StackMap
+from ebpfmaps.maps.ringbuf import RingBufMap, UserRingBufMap
+from ebpfmaps.maps.special import (
+    ArenaMap,
+    CgroupArray,
+    CgroupStorage,
+    CgrpStorage,
+    CpuMap,
+    DevMap,
+    DevMapHash,
+    InodeStorage,
+    PerCpuCgroupStorage,
+    ProgArray,
+    ReuseportSockArray,
+    SkStorage,
+    SockHash,
+    SockMap,
+    StructOpsMap,
+    TaskStorage,
+    XskMap,
+)
+from ebpfmaps.maps.stacktrace import StackTraceMap
 from ebpfmaps.maptypes import (
     BPF_ANY,
     BPF_EXIST,
@@ -60,4 +86,12 @@ __all__ = [
     "PermissionDenied", "ResizeResult", "ResizeWarning", "StaticPool",
     "StructCodec", "class_for", "create", "errors", "is_bpffs", "list_maps", "map_ids",
     "mount_bpffs", "open_by_id", "open_pinned", "possible_cpus", "profile", "unpin",
+]
+
+# Every other kernel map type (issue 3).
+__all__ += [
+    "ArenaMap", "ArrayOfMaps", "BloomFilterMap", "CgroupArray", "CgroupStorage", "CgrpStorage", "CpuMap", "DevMap",
+    "DevMapHash", "HashOfMaps", "InodeStorage", "LpmTrieMap", "PerCpuCgroupStorage", "PerfEventArray", "ProgArray",
+    "QueueMap", "ReuseportSockArray", "RingBufMap", "SkStorage", "SockHash", "SockMap", "StackMap", "StackTraceMap",
+    "StructOpsMap", "TaskStorage", "UserRingBufMap", "XskMap",
 ]

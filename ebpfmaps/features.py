@@ -1,0 +1,189 @@
+"""What the running kernel supports, found by probes (never by version numbers).
+
+Map types are probed with libbpf's ``libbpf_probe_bpf_map_type``, which creates a
+minimal map of the type (with the BTF the type needs) and reports whether the
+kernel accepted it. Types newer than the loaded libbpf (libbpf 1.1 returns
+``-EOPNOTSUPP`` for ``BPF_MAP_TYPE_ARENA``) are probed here by creating the
+smallest valid map of the type ourselves. Results are cached per process.
+
+``python -m ebpfmaps.features --markdown`` prints the README's table of every
+map type: its class, key/value semantics, operations, and whether this kernel
+has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno as E
+import functools
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+from ebpfmaps.errors import NotSupported
+from ebpfmaps.maptypes import BPF_F_MMAPABLE, MapType, type_name
+
+
+@dataclass(frozen=True)
+class TypeDoc:
+    """What the README says about one map type."""
+
+    keys_values: str
+    operations: str
+
+
+# The semantics column of the README table, written here so the table and the code live together.
+TYPE_DOCS: dict[MapType, TypeDoc] = {
+    MapType.HASH: TypeDoc("any fixed-size key → value", "dict protocol, batches, iteration"),
+    MapType.ARRAY: TypeDoc("u32 index < max_entries → value (preallocated, zeroed)",
+                           "dict protocol, batches; `mmapable=True`: memoryview/numpy views"),
+    MapType.PROG_ARRAY: TypeDoc("u32 index → program fd (reads give the program id)",
+                                "set/get/delete; tail calls from programs"),
+    MapType.PERF_EVENT_ARRAY: TypeDoc("u32 CPU → perf event fd (sized to the possible CPUs)",
+                                      "set/delete; read with a perf reader"),
+    MapType.PERCPU_HASH: TypeDoc("key → one value per possible CPU", "dict protocol, batches, `.sum()`"),
+    MapType.PERCPU_ARRAY: TypeDoc("u32 index → one value per possible CPU", "dict protocol, batches"),
+    MapType.STACK_TRACE: TypeDoc("u32 stack id → instruction pointers (depth x u64)",
+                                 "read/delete/iterate; `symbols(id)` via /proc/kallsyms; filled by programs only"),
+    MapType.CGROUP_ARRAY: TypeDoc("u32 index → cgroup v2 directory fd", "set/delete"),
+    MapType.LRU_HASH: TypeDoc("key → value, least recently used evicted when full", "dict protocol, batches"),
+    MapType.LRU_PERCPU_HASH: TypeDoc("key → per-CPU values, LRU eviction", "dict protocol, batches"),
+    MapType.LPM_TRIE: TypeDoc("`ipaddress` network or (prefixlen, bytes) → value",
+                              "exact dict protocol, `longest_match(addr)`, `longest_prefix(addr)`, iteration"),
+    MapType.ARRAY_OF_MAPS: TypeDoc("u32 index → inner map (stored by fd, read back by id)",
+                                   "`m[i] = inner`, `m[i]` opens the inner Map, delete"),
+    MapType.HASH_OF_MAPS: TypeDoc("key → inner map (stored by fd, read back by id)",
+                                  "`m[k] = inner`, `m[k]` opens the inner Map, delete, iteration"),
+    MapType.DEVMAP: TypeDoc("u32 index → ifindex (+ XDP program fd with 8-byte values)",
+                            "dict protocol; interface names accepted"),
+    MapType.SOCKMAP: TypeDoc("u32 index → socket (reads give the socket cookie)", "set/get/delete"),
+    MapType.CPUMAP: TypeDoc("u32 CPU → queue size (+ program fd with 8-byte values)", "dict protocol"),
+    MapType.XSKMAP: TypeDoc("u32 queue index → AF_XDP socket fd", "set/delete (the kernel refuses reads)"),
+    MapType.SOCKHASH: TypeDoc("any key → socket (reads give the socket cookie)", "set/get/delete, iteration"),
+    MapType.CGROUP_STORAGE: TypeDoc("(cgroup inode, attach type) → value; max_entries 0",
+                                    "entries appear when a program using it is attached"),
+    MapType.REUSEPORT_SOCKARRAY: TypeDoc("u32 index → SO_REUSEPORT socket (reads give the cookie)",
+                                         "set/get/delete"),
+    MapType.PERCPU_CGROUP_STORAGE: TypeDoc("as cgroup storage, one value per CPU", "as cgroup storage"),
+    MapType.QUEUE: TypeDoc("no key (key_size 0); FIFO of values", "push/pop/peek, `push(overwrite=True)`, drain"),
+    MapType.STACK: TypeDoc("no key (key_size 0); LIFO of values", "push/pop/peek, `push(overwrite=True)`, drain"),
+    MapType.SK_STORAGE: TypeDoc("socket → value (BTF built for you)", "get/set/delete by socket"),
+    MapType.DEVMAP_HASH: TypeDoc("u32 key → ifindex (+ program fd)", "dict protocol, iteration"),
+    MapType.STRUCT_OPS: TypeDoc("u32 0 → kernel struct `bpf_struct_ops_<name>` (vmlinux BTF)",
+                                "created by struct name; filled with programs by a loader"),
+    MapType.RINGBUF: TypeDoc("no keys; size = power-of-two multiple of the page size",
+                             "creation, pinning; read with a ring buffer reader"),
+    MapType.INODE_STORAGE: TypeDoc("open file → value (BTF built for you)", "get/set/delete by fd"),
+    MapType.TASK_STORAGE: TypeDoc("pidfd → value (BTF built for you)", "get/set/delete by pidfd"),
+    MapType.BLOOM_FILTER: TypeDoc("no key; set membership of values, `nr_hashes` = map_extra",
+                                  "`add(v)`, `v in m`, predicted false-positive rate"),
+    MapType.USER_RINGBUF: TypeDoc("no keys; user space produces, programs drain",
+                                  "creation, pinning; written with a producer"),
+    MapType.CGRP_STORAGE: TypeDoc("cgroup v2 directory fd → value (BTF built for you)", "get/set/delete by fd"),
+    MapType.ARENA: TypeDoc("no keys; max_entries pages shared with programs",
+                           "creation (flags MMAPABLE), `memoryview()` of the pages"),
+}
+
+
+def _create_raw(type_id: int, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> int:
+    """bpf_map_create with only flags set; the fd or -errno."""
+    from ebpfmaps._libbpf import lib, new_opts, structs
+
+    opts = new_opts(structs.BpfMapCreateOpts, map_flags=flags)
+    return int(lib.bpf_map_create(type_id, None, key_size, value_size, max_entries, ctypes.byref(opts)))
+
+
+def _own_probe(type_id: int) -> bool | None:
+    """Probes for types the loaded libbpf does not know; None when we have no probe either."""
+    if type_id == MapType.ARENA:
+        # The smallest arena: one page, MMAPABLE (kernel/bpf/arena.c requires it). An unknown type is EINVAL.
+        fd = _create_raw(type_id, 0, 0, 1, BPF_F_MMAPABLE)
+        if fd >= 0:
+            os.close(fd)
+            return True
+        return False
+    return None
+
+
+@functools.cache
+def map_type_supported(map_type: MapType | int) -> bool:
+    """Whether the running kernel creates maps of ``map_type`` (cached)."""
+    from ebpfmaps._libbpf import lib
+
+    tid = int(map_type)
+    ret = int(lib.libbpf_probe_bpf_map_type(tid, None))
+    if ret == 1:
+        return True
+    if ret == 0:
+        return False
+    if ret in (-E.EOPNOTSUPP, -E.EINVAL):  # libbpf has no probe for this type
+        own = _own_probe(tid)
+        if own is not None:
+            return own
+    raise NotSupported(f"cannot probe {type_name(tid)} maps: libbpf returned {ret}", errno=-ret, op="probe")
+
+
+def require_map_type(map_type: MapType | int) -> None:
+    """Raise :class:`NotSupported` (before any creation syscall) when the kernel lacks ``map_type``."""
+    if not map_type_supported(map_type):
+        raise NotSupported(
+            f"the running kernel ({platform.release()}) does not support {type_name(int(map_type))} maps "
+            f"(probed with a minimal map of the type)",
+            op="create",
+        )
+
+
+def probe_all() -> dict[MapType, bool]:
+    """Every map type this library knows, and whether the running kernel has it."""
+    return {t: map_type_supported(t) for t in MapType if t is not MapType.UNSPEC}
+
+
+def _class_names() -> dict[int, str]:
+    import ebpfmaps  # noqa: F401  (importing the package registers every family's classes)
+    from ebpfmaps.map import MAP_CLASSES
+
+    return {tid: cls.__name__ for tid, cls in MAP_CLASSES.items()}
+
+
+def markdown_table() -> str:
+    """The README table: every map type, its class, semantics, operations, support on this kernel."""
+    names = _class_names()
+    support = probe_all()
+    lines = [
+        f"Kernel support as probed on `{platform.release()}` by `python -m ebpfmaps.features --markdown`.",
+        "",
+        "| id | type (`create()` keyword) | class | keys → values | operations | this kernel |",
+        "|---:|---|---|---|---|:---:|",
+    ]
+    for t, ok in support.items():
+        doc = TYPE_DOCS.get(t, TypeDoc("", ""))
+        cls = names.get(int(t))
+        lines.append(
+            f"| {int(t)} | `{t.keyword}` | {'`' + cls + '`' if cls else '`Map` (generic)'} | {doc.keys_values} | "
+            f"{doc.operations} | {'yes' if ok else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ebpfmaps.features",
+                                     description="Probe which BPF map types the running kernel supports.")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--markdown", action="store_true", help="print the README table of every map type")
+    group.add_argument("--json", action="store_true", help="print {type keyword: supported}")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table())
+    elif args.json:
+        print(json.dumps({t.keyword: ok for t, ok in probe_all().items()}, indent=2))
+    else:
+        for t, ok in probe_all().items():
+            print(f"{t.keyword:24} {'yes' if ok else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""STACK_TRACE maps: stacks recorded by programs with bpf_get_stackid, read here by id.
+
+Key: the u32 stack id the helper returned. Value: ``depth`` u64 instruction
+pointers, zero-padded after the last frame (or, with BPF_F_STACK_BUILD_ID,
+``depth`` 32-byte ``struct bpf_stack_build_id`` frames). The kernel fills the map
+only from programs: syscall updates are refused (EINVAL, measured on 6.18), so
+:meth:`StackTraceMap.update` raises NotSupported before trying. Lookups,
+deletes and iteration work. Kernel addresses resolve through /proc/kallsyms
+(:mod:`ebpfmaps.ksyms`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any, ClassVar, NamedTuple
+
+from ebpfmaps.codecs import Codec
+from ebpfmaps.errors import InvalidArgument, InvalidValueSize, KeyNotFound, NotSupported
+from ebpfmaps.map import Map, map_class
+from ebpfmaps.maptypes import BPF_ANY, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_STACK_BUILD_ID, BPF_F_WRONLY, MapType
+from ebpfmaps.spec import MapSpec
+
+# kernel/bpf/stackmap.c, STACK_CREATE_FLAG_MASK.
+STACK_TRACE_FLAGS = BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_STACK_BUILD_ID
+IP_SIZE = 8
+BUILD_ID_FRAME_SIZE = 32  # struct bpf_stack_build_id: s32 status, u8 build_id[20], u64 offset/ip
+BUILD_ID_SIZE = 20
+_FRAME = struct.Struct("=i20sQ")
+_PERF_MAX_STACK = "/proc/sys/kernel/perf_event_max_stack"
+
+
+def max_stack_depth() -> int:
+    """The kernel's limit on frames per stack (kernel.perf_event_max_stack, 127 by default)."""
+    try:
+        with open(_PERF_MAX_STACK) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 127
+
+
+class BuildIdFrame(NamedTuple):
+    """One frame of a build-id stack: ``status`` 1 (valid: build_id + file offset) or 2 (ip only)."""
+
+    status: int
+    build_id: bytes
+    offset_or_ip: int
+
+    @property
+    def valid(self) -> bool:
+        return self.status == 1
+
+
+class StackCodec(Codec):
+    """A stack value: decodes to the frames up to the first empty one (a tuple of ints or BuildIdFrames)."""
+
+    def __init__(self, size: int, *, build_id: bool = False) -> None:
+        super().__init__(size, "value")
+        self.build_id = build_id
+
+    def encode(self, value: Any) -> bytes:
+        raise NotSupported("stack trace maps are written by programs (bpf_get_stackid), not by syscalls",
+                           op="update")
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        if self.build_id:
+            frames = []
+            for off in range(0, self.size, BUILD_ID_FRAME_SIZE):
+                status, bid, rest = _FRAME.unpack_from(data, off)
+                if status == 0:  # BPF_STACK_BUILD_ID_EMPTY ends the stack
+                    break
+                frames.append(BuildIdFrame(status, bid, rest))
+            return tuple(frames)
+        ips = struct.unpack_from(f"={self.size // IP_SIZE}Q", data)
+        n = len(ips)
+        while n and not ips[n - 1]:
+            n -= 1
+        return tuple(ips[:n])
+
+    def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
+        s = self.size
+        return [self.decode(bytes(data[i * s : (i + 1) * s])) for i in range(count)]
+
+
+@map_class
+class StackTraceMap(Map):
+    """BPF_MAP_TYPE_STACK_TRACE: ``m[stack_id]`` → addresses; :meth:`symbols` resolves them.
+
+    ``depth`` frames per stack (default: the kernel's perf_event_max_stack);
+    ``build_id=True`` records (build id, offset) frames for user stacks.
+    """
+
+    map_type = MapType.STACK_TRACE
+    allowed_flags: ClassVar[int] = STACK_TRACE_FLAGS
+    kernel_batch: ClassVar[bool | None] = False  # stackmap.c has no batch operations
+    fixed_key_size: ClassVar[int | None] = 4
+    default_key_type: ClassVar[Any] = "=I"
+
+    def __init__(self, key_size: int | None = None, value_size: int | None = None, max_entries: int | None = None,
+                 *, depth: int | None = None, build_id: bool = False, flags: int = 0, value_type: Any = None,
+                 **kwargs: Any) -> None:
+        if build_id:
+            flags |= BPF_F_STACK_BUILD_ID
+        frame = BUILD_ID_FRAME_SIZE if flags & BPF_F_STACK_BUILD_ID else IP_SIZE
+        if depth is not None:
+            if value_size is not None and value_size != depth * frame:
+                raise InvalidValueSize(f"depth={depth} needs value_size {depth * frame}, not {value_size}",
+                                       op="create")
+            value_size = depth * frame
+        elif value_size is None and value_type is None:
+            value_size = max_stack_depth() * frame
+        if value_type is None and value_size is not None:
+            value_type = StackCodec(value_size, build_id=bool(flags & BPF_F_STACK_BUILD_ID))
+        super().__init__(key_size, value_size, max_entries, flags=flags, value_type=value_type, **kwargs)
+
+    @classmethod
+    def _implicit_key_type(cls, key_size: int | None) -> Any:
+        return "=I" if key_size in (None, 4) else None
+
+    def prepare_spec(self, spec: MapSpec) -> MapSpec:
+        frame = BUILD_ID_FRAME_SIZE if spec.flags & BPF_F_STACK_BUILD_ID else IP_SIZE
+        if spec.key_size != 4:
+            raise InvalidArgument(f"stack trace keys are u32 stack ids: key_size must be 4, not {spec.key_size}",
+                                  op="create")
+        if spec.value_size <= 0 or spec.value_size % frame:
+            raise InvalidValueSize(f"stack trace values are whole frames of {frame} bytes, not {spec.value_size}",
+                                   op="create")
+        limit = max_stack_depth()
+        if spec.value_size // frame > limit:
+            raise InvalidValueSize(f"{spec.value_size // frame} frames exceed kernel.perf_event_max_stack ({limit})",
+                                   op="create")
+        return super().prepare_spec(spec)
+
+    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+        if type(kcodec) is Codec and spec.key_size == 4:
+            from ebpfmaps.codecs import StructCodec
+
+            kcodec = StructCodec("=I", "key")
+        if type(vcodec) is Codec:
+            vcodec = StackCodec(spec.value_size, build_id=bool(spec.flags & BPF_F_STACK_BUILD_ID))
+        super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
+
+    @property
+    def depth(self) -> int:
+        frame = BUILD_ID_FRAME_SIZE if self._spec.flags & BPF_F_STACK_BUILD_ID else IP_SIZE
+        return self._spec.value_size // frame
+
+    @property
+    def build_id(self) -> bool:
+        return bool(self._spec.flags & BPF_F_STACK_BUILD_ID)
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
+        raise NotSupported("stack trace maps are filled by programs (bpf_get_stackid); the kernel refuses "
+                           "syscall updates", op="update")
+
+    def update_batch(self, keys: Iterable[Any], values: Iterable[Any], flags: int = BPF_ANY) -> int:
+        self.update(None, None)
+        return 0
+
+    def trace(self, stack_id: int) -> tuple[Any, ...]:
+        """The frames of ``stack_id`` (innermost first); raises :class:`KeyNotFound` when absent."""
+        value = self.lookup(stack_id)
+        if value is None:
+            raise KeyNotFound(f"no stack with id {stack_id}", op="lookup")
+        return tuple(value)
+
+    def symbols(self, stack_id: int) -> list[str]:
+        """The kernel frames of ``stack_id`` as ``symbol+0xoffset [module]`` (via /proc/kallsyms)."""
+        from ebpfmaps import ksyms
+
+        if self.build_id:
+            raise NotSupported("build-id stacks are user-space frames; resolve them with the binaries' symbols",
+                               op="symbols")
+        table = ksyms.kallsyms()
+        return [table.format(ip) for ip in self.trace(stack_id)]
+
+    def traces(self) -> dict[int, tuple[Any, ...]]:
+        """Every stored stack, by id."""
+        return dict(self.items())
+
+
+__all__ = ["BuildIdFrame", "StackCodec", "StackTraceMap", "max_stack_depth"]
