@@ -105,7 +105,8 @@ class BpfObject:
         keep: list[Any] = []
         opts = new_opts(structs.BpfObjectOpenOpts)
         if pin_root is not None:
-            root = pinning.require_bpffs(pin_root, "object_open")
+            root = os.fspath(pin_root)
+            pinning.require_bpffs(os.path.join(root, "x"), "object_open")  # checks the directory of a pin in it
             raw_root = root.encode()
             keep.append(raw_root)
             opts.pin_root_path = raw_root
@@ -154,8 +155,7 @@ class BpfObject:
             self._reuse[name] = m
         for name, path in pin_paths.items():
             ptr = self._map_ptr(name)
-            parent = os.path.dirname(os.path.abspath(os.fspath(path)))
-            pinning.require_bpffs(parent, "object_open")
+            pinning.require_bpffs(path, "object_open")
             _check(lib.bpf_map__set_pin_path(ptr, os.fspath(path).encode()), "set_pin_path", name)
         for name, flag in autoload.items():
             _check(lib.bpf_program__set_autoload(self._prog_ptr(name), bool(flag)), "set_autoload", name)
