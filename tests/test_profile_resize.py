@@ -243,6 +243,12 @@ def test_pinned_map_is_repinned_atomically(pin_path: Path) -> None:
             assert p.max_entries == 128 and p.to_dict() == expected
         shown = bpftool_json("map", "show", "pinned", str(pin_path))
         assert isinstance(shown, dict) and shown["id"] == m.id and shown["max_entries"] == 128
+        # bpftool reads the entries through the pin, independently of ebpfmaps.
+        dumped = bpftool_json("map", "dump", "pinned", str(pin_path))
+        assert isinstance(dumped, list)
+        as_ints = {int.from_bytes(bytes(int(b, 16) for b in row["key"]), "little"):
+                   int.from_bytes(bytes(int(b, 16) for b in row["value"]), "little") for row in dumped}
+        assert as_ints == expected
         # No temporary pin is left next to the real one.
         assert [f for f in os.listdir(pin_path.parent) if "_resize_" in f] == []
         assert _gone(old_id)
@@ -381,3 +387,33 @@ def test_resize_function_refuses_in_embedded() -> None:
         with pytest.raises(NotSupported, match="embedded"):
             resize(m, 16)
         assert m.info().max_entries == 8
+
+
+def test_kernel_program_keeps_the_old_map() -> None:
+    """What the docs say plainly: a program loaded against the map keeps writing to the old one after a resize."""
+    from ebpfmaps import asm
+    from ebpfmaps.asm import R0, R1, R2, R3, R4, R10
+    from ebpfmaps.programs import Program
+
+    with _make("hash", 16) as m:
+        m[1] = 10
+        old_id = m.id
+        insns = [
+            asm.st(4, R10, -4, 7),          # key 7 on the stack
+            asm.st(8, R10, -16, 99),        # value 99
+            asm.ld_map_fd(R1, m),
+            asm.mov64(R2, R10), asm.add64(R2, -4),
+            asm.mov64(R3, R10), asm.add64(R3, -16),
+            asm.mov64(R4, 0),
+            asm.call("map_update_elem"),
+            asm.mov64(R0, 0),
+            asm.exit_(),
+        ]
+        with Program.load("socket_filter", insns) as prog:
+            m.resize(64)
+            assert prog.test_run(data=b"\0" * 16).retval == 0
+            shown = bpftool_json("prog", "show", "id", str(prog.info().id))
+            assert isinstance(shown, dict) and shown["map_ids"] == [old_id]
+            assert m.to_dict() == {1: 10}  # the program's write did not reach the new map
+            with ebpfmaps.open_by_id(old_id, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64) as old:
+                assert old.to_dict() == {1: 10, 7: 99} and old.max_entries == 16
