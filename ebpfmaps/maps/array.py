@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
+import threading
 from typing import Any, ClassVar
 
-from ebpfmaps.codecs import Codec
-from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize
+from ebpfmaps.codecs import Codec, CtypesCodec, StructCodec
+from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize, MapBusy, NotSupported
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maptypes import (
     BPF_F_INNER_MAP,
@@ -137,9 +139,134 @@ class _ArrayBase(Map):
 
 @map_class
 class ArrayMap(_ArrayBase):
-    """BPF_MAP_TYPE_ARRAY: preallocated, zero-initialised values indexed 0..max_entries-1."""
+    """BPF_MAP_TYPE_ARRAY: preallocated, zero-initialised values indexed 0..max_entries-1.
+
+    ``mmapable=True`` (BPF_F_MMAPABLE) lets the values be mapped into this process:
+    :meth:`values_view`, :meth:`value_view` and :meth:`numpy` read and write them
+    with no syscall, coherent with lookup/update and with programs (one shared copy
+    in the kernel). Values sit :attr:`stride` bytes apart (value_size rounded up to 8,
+    as the kernel lays them out).
+
+    Lifetime: a view keeps the mapping, and with it the kernel map, alive. Closing the
+    map unmaps at once when no view is left, and otherwise when the last view (or numpy
+    array made from one) is released, so a view never points at unmapped memory.
+    """
 
     map_type = MapType.ARRAY
+    _mm: mmap.mmap | None = None  # the mapping, made on first use
+
+    def __init__(self, key_size: int | None = None, value_size: int | None = None, max_entries: int | None = None,
+                 *, mmapable: bool = False, flags: int = 0, **kwargs: Any) -> None:
+        if mmapable:
+            flags |= BPF_F_MMAPABLE
+        super().__init__(key_size, value_size, max_entries, flags=flags, **kwargs)
+
+    @property
+    def mmapable(self) -> bool:
+        return bool(self._spec.flags & BPF_F_MMAPABLE)
+
+    @property
+    def stride(self) -> int:
+        """Bytes from one value to the next in the mapping (kernel/bpf/arraymap.c: round_up(value_size, 8))."""
+        return (self._spec.value_size + 7) & ~7
+
+    def _mapping(self) -> mmap.mmap:
+        if not self.mmapable:
+            raise NotSupported("this array was not created with mmapable=True (BPF_F_MMAPABLE); "
+                               "its values can only be read with syscalls", op="mmap")
+        with _MMAP_LOCK:
+            mm = self._mm
+            if mm is not None and not mm.closed:
+                return mm
+            fd = self.fd
+            length = -(-self.stride * self._spec.max_entries // mmap.PAGESIZE) * mmap.PAGESIZE
+            # A frozen map or a read-only fd can only be mapped read-only (the kernel refuses PROT_WRITE).
+            writable = self._writable and not self.info().frozen
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            try:
+                mm = mmap.mmap(fd, length, mmap.MAP_SHARED, prot)
+            except OSError as exc:
+                from ebpfmaps.errors import from_errno
+
+                raise from_errno(exc.errno or 0, "mmap", f"array of {length} bytes") from None
+            self._mm = mm
+            return mm
+
+    def values_view(self) -> memoryview:
+        """Every value, as one flat byte memoryview (``max_entries * stride`` bytes); writable unless the
+        map is frozen or opened read-only. Element ``i`` starts at ``i * stride``."""
+        mm = self._mapping()
+        view = memoryview(mm)
+        return view[: self.stride * self._spec.max_entries]
+
+    def value_view(self, index: int) -> memoryview:
+        """The ``value_size`` bytes of element ``index`` (checked before any access)."""
+        n = self._spec.max_entries
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+            raise IndexOutOfRange(f"index {index!r} is outside the array (max_entries={n})", op="value_view")
+        start = index * self.stride
+        return self.values_view()[start : start + self._spec.value_size]
+
+    def numpy(self, dtype: Any = None) -> Any:
+        """A numpy array over the mapped values (numpy is optional and imported here).
+
+        Without ``dtype`` the value codec decides: a ctypes scalar/Structure or a
+        one-field struct format gives a 1-D array of that type, anything else a 2-D
+        ``uint8`` array of shape ``(max_entries, value_size)``. A ``dtype`` whose size
+        divides value_size gives ``(max_entries, value_size // itemsize)`` (1-D when equal).
+        """
+        try:
+            import numpy as np
+        except ImportError:
+            raise NotSupported("numpy is not installed (pip install 'ebpfmaps[numpy]')", op="numpy") from None
+        view = self.values_view()
+        n, vsize, stride = self._spec.max_entries, self._spec.value_size, self.stride
+        dt = np.dtype(dtype) if dtype is not None else _numpy_dtype(np, self._vcodec)
+        if dt is None:
+            dt = np.dtype(np.uint8)
+        if dt.itemsize == vsize:
+            return np.ndarray((n,), dtype=dt, buffer=view, strides=(stride,))
+        if dt.itemsize and vsize % dt.itemsize == 0:
+            return np.ndarray((n, vsize // dt.itemsize), dtype=dt, buffer=view, strides=(stride, dt.itemsize))
+        raise InvalidArgument(f"dtype {dt} ({dt.itemsize} bytes) does not divide value_size {vsize}", op="numpy")
+
+    def _release_mapping(self) -> None:
+        mm, self._mm = self._mm, None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # views are alive: CPython unmaps when the last one is released
+
+    def close(self) -> None:
+        self._release_mapping()
+        super().close()
+
+    def _swap_fd(self, fd: int, spec: MapSpec) -> None:
+        # Views made before a resize keep pointing at the old map's memory; new views map the new one.
+        self._release_mapping()
+        super()._swap_fd(fd, spec)
+
+    def freeze(self) -> None:
+        """BPF_MAP_FREEZE; the kernel refuses it (EBUSY) while a writable mapping exists."""
+        self._release_mapping()
+        try:
+            super().freeze()
+        except MapBusy as exc:
+            raise MapBusy(f"freeze: a writable mapping of this array is still in use (release values_view()/numpy() "
+                          f"views first): {exc}", errno=exc.errno, op="freeze") from None
+
+
+_MMAP_LOCK = threading.Lock()
+
+
+def _numpy_dtype(np: Any, codec: Codec) -> Any:
+    """The numpy dtype matching a value codec, or None for raw bytes."""
+    if isinstance(codec, CtypesCodec):
+        return np.dtype(codec.ctype)
+    if isinstance(codec, StructCodec) and codec.scalar and codec._char is not None and codec._char not in "sp?c":
+        return np.dtype(codec.order.replace("@", "=").replace("!", ">") + codec._char)
+    return None
 
 
 @map_class
