@@ -129,8 +129,9 @@ def test_bad_input(veth: VethPair, counter: Counter) -> None:
 
 def test_namespaces_are_removed_when_the_body_fails() -> None:
     pytest.importorskip("pyroute2")
-    pair: VethPair | None = None
+    made: list[VethPair] = []
     with pytest.raises(RuntimeError), VethPair() as pair:
+        made.append(pair)
         assert pair.namespaces_exist()
         raise RuntimeError("test body failed")
-    assert pair is not None and not pair.namespaces_exist()
+    assert len(made) == 1 and not made[0].namespaces_exist()
