@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ebpfmaps.maptypes import flag_names, type_name
+from ebpfmaps.maptypes import BPF_F_RDONLY, BPF_F_WRONLY, flag_names, type_name
+
+_FD_ONLY_FLAGS = BPF_F_RDONLY | BPF_F_WRONLY
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,12 @@ class MapSpec:
         for name, want, have in pairs:
             if want != have:
                 out.append(f"{name}: want {want}, have {have}")
-        if self.flags != other.flags:
+        # RDONLY/WRONLY describe the creating fd, not the map: the kernel drops them from map_flags
+        # (bpf_map_flags_retain_permanent), so they never show in MapInfo and are not compared.
+        want_flags, have_flags = self.flags & ~_FD_ONLY_FLAGS, other.flags & ~_FD_ONLY_FLAGS
+        if want_flags != have_flags:
             out.append(
-                f"flags: want {self.flags:#x} {flag_names(self.flags)}, have {other.flags:#x} {flag_names(other.flags)}"
+                f"flags: want {want_flags:#x} {flag_names(want_flags)}, have {have_flags:#x} {flag_names(have_flags)}"
             )
         if compare_name and self.name and self.name != other.name:
             out.append(f"name: want {self.name!r}, have {other.name!r}")
