@@ -422,3 +422,16 @@ def test_kernel_program_keeps_the_old_map() -> None:
             assert m.to_dict() == {1: 10}  # the program's write did not reach the new map
             with ebpfmaps.open_by_id(old_id, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64) as old:
                 assert old.to_dict() == {1: 10, 7: 99} and old.max_entries == 16
+
+
+def test_mmapable_array_resize_maps_the_new_memory() -> None:
+    with ebpfmaps.ArrayMap(value_type=ctypes.c_uint64, max_entries=16, mmapable=True) as a:
+        a[3] = 33
+        a.resize(32)
+        assert a.info().flags & ebpfmaps.BPF_F_MMAPABLE
+        a[20] = 5
+        view = a.values_view()  # a mapping of the new map: copied values and new ones
+        assert len(view) == 32 * 8
+        assert int.from_bytes(view[24:32], "little") == 33
+        assert int.from_bytes(view[160:168], "little") == 5
+        del view
