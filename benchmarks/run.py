@@ -68,7 +68,7 @@ def environment(cpu: int) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "kernel": platform.release(),
-        "libbpf": "%d.%d" % _libbpf.version(),
+        "libbpf": "{}.{}".format(*_libbpf.version()),
         "ebpfmaps": ebpfmaps.__version__,
         "cpu": cpu,
         "cpus_online": os.cpu_count(),

@@ -15,14 +15,16 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import os
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
 from ebpfmaps import _libbpf, errors
-from ebpfmaps._libbpf import lib, new_opts, structs
-from ebpfmaps.codecs import Codec, PerCpuCodec, make_codec
+from ebpfmaps._libbpf import fast, lib, new_opts, structs
+from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuCodec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
     InvalidArgument,
@@ -50,15 +52,34 @@ from ebpfmaps.spec import MapInfo, MapSpec
 
 _M = TypeVar("_M", bound="Map")
 
-_lookup = lib.bpf_map_lookup_elem
-_lookup_flags = lib.bpf_map_lookup_elem_flags
-_update = lib.bpf_map_update_elem
-_delete = lib.bpf_map_delete_elem
-_get_next_key = lib.bpf_map_get_next_key
+# Per-element calls go through the argtypes-free entry points (see ebpfmaps._libbpf.fast for
+# why and for the argument rules: int fd, bytes in, ctypes arrays out, c_uint64 flags).
+_lookup = fast.map_lookup_elem
+_lookup_flags = fast.map_lookup_elem_flags
+_update = fast.map_update_elem
+_delete = fast.map_delete_elem
+_get_next_key = fast.map_get_next_key
+_u64 = fast.u64
+_FLAGS_ANY = fast.u64(BPF_ANY)
 
 _ENOENT = -E.ENOENT
 _UPDATE_FLAGS = BPF_ANY | BPF_NOEXIST | BPF_EXIST | BPF_F_LOCK
 DEFAULT_BATCH = 4096
+# Batch size of items()/keys()/values() walks: big enough that the per-syscall cost is spread
+# thin, small enough that a chunk's bytes stay in cache while they are decoded (4096 x 12 bytes
+# for 4/8-byte entries). Measured in benchmarks/ (bench_core "hash items()").
+ITER_BATCH = 4096
+# Elements per chunk when iteration falls back to the get_next_key walk.
+_WALK_CHUNK = 64
+
+# How lookup() turns the value buffer into the user's value (chosen once per map in _init_from_fd).
+_VDEC_RAW = 0  # raw bytes codec: buf.raw
+_VDEC_SCALAR = 1  # struct codec with one field: unpack_from(buf)[0]
+_VDEC_TUPLE = 2  # struct codec with several fields: unpack_from(buf)
+_VDEC_CTYPES = 3  # ctypes Structure/Array: from_buffer_copy(buf)
+_VDEC_CODEC = 4  # anything else: codec.decode(buf.raw)
+# Exceptions struct.Struct.pack raises for a bad value; the codec's encode then reports them properly.
+_PACK_ERRORS = (struct.error, TypeError, OverflowError, ValueError)
 BPF_OBJ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 
 # Map classes by kernel type id, filled by @map_class in each family module.
@@ -323,8 +344,86 @@ class Map:
         self._vtype = ctypes.c_char * max(self._vsize, 1)
         self._ktype = ctypes.c_char * max(self._ksize, 1)
         self._vpool: list[Any] = []
+        self._init_fast_paths()
         self._batch_ok: bool | None = self.kernel_batch
         self._lock = threading.Lock()
+
+    def _init_fast_paths(self) -> None:
+        """Pick the cheapest correct encode/decode for this map's codecs (used by the element ops).
+
+        Only the library's own codec classes, used exactly (not subclassed), get a shortcut:
+        their output is known to be ``bytes`` of exactly the codec's size. A user codec goes
+        through its ``encode`` and the result is checked (type and size) before any syscall.
+        """
+        kcodec, vcodec = self._kcodec, self._vcodec
+        # Raw codecs: bytes of exactly the size pass through untouched (the common raw case).
+        self._kraw = type(kcodec) is Codec
+        self._vraw = type(vcodec) is Codec
+        # struct.Struct.pack directly for one-field struct codecs: skips the codec's Python frame.
+        self._kpack = _struct_packer(kcodec)
+        self._vpack = _struct_packer(vcodec)
+        self._ktrusted = _trusted_codec(kcodec)
+        self._vtrusted = _trusted_codec(vcodec)
+        vt = type(vcodec)
+        self._vunpack: Callable[[Any], Any] | None = None
+        self._vctype: Any = None
+        if self._vsize == 0:
+            self._vdec_mode = _VDEC_CODEC  # a 1-byte buffer stands for "no value": decode b"" properly
+        elif vt is Codec:
+            self._vdec_mode = _VDEC_RAW
+        elif vt is StructCodec:
+            assert isinstance(vcodec, StructCodec)
+            self._vunpack = vcodec.struct.unpack_from
+            self._vdec_mode = _VDEC_SCALAR if vcodec.scalar else _VDEC_TUPLE
+        elif vt is CtypesCodec:
+            assert isinstance(vcodec, CtypesCodec)
+            self._vctype = vcodec.ctype
+            self._vdec_mode = _VDEC_CTYPES
+        else:
+            self._vdec_mode = _VDEC_CODEC
+
+    def _encode_key(self, key: Any) -> bytes:
+        """The key's bytes, exactly key_size long, or the codec's error (before any syscall)."""
+        pack = self._kpack
+        if pack is not None:
+            try:
+                return pack(key)
+            except _PACK_ERRORS:
+                pass  # the codec's encode below raises the library's error for this key
+        kb = self._kenc(key)
+        if not self._ktrusted and (type(kb) is not bytes or len(kb) != self._ksize):
+            kb = _checked_bytes(kb, self._ksize, "key")
+        return kb
+
+    def _encode_value(self, value: Any) -> bytes:
+        """The value's bytes, exactly value_size long (the kernel reads that many), or an error."""
+        pack = self._vpack
+        if pack is not None:
+            try:
+                return pack(value)
+            except _PACK_ERRORS:
+                pass
+        vb = self._venc(value)
+        if not self._vtrusted and (type(vb) is not bytes or len(vb) != self._vsize):
+            vb = _checked_bytes(vb, self._vsize, "value")
+        return vb
+
+    def _decode_value(self, buf: Any) -> Any:
+        """The user's value from a filled value buffer (the slow-path twin of lookup's inline decode)."""
+        mode = self._vdec_mode
+        if mode == _VDEC_RAW:
+            return buf.raw
+        if mode == _VDEC_SCALAR:
+            return self._vunpack(buf)[0]  # type: ignore[misc]
+        if mode == _VDEC_TUPLE:
+            return self._vunpack(buf)  # type: ignore[misc]
+        if mode == _VDEC_CTYPES:
+            return self._vctype.from_buffer_copy(buf)
+        return self._vdec(buf.raw[: self._vsize])
+
+    #: Key-encoding errors that mean "this key cannot be in the map" for lookups (arrays: an
+    #: index past the end), so lookup() answers None instead of raising.
+    _absent_key_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     @classmethod
     def _adopt(
@@ -534,19 +633,32 @@ class Map:
 
         ``flags=BPF_F_LOCK`` reads a value holding a ``bpf_spin_lock`` under the lock.
         """
-        kb = self._kenc(key)
+        # Hot path: every line here is paid per call (see benchmarks/). Raw keys of the right
+        # size are used as they are; anything else goes through the codec and its checks.
+        if self._kraw and type(key) is bytes and len(key) == self._ksize:
+            kb = key
+        else:
+            try:
+                kb = self._encode_key(key)
+            except self._absent_key_errors:
+                return None
+        # A buffer of the map's own value size from this map's free list: list.pop/append are
+        # atomic under the GIL, so two threads never hold the same buffer (DESIGN 6).
         pool = self._vpool
-        try:
-            buf = pool.pop()
-        except IndexError:
-            buf = self._vtype()
+        buf = pool.pop() if pool else self._vtype()
         if flags:
             self._check_lookup_flags(flags)
-            ret = _lookup_flags(self._fd, kb, buf, flags)
+            ret = _lookup_flags(self._fd, kb, buf, _u64(flags))
         else:
             ret = _lookup(self._fd, kb, buf)
         if ret == 0:
-            out = self._vdec(buf.raw)
+            mode = self._vdec_mode
+            if mode == _VDEC_RAW:
+                out = buf.raw
+            elif mode == _VDEC_SCALAR:
+                out = self._vunpack(buf)[0]  # type: ignore[misc]
+            else:
+                out = self._decode_value(buf)
             pool.append(buf)
             return out
         pool.append(buf)
@@ -556,7 +668,13 @@ class Map:
 
     def lookup_bytes(self, key: Any) -> bytes | None:
         """The raw value bytes (no value codec), or ``None``."""
-        kb = self._kenc(key)
+        if self._kraw and type(key) is bytes and len(key) == self._ksize:
+            kb = key
+        else:
+            try:
+                kb = self._encode_key(key)
+            except self._absent_key_errors:
+                return None
         buf = self._vtype()
         ret = _lookup(self._fd, kb, buf)
         if ret == 0:
@@ -586,9 +704,12 @@ class Map:
         """Insert or replace (``BPF_ANY``), insert only (``BPF_NOEXIST``), replace only (``BPF_EXIST``)."""
         if flags:
             self._check_update_flags(flags)
-        kb = self._kenc(key)
-        vb = self._venc(value)
-        ret = _update(self._fd, kb, vb, flags)
+            cflags = _u64(flags)
+        else:
+            cflags = _FLAGS_ANY
+        kb = key if self._kraw and type(key) is bytes and len(key) == self._ksize else self._encode_key(key)
+        vb = value if self._vraw and type(value) is bytes and len(value) == self._vsize else self._encode_value(value)
+        ret = _update(self._fd, kb, vb, cflags)
         if ret:
             if not self._writable:
                 self._check_writable("update")
@@ -598,7 +719,7 @@ class Map:
         """Remove ``key``; raises :class:`KeyNotFound` when it is absent."""
         if not self.can_delete:
             raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="delete")
-        kb = self._kenc(key)
+        kb = key if self._kraw and type(key) is bytes and len(key) == self._ksize else self._encode_key(key)
         ret = _delete(self._fd, kb)
         if ret:
             if not self._writable:
@@ -649,28 +770,28 @@ class Map:
 
     def __len__(self) -> int:
         """Entries now in the map (a full walk: O(n) syscalls/batches)."""
-        return sum(1 for _ in self._iter_raw(values=False))
+        return sum(n for _, _, n in self._raw_chunks(values=False))
 
     def __bool__(self) -> bool:
         # A map object is always truthy: emptiness would need a walk of the map.
         return True
 
+    # keys()/values()/items() decode a whole kernel batch at once (codec.decode_many) and hand
+    # out its elements through C-level iterators (chain, zip): no Python frame runs per element.
+    # They stay lazy: the next batch is read only when the previous one is used up.
     def keys(self) -> Iterator[Any]:
         """Lazy keys; never raises or loops when entries are deleted meanwhile."""
-        kdec = self._kdec
-        for kb, _ in self._iter_raw(values=False):
-            yield kdec(kb)
+        kdm = self._kcodec.decode_many
+        return chain.from_iterable(kdm(kb, n) for kb, _, n in self._raw_chunks(values=False))
 
     def values(self) -> Iterator[Any]:
-        vdec = self._vdec
-        for _, vb in self._iter_raw(values=True):
-            yield vdec(vb)
+        vdm = self._vcodec.decode_many
+        return chain.from_iterable(vdm(vb, n) for _, vb, n in self._raw_chunks(values=True))
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Lazy ``(key, value)`` pairs, read in kernel batches where the type supports them."""
-        kdec, vdec = self._kdec, self._vdec
-        for kb, vb in self._iter_raw(values=True):
-            yield kdec(kb), vdec(vb)
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n)) for kb, vb, n in self._raw_chunks(values=True))
 
     def to_dict(self) -> dict[Any, Any]:
         return dict(self.items())
@@ -688,9 +809,12 @@ class Map:
             n += self._delete_raw_keys(keys)
 
     # ------------------------------------------------------------------ iteration machinery
-    def _iter_raw(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+    def _raw_chunks(self, values: bool) -> Iterator[tuple[bytes, bytes, int]]:
+        """The whole map as packed ``(keys, values, count)`` chunks: kernel batches where the
+        type has them, else the get_next_key walk grouped into chunks (``values`` empty when
+        not ``values``)."""
         if self._batch_ok is not False:
-            it = self._iter_batches_raw(DEFAULT_BATCH // 4 if not values else DEFAULT_BATCH // 4, delete=False)
+            it = self._iter_batches_raw(ITER_BATCH, delete=False)
             try:
                 first = next(it)
             except StopIteration:
@@ -698,17 +822,29 @@ class Map:
             except _BatchUnsupported:
                 self._batch_ok = False
             else:
-                yield from self._split(first)
-                for chunk in it:
-                    yield from self._split(chunk)
+                yield first
+                yield from it
                 return
-        yield from self._iter_next_key(values)
+        keys: list[bytes] = []
+        vals: list[bytes] = []
+        # Small chunks: the walk costs two syscalls per element anyway, and a small chunk keeps
+        # what a consumer sees close to the kernel's current state.
+        for kb, vb in self._iter_next_key(values):
+            keys.append(kb)
+            vals.append(vb)
+            if len(keys) == _WALK_CHUNK:
+                yield b"".join(keys), b"".join(vals), len(keys)
+                keys.clear()
+                vals.clear()
+        if keys:
+            yield b"".join(keys), b"".join(vals), len(keys)
 
-    def _split(self, chunk: tuple[bytes, bytes, int]) -> Iterator[tuple[bytes, bytes]]:
-        keys, vals, count = chunk
+    def _iter_raw(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+        """``(key bytes, value bytes)`` pairs of the whole map (``b""`` values when not ``values``)."""
         ks, vs = self._ksize, self._vsize
-        for i in range(count):
-            yield keys[i * ks : (i + 1) * ks], vals[i * vs : (i + 1) * vs]
+        for keys, vals, count in self._raw_chunks(values):
+            for i in range(count):
+                yield keys[i * ks : (i + 1) * ks], (vals[i * vs : (i + 1) * vs] if values else b"")
 
     def _iter_next_key(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
         """get_next_key walk, bounded and duplicate-free.
@@ -780,13 +916,15 @@ class Map:
         opts = new_opts(structs.BpfMapBatchOpts)
         count = ctypes.c_uint32()
         first = True
+        string_at = ctypes.string_at
         while True:
             count.value = n
             ret = fn(fd, None if first else cur_in, cur_out, kbuf, vbuf, ctypes.byref(count), ctypes.byref(opts))
             got = count.value
             if ret == 0 or ret == _ENOENT:
                 if got:
-                    yield kbuf.raw[: got * ks], vbuf.raw[: got * vs], got
+                    # One copy of just the filled part (kbuf.raw[:x] would copy the whole buffer first).
+                    yield string_at(kbuf, got * ks), string_at(vbuf, got * vs), got
                 if ret == _ENOENT:
                     return
                 ctypes.memmove(cur_in, cur_out, cursor_size)
@@ -931,7 +1069,7 @@ class Map:
     def _update_each(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
         ks, vs = self._ksize, self._vsize
         for i in range(n):
-            ret = _update(self._fd, kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs], flags)
+            ret = _update(self._fd, kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs], _u64(flags))
             if ret:
                 raise errors.BatchError(f"update_batch stopped at element {i} of {n}", done=i,
                                         cause=self._fail(ret, "update"))
@@ -979,6 +1117,36 @@ class Map:
                 raise self._fail(ret, "delete")
             start += 1
         return deleted
+
+
+def _struct_packer(codec: Codec) -> Callable[[Any], bytes] | None:
+    """``struct.Struct.pack`` of a one-field struct codec used as it is (not subclassed), else None."""
+    if type(codec) is StructCodec and codec.scalar:
+        return codec.struct.pack
+    return None
+
+
+def _trusted_codec(codec: Codec) -> bool:
+    """Whether ``codec``'s encode is known to return bytes of exactly ``codec.size``.
+
+    True for the library's own codec classes used as they are; a user's subclass may
+    override encode, so its output is checked before it reaches the kernel.
+    """
+    from ebpfmaps.maps.array import IndexCodec
+
+    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec)
+
+
+def _checked_bytes(data: Any, size: int, role: str) -> bytes:
+    """A codec's output as bytes of exactly ``size`` (the kernel reads that many), else an error."""
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if type(data) is not bytes and not isinstance(data, bytes):
+        raise InvalidArgument(f"the {role} codec returned {type(data).__name__}, not bytes", op="encode")
+    if len(data) != size:
+        cls = errors.InvalidKeySize if role == "key" else errors.InvalidValueSize
+        raise cls(f"the {role} codec returned {len(data)} bytes, the map's {role}_size is {size}", op="encode")
+    return bytes(data)
 
 
 class _BatchUnsupported(Exception):

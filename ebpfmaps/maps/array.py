@@ -88,6 +88,8 @@ class _ArrayBase(Map):
     kernel_batch: ClassVar[bool | None] = True
     can_delete: ClassVar[bool] = False
     fixed_key_size: ClassVar[int | None] = 4
+    # lookup() of an index past the end answers None (no such element), like a missing hash key.
+    _absent_key_errors: ClassVar[tuple[type[Exception], ...]] = (IndexOutOfRange,)
 
     @classmethod
     def with_entries(cls, value_size: int | None = None, max_entries: int | None = None, **kwargs: Any) -> Any:
@@ -110,12 +112,6 @@ class _ArrayBase(Map):
         super()._swap_fd(fd, spec)
         if isinstance(self._kcodec, IndexCodec):
             self._kcodec.max_entries = spec.max_entries
-
-    def lookup(self, key: Any, flags: int = 0) -> Any:
-        try:
-            return super().lookup(key, flags)
-        except IndexOutOfRange:
-            return None
 
     def __len__(self) -> int:
         return self._spec.max_entries
