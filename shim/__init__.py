@@ -1,0 +1,53 @@
+"""ebpfmaps_shim: extensible maps — custom map type ids (4096 and up) on real kernel base maps.
+
+A provider serves one custom type id. Register it (or ship it in an entry point
+of the group ``ebpfmaps.providers``) and the unchanged ebpfmaps API works on maps
+of that type, with the provider's callbacks around every operation::
+
+    import ebpfmaps
+    from ebpfmaps_shim import MapProvider, register_provider
+
+    class Upper(MapProvider):
+        custom_map_type = 5000
+        def update_element_notify(self, m, key, value, flags):
+            if not value.isascii():
+                raise ValueError("ASCII only")
+            return None
+
+    register_provider(Upper())
+    m = ebpfmaps.create(5000, key_size=4, value_size=8, max_entries=100)
+"""
+
+from __future__ import annotations
+
+from ebpfmaps import extension as _core_extension
+
+from .errors import (
+    DuplicateProvider,
+    ProgramAccessRefused,
+    ProviderBusy,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRefused,
+)
+from .extension import ShimExtension
+from .extmap import ExtensibleMap
+from .provider import CALLBACKS, DeleteReason, DispatchTable, MapProvider, ProgramType
+from .registry import (
+    ENTRY_POINT_GROUP,
+    find_provider,
+    live_maps,
+    providers,
+    register_provider,
+    unregister_provider,
+)
+
+# Importing the shim plugs it into the core even where entry points are not installed.
+_core_extension.register_extension(ShimExtension())
+
+__all__ = [
+    "CALLBACKS", "ENTRY_POINT_GROUP", "DeleteReason", "DispatchTable", "DuplicateProvider", "ExtensibleMap",
+    "MapProvider", "ProgramAccessRefused", "ProgramType", "ProviderBusy", "ProviderError", "ProviderNotFound",
+    "ProviderRefused", "ShimExtension", "find_provider", "live_maps", "providers", "register_provider",
+    "unregister_provider",
+]

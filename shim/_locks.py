@@ -1,0 +1,175 @@
+"""Per-key locks that exclude other threads *and* other processes.
+
+Update and delete callbacks must see each stored value exactly once: an update
+reads the old stored value, calls the provider, writes, then notifies the
+replacement. Two writers of one key racing through that sequence would both
+notify the same old value (doubled) and lose the other's (lost), so writers of a
+key are serialized. Keys hash (crc32, the same in every process) to one of
+``STRIPES`` stripes per map; a stripe is
+
+* a ``threading.Lock`` for the threads of this process, then
+* an open-file-description lock (``F_OFD_SETLKW``) on one byte of a shared lock
+  file, at offset ``map_id * STRIPES + stripe``, for other processes. OFD locks
+  are owned by the open file, not the process (no surprise release when another
+  fd of the file closes, no false deadlock reports between threads) and vanish
+  when a process dies, so a crash never leaves a map locked.
+
+Acquisition is re-entrant per thread (a provider callback may call a client
+service that locks the same key) and several stripes are always taken in
+ascending order, so batches cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import tempfile
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+__all__ = ["STRIPES", "key_lock", "lock_file_path", "map_lock", "stripe_of", "stripes_lock"]
+
+STRIPES = 64
+# F_OFD_SETLKW is 38 on Linux (include/uapi/asm-generic/fcntl.h); Python has it from 3.9.
+_F_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 38)
+
+
+class _Flock(ctypes.Structure):
+    # struct flock as the C library lays it out (ctypes adds the same padding as the compiler).
+    _fields_ = [("l_type", ctypes.c_short), ("l_whence", ctypes.c_short), ("l_start", ctypes.c_int64),
+                ("l_len", ctypes.c_int64), ("l_pid", ctypes.c_int)]
+
+
+def lock_file_path() -> str:
+    """The lock file every process must agree on (override with ``EBPFMAPS_SHIM_LOCK_FILE``)."""
+    env = os.environ.get("EBPFMAPS_SHIM_LOCK_FILE")
+    if env:
+        return env
+    if os.access("/run", os.W_OK):
+        return "/run/ebpfmaps-shim.lock"
+    return os.path.join(tempfile.gettempdir(), f"ebpfmaps-shim-{os.getuid()}.lock")
+
+
+_state_lock = threading.Lock()
+_file_fd = -1
+_thread_locks: dict[tuple[int, int], threading.Lock] = {}
+_local = threading.local()
+
+
+def _lock_fd() -> int:
+    global _file_fd
+    if _file_fd < 0:
+        with _state_lock:
+            if _file_fd < 0:
+                _file_fd = os.open(lock_file_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return _file_fd
+
+
+def _after_fork_in_child() -> None:
+    # The child inherits the parent's open file description: with it, OFD locks would not exclude the two.
+    global _file_fd, _state_lock
+    _state_lock = threading.Lock()
+    _file_fd = -1
+    _thread_locks.clear()
+    _local.__dict__.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _ofd(lock_type: int, offset: int) -> None:
+    fl = _Flock(l_type=lock_type, l_whence=os.SEEK_SET, l_start=offset, l_len=1, l_pid=0)
+    fcntl.fcntl(_lock_fd(), _F_OFD_SETLKW, bytes(fl))
+
+
+def _held() -> dict[tuple[int, int], int]:
+    held: dict[tuple[int, int], int] | None = getattr(_local, "held", None)
+    if held is None:
+        held = {}
+        _local.held = held
+    return held
+
+
+def _thread_lock(slot: tuple[int, int]) -> threading.Lock:
+    lock = _thread_locks.get(slot)
+    if lock is None:
+        with _state_lock:
+            lock = _thread_locks.setdefault(slot, threading.Lock())
+    return lock
+
+
+def _acquire(map_id: int, stripe: int) -> None:
+    held = _held()
+    slot = (map_id, stripe)
+    depth = held.get(slot, 0)
+    if depth:
+        held[slot] = depth + 1
+        return
+    lock = _thread_lock(slot)
+    lock.acquire()
+    try:
+        _ofd(fcntl.F_WRLCK, map_id * STRIPES + stripe)
+    except BaseException:
+        lock.release()
+        raise
+    held[slot] = 1
+
+
+def _release(map_id: int, stripe: int) -> None:
+    held = _held()
+    slot = (map_id, stripe)
+    depth = held[slot] - 1
+    if depth:
+        held[slot] = depth
+        return
+    del held[slot]
+    try:
+        _ofd(fcntl.F_UNLCK, map_id * STRIPES + stripe)
+    finally:
+        _thread_locks[slot].release()
+
+
+def stripe_of(key: bytes) -> int:
+    return zlib.crc32(key) % STRIPES
+
+
+@contextmanager
+def stripes_lock(map_id: int, stripes: Iterable[int]) -> Iterator[None]:
+    """Hold the given stripes of map ``map_id`` (taken in ascending order)."""
+    taken: list[int] = []
+    try:
+        for stripe in sorted(set(stripes)):
+            _acquire(map_id, stripe)
+            taken.append(stripe)
+        yield
+    finally:
+        for stripe in reversed(taken):
+            _release(map_id, stripe)
+
+
+@contextmanager
+def key_lock(map_id: int, key: bytes) -> Iterator[None]:
+    """Hold the stripe of ``key`` in map ``map_id``."""
+    stripe = zlib.crc32(key) % STRIPES
+    _acquire(map_id, stripe)
+    try:
+        yield
+    finally:
+        _release(map_id, stripe)
+
+
+def map_lock(map_id: int) -> AbstractContextManager[None]:
+    """Hold every stripe of map ``map_id``: no writer of any key runs meanwhile, here or elsewhere."""
+    return stripes_lock(map_id, range(STRIPES))
+
+
+def forget_map(map_id: int) -> None:
+    """Drop the thread locks of a map this process no longer uses (the ids of dead maps are not reused soon)."""
+    with _state_lock:
+        for stripe in range(STRIPES):
+            lock = _thread_locks.get((map_id, stripe))
+            if lock is not None and not lock.locked():
+                del _thread_locks[(map_id, stripe)]

@@ -1,0 +1,791 @@
+"""The extensible map: a :class:`ebpfmaps.Map` whose operations go through its provider's callbacks.
+
+Elements live in a real kernel map (``m.base``, a hash, array or LRU hash map).
+Every operation of the Map API is routed through the provider:
+
+==========================  ======================================================================
+operation                   callbacks
+==========================  ======================================================================
+lookup, m[k], get, in       find_element_notify (None reports the key as missing)
+update, m[k] = v            update_element_notify, then delete_element_notify(REPLACED) for the
+                            value it replaced, or delete_element_notify(ROLLBACK) if the kernel
+                            refused the write the provider had accepted
+delete, del m[k], pop       delete_element_notify(USER_DELETE)
+keys/values/items, len      get_next_key_and_value_notify (or find_element_notify) per element
+update_batch                each element's callbacks; all or nothing (a refusal or a kernel error
+                            leaves the map as it was)
+delete_batch, clear,        delete_element_notify(USER_DELETE) per element
+lookup_and_delete_batch
+last close / last unpin     delete_element_notify(MAP_CLEANUP) per element, then delete_map_notify
+==========================  ======================================================================
+
+Writers of one key are serialized across threads and processes (see
+:mod:`ebpfmaps_shim._locks`), so each stored value gets exactly one delete
+notification. Kernel programs and tools that write the base map directly do not
+go through the callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import os
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ebpfmaps import pinning
+from ebpfmaps._libbpf import lib
+from ebpfmaps.codecs import Codec, make_codec
+from ebpfmaps.errors import (
+    IndexOutOfRange,
+    InvalidArgument,
+    InvalidFlags,
+    KeyExists,
+    KeyNotFound,
+    MapError,
+    NotSupported,
+)
+from ebpfmaps.factory import class_for
+from ebpfmaps.map import DEFAULT_BATCH, Map, map_info_from_fd
+from ebpfmaps.maps.array import IndexCodec
+from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, MapType, type_name
+from ebpfmaps.spec import MapInfo, MapSpec
+
+from . import _locks, _meta, registry
+from .errors import ProgramAccessRefused, ProviderError, ProviderRefused
+from .provider import DeleteReason, DispatchTable, MapProvider, ProgramType
+
+__all__ = ["ExtensibleMap", "adopt_extensible", "create_extensible"]
+
+_ARRAY = int(MapType.ARRAY)
+_CREATE_KWARGS = frozenset({"key_size", "value_size", "max_entries", "key_type", "value_type", "flags", "name",
+                            "map_extra", "numa_node", "options"})
+# After our last close, a map that is still alive may only be held for an instant by a reader such as
+# `bpftool map show` or ebpfmaps.list_maps(), which open every map by id. We look again for ~15 ms before
+# concluding that someone really holds it (then there is no cleanup: the map lives on).
+_GONE_POLL_S = (0.0005, 0.001, 0.002, 0.004, 0.008)
+
+
+def _map_exists(map_id: int) -> bool:
+    """Whether kernel map ``map_id`` exists, without taking a reference to it."""
+    nxt = ctypes.c_uint32()
+    ret = lib.bpf_map_get_next_id(map_id - 1, ctypes.byref(nxt))
+    return ret == 0 and nxt.value == map_id
+
+
+def _gone(map_id: int) -> bool:
+    if not _map_exists(map_id):
+        return True
+    for pause in _GONE_POLL_S:
+        time.sleep(pause)
+        if not _map_exists(map_id):
+            return True
+    return False
+
+
+def _still_pinned(paths: Iterable[str], map_id: int) -> bool:
+    """Whether one of the pins this process knows of still holds map ``map_id``."""
+    for path in list(paths):
+        try:
+            fd = pinning.obj_get(path)
+        except (MapError, OSError):
+            continue
+        try:
+            if map_info_from_fd(fd).id == map_id:
+                return True
+        except MapError:
+            pass
+        finally:
+            os.close(fd)
+    return False
+
+
+class ExtensibleMap(Map):
+    """A map of a custom type id (>= 4096) on a kernel base map, driven by its provider.
+
+    Create with :func:`ebpfmaps.create` (``ebpfmaps.create(4100, key_size=4, value_size=8, max_entries=100)``)
+    or open with :func:`ebpfmaps.open_pinned`/:func:`ebpfmaps.open_by_id`. ``m.spec.type`` is the custom id
+    and ``m.spec.value_size`` the user's value size; ``m.base`` is the kernel map (what ``bpftool`` and
+    kernel programs see, without callbacks).
+    """
+
+    _base: Map
+    _binding: registry.Binding
+    _provider: MapProvider
+    _dispatch: DispatchTable
+    _map_id: int
+    _stored_size: int
+    _transforms: bool
+    _release: weakref.finalize[..., ExtensibleMap]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("create extensible maps with ebpfmaps.create(type_id, ...) after registering a provider")
+
+    # ------------------------------------------------------------------ binding
+    @classmethod
+    def _bind(cls, base: Map, meta: _meta.ShimMeta, provider: MapProvider, dispatch: DispatchTable,
+              kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
+        """Wrap ``base`` (which this object then owns) as an extensible map bound to ``provider``."""
+        info = base.info()
+        self = cls.__new__(cls)
+        spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size, btf_fd=None,
+                                   btf_key_type_id=0, btf_value_type_id=0)
+        Map._init_from_fd(self, base.fd, spec, kcodec, vcodec, writable=base.writable)
+        # The base map owns the fd; this object only borrows it (and closes the base when done).
+        self._finalizer.detach()
+        self._box = base._box
+        self._btf = None
+        self._pin_path = base.pin_path
+        self._base = base
+        self._provider = provider
+        self._dispatch = dispatch
+        self._map_id = info.id
+        self._stored_size = base.value_size
+        self._transforms = bool(provider.transforms_values)
+        self._binding = registry.acquire_binding(info.id, provider, dispatch, dict(meta.options), base.pin_path)
+        self._release = weakref.finalize(self, _release_handle, self._binding, base, spec, kcodec, vcodec,
+                                         weakref.ref(self))
+        return self
+
+    # ------------------------------------------------------------------ what it is
+    @property
+    def base(self) -> Map:
+        """The kernel map holding the (stored) elements; operations on it bypass the provider."""
+        return self._base
+
+    @property
+    def provider(self) -> MapProvider:
+        return self._provider
+
+    @property
+    def map_id(self) -> int:
+        """The kernel id of the base map (readable after close, unlike :attr:`id`)."""
+        return self._map_id
+
+    @property
+    def options(self) -> dict[str, int]:
+        """The options the map was created with (recorded with the map, the same in every process)."""
+        return dict(self._binding.options)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Per-map state for the provider, shared by every handle of this map in this process."""
+        return self._binding.context
+
+    @property
+    def stored_value_size(self) -> int:
+        """The base map's value size: what create_map_notify returned."""
+        return self._stored_size
+
+    @property
+    def transforms_values(self) -> bool:
+        return self._transforms
+
+    def info(self) -> MapInfo:
+        """The kernel's info on the base map, with the custom type and the user's value size."""
+        return dataclasses.replace(self._base.info(), type=self._spec.type, value_size=self._spec.value_size)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        s = self._spec
+        return (f"<ExtensibleMap type={s.type} provider={self._provider.provider_name} base={type_name(self._base.type)}"
+                f" {state} key_size={s.key_size} value_size={s.value_size} stored_value_size={self._stored_size}"
+                f" max_entries={s.max_entries}>")
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close this handle. The last handle of a map nobody else holds cleans the map up
+        (MAP_CLEANUP notifications, then delete_map_notify)."""
+        if self._fd < 0:
+            return
+        self._fd = -1
+        self._release()
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        super().pin(path)
+        if self._pin_path is not None:
+            self._binding.pin_paths.add(self._pin_path)
+
+    def associate_program(self, program_type: ProgramType) -> Map:
+        """Let a kernel program of ``program_type`` use this map; returns the base map to hand to it.
+
+        Kernel programs see the base map: their reads and writes do not pass through the provider's
+        callbacks. So a provider that transforms values is refused (the program would see stored bytes,
+        not the user's), and any provider may refuse in its ``associate_program`` callback.
+        """
+        if isinstance(program_type, bool) or not isinstance(program_type, (int, str)) or program_type in ("", -1):
+            raise InvalidArgument(f"program_type must be a BPF_PROG_TYPE number or name, not {program_type!r}",
+                                  op="associate_program")
+        self._require_open("associate_program")
+        name = self._provider.provider_name
+        if self._transforms:
+            raise ProgramAccessRefused(
+                f"associate_program: {name} transforms values (stored bytes differ from the user's), and kernel "
+                f"programs would bypass it; kernel access to map type {self._spec.type} is refused",
+                op="associate_program")
+        fn = self._dispatch.associate_program
+        if fn is not None:
+            try:
+                fn(self, program_type)
+            except MapError:
+                raise
+            except Exception as exc:
+                raise ProgramAccessRefused(f"associate_program: {name} refused program type {program_type!r}: {exc}",
+                                           op="associate_program") from exc
+        self._binding.programs.append(program_type)
+        return self._base
+
+    def _require_open(self, op: str) -> None:
+        if self._fd < 0:
+            from ebpfmaps.errors import MapClosed
+
+            raise MapClosed("the map is closed", op=op)
+
+    # ------------------------------------------------------------------ provider calls
+    def _accept(self, kb: bytes, vb: bytes, flags: int) -> bytes:
+        """The bytes to store for an update the provider accepts (it raises to refuse)."""
+        fn = self._dispatch.update_element_notify
+        if fn is None:
+            return vb
+        try:
+            out = fn(self, kb, vb, flags)
+        except MapError:
+            raise
+        except Exception as exc:
+            raise ProviderRefused(f"update: {self._provider.provider_name} refused key {kb!r}: {exc}",
+                                  op="update") from exc
+        if out is None:
+            stored = vb
+        else:
+            stored = bytes(out)
+            if not self._transforms and stored != vb:
+                raise ProviderError(f"update: {self._provider.provider_name} returned a value other than the user's "
+                                    f"but declares transforms_values = False", op="update")
+        if len(stored) != self._stored_size:
+            raise ProviderError(f"update: {self._provider.provider_name} returned {len(stored)} bytes to store; the "
+                                f"stored value size is {self._stored_size}", op="update")
+        return stored
+
+    def _user_value(self, kb: bytes, stored: bytes) -> bytes | None:
+        fn = self._dispatch.find_element_notify
+        if fn is None:
+            return stored
+        return self._checked_user_value("find_element_notify", fn(self, kb, stored), stored)
+
+    def _visit(self, prev: bytes | None, kb: bytes, stored: bytes) -> bytes | None:
+        fn = self._dispatch.get_next_key_and_value_notify
+        if fn is None:
+            return self._user_value(kb, stored)
+        return self._checked_user_value("get_next_key_and_value_notify", fn(self, prev, kb, stored), stored)
+
+    def _checked_user_value(self, what: str, out: bytes | None, stored: bytes) -> bytes | None:
+        if out is None:
+            return None
+        out = bytes(out)
+        if len(out) != self._vsize:
+            raise ProviderError(f"{what}: {self._provider.provider_name} returned {len(out)} bytes; the map's value "
+                                f"size is {self._vsize}", op="lookup")
+        if not self._transforms and out != stored:
+            raise ProviderError(f"{what}: {self._provider.provider_name} returned a value other than the stored one "
+                                f"but declares transforms_values = False", op="lookup")
+        return out
+
+    def _notify_delete(self, kb: bytes, stored: bytes, reason: DeleteReason) -> None:
+        fn = self._dispatch.delete_element_notify
+        if fn is None:
+            return
+        try:
+            fn(self, kb, stored, reason)
+        except Exception as exc:
+            raise ProviderError(f"delete_element_notify({reason.name}) of {self._provider.provider_name} failed "
+                                f"(the map operation itself completed): {exc!r}", op="delete") from exc
+
+    # ------------------------------------------------------------------ checks
+    def _check_flags(self, flags: int, op: str) -> None:
+        if flags & ~(BPF_NOEXIST | BPF_EXIST):
+            raise InvalidFlags(f"{op} on an extensible map accepts BPF_ANY, BPF_NOEXIST and BPF_EXIST, "
+                               f"not {flags:#x}", op=op)
+        if flags & BPF_NOEXIST and flags & BPF_EXIST:
+            raise InvalidFlags(f"{op}: BPF_NOEXIST and BPF_EXIST exclude each other", op=op)
+
+    def _check_delete(self, op: str) -> None:
+        self._require_open(op)
+        self._check_writable(op)
+        if not self._base.can_delete:
+            raise NotSupported(f"{op}: map type {self._spec.type} is based on {type_name(self._base.type)} maps, "
+                               f"whose elements cannot be deleted", op=op)
+
+    def _key(self, key: Any) -> bytes:
+        return self._kenc(key)
+
+    # ------------------------------------------------------------------ client services (for providers)
+    def find_element(self, key: Any) -> bytes | None:
+        """Client service: the stored bytes for ``key`` (user key or raw key bytes), no callbacks."""
+        kb = self._raw_key(key)
+        return self._base.lookup_bytes(kb)
+
+    def remove_element(self, key: Any, reason: DeleteReason = DeleteReason.EVICTED) -> bool:
+        """Client service: remove ``key`` and notify ``reason``; False when it was absent."""
+        self._check_delete("remove_element")
+        kb = self._raw_key(key)
+        with _locks.key_lock(self._map_id, kb):
+            try:
+                stored = self._base.lookup_and_delete(kb)
+            except KeyNotFound:
+                return False
+            self._notify_delete(kb, stored, reason)
+        return True
+
+    def stored_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Client service: ``(key bytes, stored bytes)`` of every element, no callbacks."""
+        self._require_open("stored_items")
+        return self._base._iter_raw(values=True)
+
+    def locked(self, key: Any) -> contextlib.AbstractContextManager[None]:
+        """Client service: hold the write lock of ``key`` (across threads and processes) for a read-modify-write."""
+        return _locks.key_lock(self._map_id, self._raw_key(key))
+
+    def _raw_key(self, key: Any) -> bytes:
+        if isinstance(key, (bytes, bytearray, memoryview)) and len(key) == self._ksize:
+            return bytes(key)
+        return self._kenc(key)
+
+    # ------------------------------------------------------------------ element operations
+    def lookup(self, key: Any, flags: int = 0) -> Any:
+        """The user's value for ``key`` (through find_element_notify), or ``None``."""
+        if flags:
+            raise InvalidFlags("lookup on an extensible map takes no flags (no BPF_F_LOCK)", op="lookup")
+        out = self.lookup_bytes(key)
+        return None if out is None else self._vdec(out)
+
+    def lookup_bytes(self, key: Any) -> bytes | None:
+        try:
+            kb = self._kenc(key)
+        except IndexOutOfRange:
+            return None
+        stored = self._base.lookup_bytes(kb)
+        if stored is None:
+            return None
+        return self._user_value(kb, stored)
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
+        """Insert or replace through update_element_notify; the replaced value gets delete_element_notify(REPLACED)."""
+        self._check_flags(flags, "update")
+        self._require_open("update")
+        self._check_writable("update")
+        kb = self._kenc(key)
+        vb = self._venc(value)
+        with _locks.key_lock(self._map_id, kb):
+            old = self._base.lookup_bytes(kb)
+            if flags & BPF_NOEXIST and old is not None:
+                raise KeyExists(f"update: key {key!r} exists (BPF_NOEXIST)", op="update")
+            if flags & BPF_EXIST and old is None:
+                raise KeyNotFound(f"update: key {key!r} not found (BPF_EXIST)", op="update")
+            stored = self._accept(kb, vb, flags)
+            try:
+                self._base.update(kb, stored, flags)
+            except MapError as exc:
+                self._rollback([(kb, stored)], exc)
+                raise
+            if old is not None:
+                self._notify_delete(kb, old, DeleteReason.REPLACED)
+
+    def _rollback(self, accepted: list[tuple[bytes, bytes]], cause: MapError) -> None:
+        """Tell the provider that values it accepted never landed (the caller re-raises ``cause``)."""
+        failure: Exception | None = None
+        for kb, stored in accepted:
+            try:
+                self._notify_delete(kb, stored, DeleteReason.ROLLBACK)
+            except ProviderError as exc:
+                failure = failure or exc
+        if failure is not None:
+            cause.message += f" (and the provider's ROLLBACK notification failed: {failure})"
+
+    def delete(self, key: Any) -> None:
+        """Remove ``key`` (KeyNotFound when absent); the provider hears delete_element_notify(USER_DELETE)."""
+        self._check_delete("delete")
+        kb = self._kenc(key)
+        with _locks.key_lock(self._map_id, kb):
+            stored = self._base.lookup_and_delete(kb)
+            self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
+
+    def lookup_and_delete(self, key: Any) -> Any:
+        """Remove ``key`` and return the user's value (KeyNotFound if absent or if find reports it missing)."""
+        self._check_delete("lookup_and_delete")
+        kb = self._kenc(key)
+        with _locks.key_lock(self._map_id, kb):
+            stored = self._base.lookup_and_delete(kb)
+            self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
+        out = self._user_value(kb, stored)
+        if out is None:
+            raise KeyNotFound(f"lookup_and_delete: key {key!r} was stored but its provider reports it missing "
+                              f"(it was removed)", op="lookup_and_delete")
+        return self._vdec(out)
+
+    def _take_all(self) -> Iterator[tuple[bytes, bytes]]:
+        """Remove every element with USER_DELETE notifications, yielding ``(key, stored)``; bounded passes."""
+        for _ in range(8):
+            keys = [kb for kb, _ in self._base._iter_raw(values=False)]
+            if not keys:
+                return
+            for kb in keys:
+                with _locks.key_lock(self._map_id, kb):
+                    try:
+                        stored = self._base.lookup_and_delete(kb)
+                    except KeyNotFound:
+                        continue  # deleted meanwhile by someone else
+                    self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
+                yield kb, stored
+
+    def clear(self) -> int:
+        """Delete every element (USER_DELETE notifications); returns how many."""
+        self._check_delete("clear")
+        return sum(1 for _ in self._take_all())
+
+    # ------------------------------------------------------------------ iteration
+    def _iter_raw(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, user value)`` pairs: each element through get_next_key_and_value_notify (or find)."""
+        self._require_open("iterate")
+        if (self._dispatch.get_next_key_and_value_notify is None and self._dispatch.find_element_notify is None
+                and not values):
+            yield from self._base._iter_raw(values=False)
+            return
+        prev: bytes | None = None
+        for kb, stored in self._base._iter_raw(values=True):
+            out = self._visit(prev, kb, stored)
+            prev = kb
+            if out is not None:
+                yield kb, out
+
+    def _iter_batches_raw(self, batch_size: int, delete: bool) -> Iterator[tuple[bytes, bytes, int]]:
+        """Packed chunks of user keys and values, each element through its callbacks."""
+        n = max(1, batch_size)
+        source: Iterator[tuple[bytes, bytes]]
+        if delete:
+            self._check_delete("lookup_and_delete_batch")
+            source = ((kb, out) for kb, stored in self._take_all()
+                      for out in (self._user_value(kb, stored),) if out is not None)
+        else:
+            source = self._iter_raw(values=True)
+        keys: list[bytes] = []
+        vals: list[bytes] = []
+        for kb, vb in source:
+            keys.append(kb)
+            vals.append(vb)
+            if len(keys) == n:
+                yield b"".join(keys), b"".join(vals), n
+                keys, vals = [], []
+        if keys:
+            yield b"".join(keys), b"".join(vals), len(keys)
+
+    def __len__(self) -> int:
+        """Elements the provider reports present (a full walk)."""
+        return sum(1 for _ in self._iter_raw(values=True))
+
+    # ------------------------------------------------------------------ batches
+    def lookup_batch(self, keys: Iterable[Any] | None = None, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
+        """The user's values of ``keys`` (or of every element), each through its callbacks."""
+        if keys is not None:
+            return super().lookup_batch(keys)
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        result: dict[Any, Any] = {}
+        for kb, vb, count in self._iter_batches_raw(batch_size, delete=False):
+            result.update(zip(kdm(kb, count), vdm(vb, count)))
+        return result
+
+    def lookup_and_delete_batch(self, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
+        """Drain the map: every element is removed (USER_DELETE) and the present ones returned."""
+        self._check_delete("lookup_and_delete_batch")
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        result: dict[Any, Any] = {}
+        for kb, vb, count in self._iter_batches_raw(batch_size, delete=True):
+            result.update(zip(kdm(kb, count), vdm(vb, count)))
+        return result
+
+    def delete_batch(self, keys: Iterable[Any]) -> int:
+        """Delete many keys (absent ones are skipped), each with delete_element_notify(USER_DELETE)."""
+        self._check_delete("delete_batch")
+        kb_all, n = self._kcodec.encode_many(keys)
+        ks = self._ksize
+        return self._delete_raw_keys([kb_all[i * ks : (i + 1) * ks] for i in range(n)])
+
+    def _delete_raw_keys(self, keys: list[bytes]) -> int:
+        deleted = 0
+        for kb in keys:
+            with _locks.key_lock(self._map_id, kb):
+                try:
+                    stored = self._base.lookup_and_delete(kb)
+                except KeyNotFound:
+                    continue
+                self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
+            deleted += 1
+        return deleted
+
+    def update_batch(self, keys: Iterable[Any], values: Iterable[Any], flags: int = BPF_ANY) -> int:
+        """Write many elements, all or nothing.
+
+        Every element goes through update_element_notify first; if the provider refuses one, those it had
+        accepted get ROLLBACK notifications and nothing is written. Then one kernel batch writes them; if the
+        kernel stops part way, the keys are restored to what they held and every accepted value gets a ROLLBACK
+        notification. On success each replaced value gets one REPLACED notification.
+        """
+        self._check_flags(flags, "update_batch")
+        self._require_open("update_batch")
+        self._check_writable("update_batch")
+        kb_all, nk = self._kcodec.encode_many(keys)
+        vb_all, nv = self._vcodec.encode_many(values)
+        if nk != nv:
+            raise InvalidArgument(f"update_batch: {nk} keys but {nv} values", op="update_batch")
+        if nk == 0:
+            return 0
+        self._base._check_batch_keys(kb_all, nk)
+        ks, vs = self._ksize, self._vsize
+        klist = [kb_all[i * ks : (i + 1) * ks] for i in range(nk)]
+        vlist = [vb_all[i * vs : (i + 1) * vs] for i in range(nk)]
+        with _locks.stripes_lock(self._map_id, {_locks.stripe_of(kb) for kb in klist}):
+            original: dict[bytes, bytes | None] = {}
+            current: dict[bytes, bytes | None] = {}
+            accepted: list[tuple[bytes, bytes]] = []
+            replaced: list[tuple[bytes, bytes]] = []
+            try:
+                for i, (kb, vb) in enumerate(zip(klist, vlist)):
+                    if kb not in current:
+                        current[kb] = original[kb] = self._base.lookup_bytes(kb)
+                    old = current[kb]
+                    if flags & BPF_NOEXIST and old is not None:
+                        raise KeyExists(f"update_batch: element {i} (key {kb!r}) exists (BPF_NOEXIST)",
+                                        op="update_batch")
+                    if flags & BPF_EXIST and old is None:
+                        raise KeyNotFound(f"update_batch: element {i} (key {kb!r}) not found (BPF_EXIST)",
+                                          op="update_batch")
+                    stored = self._accept(kb, vb, flags)
+                    accepted.append((kb, stored))
+                    if old is not None:
+                        replaced.append((kb, old))
+                    current[kb] = stored
+            except MapError as exc:
+                self._rollback(accepted, exc)
+                raise
+            try:
+                self._base.update_batch(b"".join(klist), b"".join(s for _, s in accepted), flags)
+            except MapError as exc:
+                self._restore(original, exc)
+                self._rollback(accepted, exc)
+                raise
+            failure: ProviderError | None = None
+            for kb, old in replaced:
+                try:
+                    self._notify_delete(kb, old, DeleteReason.REPLACED)
+                except ProviderError as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
+        return nk
+
+    def _restore(self, original: dict[bytes, bytes | None], cause: MapError) -> None:
+        """Put each key back as it was before a failed batch (we hold their locks)."""
+        unrestored = 0
+        for kb, old in original.items():
+            try:
+                if old is None:
+                    if self._base.can_delete:
+                        try:
+                            self._base.delete(kb)
+                        except KeyNotFound:
+                            pass
+                elif self._base.lookup_bytes(kb) != old:
+                    self._base.update(kb, old)
+            except MapError:
+                unrestored += 1
+        if unrestored:
+            cause.message += f" ({unrestored} keys could not be restored)"
+
+
+def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec,
+                    ref: weakref.ReferenceType[ExtensibleMap]) -> None:
+    """A handle closed (or was collected). The last one of a map nobody else holds cleans it up."""
+    if not registry.drop_handle(binding):
+        base.close()
+        return
+    map_id = binding.map_id
+    dispatch = binding.dispatch
+    failure: Exception | None = None
+    handle: ExtensibleMap | None = None
+    with _locks.map_lock(map_id):
+        pinned = _still_pinned(binding.pin_paths, map_id)
+        snapshot: list[tuple[bytes, bytes]] = []
+        if not pinned and dispatch.delete_element_notify is not None and not base.closed:
+            # Read the elements while we still hold the map: if we are its last holder they go with it.
+            with contextlib.suppress(MapError):
+                snapshot = list(base._iter_raw(values=True))
+        base.close()
+        if pinned or not _gone(map_id):
+            _locks.forget_map(map_id)
+            return
+        handle = ref() or _dead_view(binding, base, spec, kcodec, vcodec)
+        if dispatch.delete_element_notify is not None:
+            for kb, stored in snapshot:
+                try:
+                    dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
+                except Exception as exc:
+                    failure = failure or exc
+        if dispatch.delete_map_notify is not None:
+            try:
+                dispatch.delete_map_notify(handle)
+            except Exception as exc:
+                failure = failure or exc
+    _locks.forget_map(map_id)
+    if failure is not None:
+        raise ProviderError(f"{binding.provider.provider_name} failed while the map was cleaned up "
+                            f"(the map is gone): {failure!r}", op="close") from failure
+
+
+def _dead_view(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
+    """A closed handle to pass to cleanup callbacks when the last handle was garbage-collected."""
+    view = ExtensibleMap.__new__(ExtensibleMap)
+    Map._init_from_fd(view, -1, spec, kcodec, vcodec, writable=False)
+    view._finalizer.detach()
+    view._fd = -1
+    view._base = base
+    view._binding = binding
+    view._provider = binding.provider
+    view._dispatch = binding.dispatch
+    view._map_id = binding.map_id
+    view._stored_size = base.value_size
+    view._transforms = bool(binding.provider.transforms_values)
+    view._release = weakref.finalize(view, _nothing)
+    return view
+
+
+# ---------------------------------------------------------------------- creating and opening
+def _key_codec(base_type: int, key_type: Any, key_size: int | None, max_entries: int) -> Codec:
+    if base_type == _ARRAY:
+        if key_size not in (None, 4):
+            from ebpfmaps.errors import InvalidKeySize
+
+            raise InvalidKeySize(f"maps based on arrays have u32 index keys: key_size must be 4, not {key_size}",
+                                 op="create")
+        if key_type is None:
+            return IndexCodec(max_entries)
+    if key_type is None and key_size is None:
+        raise InvalidArgument("an extensible map needs key_size= or key_type=", op="create")
+    return make_codec(key_type, key_size, "key")
+
+
+def _options(provider: MapProvider, given: Any) -> dict[str, int]:
+    defaults = dict(getattr(provider, "default_options", {}) or {})
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise InvalidArgument(f"options must be a dict of int values, not {type(given).__name__}", op="create")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise InvalidArgument(f"{provider.provider_name} has no options {unknown}; it accepts "
+                              f"{sorted(defaults) or 'none'}", op="create")
+    merged = {**defaults, **given}
+    for name, value in merged.items():
+        _meta.check_option_name(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _meta.MAX_OPTION:
+            raise InvalidArgument(f"option {name}={value!r} must be an int from 0 to {_meta.MAX_OPTION}", op="create")
+    provider.check_options(merged)
+    return merged
+
+
+def _stored_size(provider: MapProvider, dispatch: DispatchTable, spec: MapSpec, op: str) -> int:
+    fn = dispatch.create_map_notify
+    stored: int | None = None
+    if fn is not None:
+        try:
+            stored = fn(spec)
+        except MapError:
+            raise
+        except Exception as exc:
+            raise ProviderRefused(f"{op}: {provider.provider_name} refused the map: {exc}", op=op) from exc
+    if stored is None:
+        stored = spec.value_size
+    if isinstance(stored, bool) or not isinstance(stored, int) or stored <= 0:
+        raise ProviderError(f"{op}: {provider.provider_name}.create_map_notify returned {stored!r}; "
+                            f"expected None or a positive stored value size", op=op)
+    if not provider.transforms_values and stored != spec.value_size:
+        raise ProviderError(f"{op}: {provider.provider_name} stores {stored}-byte values for {spec.value_size}-byte "
+                            f"user values but declares transforms_values = False", op=op)
+    return stored
+
+
+def create_extensible(provider: MapProvider, dispatch: DispatchTable, type_id: int,
+                      kwargs: dict[str, Any]) -> ExtensibleMap:
+    """Create a map of ``type_id`` served by ``provider`` (what ``ebpfmaps.create(type_id, ...)`` ends in)."""
+    unknown = sorted(set(kwargs) - _CREATE_KWARGS)
+    if unknown:
+        raise InvalidArgument(f"extensible maps do not take {unknown} (they accept {sorted(_CREATE_KWARGS)})",
+                              op="create")
+    base_type = int(provider.base_map_type)
+    max_entries = kwargs.get("max_entries")
+    if max_entries is None or isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries <= 0:
+        raise InvalidArgument(f"an extensible map needs max_entries > 0, not {max_entries!r}", op="create")
+    kcodec = _key_codec(base_type, kwargs.get("key_type"), kwargs.get("key_size"), max_entries)
+    if kwargs.get("value_type") is None and kwargs.get("value_size") is None:
+        raise InvalidArgument("an extensible map needs value_size= or value_type=", op="create")
+    vcodec = make_codec(kwargs.get("value_type"), kwargs.get("value_size"), "value")
+    if vcodec.size <= 0:
+        raise InvalidArgument("the value size of an extensible map must be > 0", op="create")
+    options = _options(provider, kwargs.get("options"))
+    spec = MapSpec(type=type_id, key_size=kcodec.size, value_size=vcodec.size, max_entries=max_entries,
+                   flags=int(kwargs.get("flags", 0)), name=str(kwargs.get("name", "")),
+                   map_extra=int(kwargs.get("map_extra", 0)), numa_node=kwargs.get("numa_node"))
+    stored = _stored_size(provider, dispatch, spec, "create")
+    btf, key_type_id, value_type_id = _meta.build_btf(key_size=spec.key_size, stored_size=stored, base_type=base_type,
+                                                      custom_type=type_id, user_value_size=spec.value_size,
+                                                      options=options)
+    try:
+        base = class_for(base_type)(
+            key_size=spec.key_size, value_size=stored, max_entries=max_entries, flags=spec.flags, name=spec.name,
+            map_extra=spec.map_extra, numa_node=spec.numa_node, btf=btf, btf_key_type_id=key_type_id,
+            btf_value_type_id=value_type_id)
+    finally:
+        btf.close()  # the map holds the kernel's reference to its BTF
+    meta = _meta.ShimMeta(type_id, spec.value_size, stored, options)
+    try:
+        return ExtensibleMap._bind(base, meta, provider, dispatch, kcodec, vcodec)
+    except BaseException:
+        base.close()
+        raise
+
+
+def adopt_extensible(base: Map, meta: _meta.ShimMeta, provider: MapProvider, dispatch: DispatchTable,
+                     key_type: Any, value_type: Any) -> ExtensibleMap:
+    """Bind a just-opened base map to its provider (``open_pinned``/``open_by_id`` end here)."""
+    try:
+        spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size)
+        # The provider validates the sizes again in this process; its stored size must be what the map holds.
+        stored = _stored_size(provider, dispatch, spec, "open")
+        if stored != base.value_size:
+            from ebpfmaps.errors import IncompatibleMap
+
+            diff = f"stored value_size: provider wants {stored}, the map has {base.value_size}"
+            raise IncompatibleMap(f"open: {provider.provider_name} does not match map {base.info().id}: {diff}",
+                                  [diff], op="open")
+        kcodec = _key_codec(int(provider.base_map_type), key_type, spec.key_size if key_type is None else None,
+                            spec.max_entries)
+        if kcodec.size != spec.key_size:
+            from ebpfmaps.errors import InvalidKeySize
+
+            raise InvalidKeySize(f"key_type is {kcodec.size} bytes; the map's key_size is {spec.key_size}", op="open")
+        vcodec = make_codec(value_type, meta.user_value_size if value_type is None else None, "value")
+        if vcodec.size != meta.user_value_size:
+            from ebpfmaps.errors import InvalidValueSize
+
+            raise InvalidValueSize(f"value_type is {vcodec.size} bytes; the map's value_size is "
+                                   f"{meta.user_value_size}", op="open")
+        return ExtensibleMap._bind(base, meta, provider, dispatch, kcodec, vcodec)
+    except BaseException:
+        base.close()
+        raise
+
+
+
+def _nothing() -> None:
+    """The release of a dead view: it holds nothing."""

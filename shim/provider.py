@@ -1,0 +1,142 @@
+"""The provider interface: what an extension implements to serve one custom map type.
+
+A provider declares one ``custom_map_type`` (4096 and up; 1-4095 are the
+kernel's), the kernel ``base_map_type`` that holds the elements (hash, array or
+LRU hash), whether it ``transforms_values`` (the bytes stored in the base map
+differ from the bytes the user wrote), and the callbacks of the dispatch table
+(after the seed's ``ebpf_map_provider_dispatch_table_t``). Every callback is
+optional: one that a subclass does not override is simply not called.
+
+Keys and values reach callbacks as ``bytes``: ``key`` has the map's key size,
+``value`` the user's value size and ``stored`` the base map's value size (what
+``create_map_notify`` returned). Callbacks may be called from several threads at
+once; calls that change one key (update, delete notifications) are serialized
+for that key across threads and processes, lookups are not.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+
+from ebpfmaps.maptypes import MapType
+from ebpfmaps.spec import MapSpec
+
+if TYPE_CHECKING:
+    from .extmap import ExtensibleMap
+
+__all__ = ["CALLBACKS", "SUPPORTED_BASES", "DeleteReason", "DispatchTable", "MapProvider", "ProgramType"]
+
+#: Kernel map types an extensible map can be based on.
+SUPPORTED_BASES: frozenset[int] = frozenset({int(MapType.HASH), int(MapType.ARRAY), int(MapType.LRU_HASH)})
+
+#: A program type as the programs layer names it: a ``BPF_PROG_TYPE_*`` number or a keyword such as ``"xdp"``.
+ProgramType = Union[int, str]
+
+
+class DeleteReason(enum.IntEnum):
+    """Why a stored value leaves the map; every ``delete_element_notify`` carries one."""
+
+    #: The user deleted the key (delete, del m[k], delete_batch, clear, lookup_and_delete...).
+    USER_DELETE = 1
+    #: An update replaced the value; the notification carries the old stored value.
+    REPLACED = 2
+    #: The map is going away (its last holder closed it or removed its last pin).
+    MAP_CLEANUP = 3
+    #: The provider accepted an update but the kernel refused it (map full, frozen...): the value never landed.
+    ROLLBACK = 4
+    #: The provider removed the element itself through the client service ``m.remove_element`` (e.g. expiry).
+    EVICTED = 5
+
+
+class MapProvider:
+    """Base class of providers. Override the class attributes and the callbacks you need."""
+
+    #: The extensible type id this provider serves (>= 4096).
+    custom_map_type: int = 0
+    #: The kernel map that holds the elements: ``MapType.HASH``, ``MapType.ARRAY`` or ``MapType.LRU_HASH``.
+    base_map_type: int = int(MapType.HASH)
+    #: True when stored bytes differ from the user's bytes; then kernel programs may not use the map.
+    transforms_values: bool = False
+    #: Integer options a map of this type accepts (``create(..., options={...})``) and their defaults;
+    #: the values chosen at creation are recorded with the map and come back in every process (``m.options``).
+    default_options: ClassVar[Mapping[str, int]] = {}
+
+    @property
+    def provider_name(self) -> str:
+        return type(self).__name__
+
+    def check_options(self, options: Mapping[str, int]) -> None:
+        """Raise to refuse the options of a new map (names and ranges are already checked)."""
+
+    # ---- the dispatch table ------------------------------------------------------------------
+    def create_map_notify(self, spec: MapSpec) -> int | None:
+        """Validate the sizes of a map being created or opened; return the stored value size (None: the same)."""
+        return None
+
+    def delete_map_notify(self, m: ExtensibleMap) -> None:
+        """The map is gone: its last holder closed it, or its last pin was removed while nobody held it."""
+
+    def associate_program(self, m: ExtensibleMap, program_type: ProgramType) -> None:
+        """A kernel program of ``program_type`` wants the map; raise to refuse."""
+
+    def find_element_notify(self, m: ExtensibleMap, key: bytes, stored: bytes) -> bytes | None:
+        """The user's value for ``stored``, or ``None`` to report the element as missing."""
+        return stored
+
+    def update_element_notify(self, m: ExtensibleMap, key: bytes, value: bytes, flags: int) -> bytes | None:
+        """Validate an update; return the bytes to store (``None``: ``value`` as it is). Raise to refuse."""
+        return None
+
+    def delete_element_notify(self, m: ExtensibleMap, key: bytes, stored: bytes, reason: DeleteReason) -> None:
+        """A stored value left the map (exactly once per value), for ``reason``."""
+
+    def get_next_key_and_value_notify(self, m: ExtensibleMap, key: bytes | None, next_key: bytes,
+                                      stored: bytes) -> bytes | None:
+        """Iteration reached ``next_key`` after ``key``: the user's value to yield, or ``None`` to skip it."""
+        return stored
+
+
+#: The callbacks of the dispatch table, in the seed's order.
+CALLBACKS = (
+    "create_map_notify",
+    "delete_map_notify",
+    "associate_program",
+    "find_element_notify",
+    "update_element_notify",
+    "delete_element_notify",
+    "get_next_key_and_value_notify",
+)
+
+
+@dataclass(frozen=True)
+class DispatchTable:
+    """The callbacks a provider really implements (``None`` for those it left out)."""
+
+    create_map_notify: Callable[[MapSpec], int | None] | None
+    delete_map_notify: Callable[[Any], None] | None
+    associate_program: Callable[[Any, Any], None] | None
+    find_element_notify: Callable[[Any, bytes, bytes], bytes | None] | None
+    update_element_notify: Callable[[Any, bytes, bytes, int], bytes | None] | None
+    delete_element_notify: Callable[[Any, bytes, bytes, DeleteReason], None] | None
+    get_next_key_and_value_notify: Callable[[Any, bytes | None, bytes, bytes], bytes | None] | None
+
+    @classmethod
+    def of(cls, provider: object) -> DispatchTable:
+        """The table of ``provider``: a callback counts when the provider's class defines it itself
+        (a :class:`MapProvider` default does nothing and is not called) or, for duck-typed providers, has it."""
+        found: dict[str, Any] = {}
+        for name in CALLBACKS:
+            fn = getattr(provider, name, None)
+            inherited = getattr(MapProvider, name)
+            if fn is not None and getattr(type(provider), name, None) is inherited:
+                fn = None
+            if fn is not None and not callable(fn):
+                fn = None
+            found[name] = fn
+        return cls(**found)
+
+    def present(self) -> list[str]:
+        return [name for name in CALLBACKS if getattr(self, name) is not None]
