@@ -115,10 +115,37 @@ class ProgramLoadError(MapError):
         self.disassembly = disassembly
 
 
+# Capability bit numbers (include/uapi/linux/capability.h).
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+
+def effective_capabilities() -> int | None:
+    """This process's effective capability mask (``CapEff`` in /proc/self/status), None if unreadable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _capability_hint() -> str:
-    if os.geteuid() != 0:
+    # Say what is missing from the effective set: uid 0 alone proves nothing (a container or a
+    # capability drop can leave root without CAP_BPF), and a non-root process may hold CAP_BPF.
+    caps = effective_capabilities()
+    if caps is not None and not caps & (1 << CAP_BPF | 1 << CAP_SYS_ADMIN):
+        who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+        return (f"the process ({who}) lacks CAP_BPF (or CAP_SYS_ADMIN, which Linux before 5.8 needs); grant it "
+                "or run as full root; some map types also need CAP_NET_ADMIN or CAP_PERFMON")
+    if os.geteuid() != 0 and caps is None:
         return "run as root or grant CAP_BPF (CAP_SYS_ADMIN before Linux 5.8); creating some map types also needs CAP_NET_ADMIN or CAP_PERFMON"
-    return "the process is root but the kernel refused: check kernel.unprivileged_bpf_disabled, a LSM policy, a read-only fd or a frozen map"
+    return ("the process holds CAP_BPF or CAP_SYS_ADMIN but the kernel refused: check "
+            "kernel.unprivileged_bpf_disabled, a LSM policy, a read-only fd or a frozen map")
 
 
 _ELEMENT_OPS = frozenset(
