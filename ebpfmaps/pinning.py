@@ -114,6 +114,11 @@ def require_bpffs(path: str | os.PathLike[str], op: str) -> str:
 def pin_fd(fd: int, path: str | os.PathLike[str]) -> str:
     """Pin any BPF object fd at ``path``; returns the path."""
     p = require_bpffs(path, "pin")
+    name = os.path.basename(p)
+    if "." in name or not name:
+        # bpffs refuses dotted names with EPERM (kernel/bpf/inode.c, bpf_lookup), which would read as a
+        # missing capability; say what is really wrong before the syscall.
+        raise errors.InvalidArgument(f"pin: bpffs does not accept {name!r} as a pin name (no dots allowed)", op="pin")
     ret = lib.bpf_obj_pin(fd, p.encode())
     if ret == -E.EEXIST:
         raise errors.MapError(f"pin: {p} already exists", errno=E.EEXIST, op="pin")
