@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-from ebpfmaps import errors, profile
+from ebpfmaps import asm, errors, profile, programs
 from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuValues, StructCodec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
+    AssemblerError,
     IncompatibleMap,
     InvalidFlags,
     InvalidKeySize,
@@ -23,6 +24,7 @@ from ebpfmaps.errors import (
     NotSupported,
     OutOfMemory,
     PermissionDenied,
+    ProgramLoadError,
 )
 from ebpfmaps.factory import class_for, create, list_maps, map_ids, open_by_id, open_pinned
 from ebpfmaps.map import Map
@@ -72,6 +74,7 @@ from ebpfmaps.maptypes import (
 )
 from ebpfmaps.pinning import is_bpffs, mount_bpffs, unpin
 from ebpfmaps.pool import StaticPool
+from ebpfmaps.programs import BpfObject, Link, Program, ProgramType, TestRun
 from ebpfmaps.resize import ResizeResult, ResizeWarning
 from ebpfmaps.spec import MapInfo, MapSpec
 
@@ -95,3 +98,7 @@ __all__ += [
     "QueueMap", "ReuseportSockArray", "RingBufMap", "SkStorage", "SockHash", "SockMap", "StackMap", "StackTraceMap",
     "StructOpsMap", "TaskStorage", "UserRingBufMap", "XskMap",
 ]
+
+# BPF programs that share maps with Python (issue 4): the assembler and the programs package.
+__all__ += ["AssemblerError", "BpfObject", "Link", "Program", "ProgramLoadError", "ProgramType", "TestRun", "asm",
+            "programs"]
