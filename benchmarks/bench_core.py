@@ -171,7 +171,87 @@ def iteration(quick: bool) -> list[Result]:
     return out
 
 
-CASES: list[Callable[[bool], list[Result]]] = [single_ops, batch_ops, iteration]
+def breakdown(quick: bool) -> list[Result]:
+    """Where a single op's time goes: each piece of a hash lookup measured on its own."""
+    import os
+
+    from ebpfmaps._libbpf import fast, lib
+
+    nkeys = 1000
+    reps = 2 if quick else 50
+    rounds = 3 if quick else 15
+    cb = c_baseline()
+    out: list[Result] = []
+    m = _make("hash", False, nkeys)
+    keys, values = _keys_values("hash", False, nkeys)
+    _fill(m, keys, values)
+    cb.share(m.fd)
+    fd = m.fd
+    seq = keys * reps
+    n = len(seq)
+    vtype = ctypes.c_char * 8
+    buf = vtype()
+    noop = lib.libbpf_major_version
+    raw_lookup = fast.map_lookup_elem
+
+    def py_noop() -> int:
+        for _ in seq:
+            noop()
+        return n
+
+    def py_getppid() -> int:
+        getppid = os.getppid
+        for _ in seq:
+            getppid()
+        return n
+
+    def py_raw_lookup() -> int:
+        for k in seq:
+            raw_lookup(fd, k, buf)
+        return n
+
+    ints = list(range(nkeys)) * reps
+    packed = _U64.pack(7)
+    pack_u32, unpack_u64 = _U32.pack, _U64.unpack_from
+
+    def py_codec() -> int:
+        for i in ints:
+            pack_u32(i)
+            unpack_u64(packed)
+        return n
+
+    def py_alloc() -> int:
+        for _ in seq:
+            vtype()
+        return n
+
+    pool = [vtype()]
+
+    def py_pool() -> int:
+        for _ in seq:
+            b = pool.pop()
+            pool.append(b)
+        return n
+
+    group = "breakdown"
+    out.append(make_result("ctypes call that does nothing (libbpf_major_version)", group, py_noop, None,
+                           rounds=rounds, elements=n, target=None))
+    out.append(make_result("trivial syscall: os.getppid() vs C syscall(SYS_getppid)", group, py_getppid,
+                           functools.partial(cb.call, "getppid", n), rounds=rounds, elements=n, target=None))
+    out.append(make_result("hash lookup through ctypes, arguments prebuilt", group, py_raw_lookup,
+                           functools.partial(cb.call, "lookup", fd, 4, 8, n, nkeys), rounds=rounds, elements=n,
+                           target=None, notes="the floor for Map.lookup through ctypes"))
+    out.append(make_result("codec work: pack u32 key + unpack u64 value", group, py_codec, None,
+                           rounds=rounds, elements=n, target=None, notes="no syscall"))
+    out.append(make_result("value buffer: new ctypes array", group, py_alloc, None,
+                           rounds=rounds, elements=n, target=None))
+    out.append(make_result("value buffer: per-map free list pop+append", group, py_pool, None,
+                           rounds=rounds, elements=n, target=None, notes="what Map.lookup does"))
+    m.close()
+    return out
+
+
+CASES: list[Callable[[bool], list[Result]]] = [single_ops, batch_ops, iteration, breakdown]
 
 
 def run(quick: bool) -> list[Result]:

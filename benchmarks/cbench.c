@@ -13,6 +13,7 @@
  *   lookup_batch FD KS VS BATCH     a whole-map walk with bpf_map_lookup_batch, BATCH per call
  *   update_batch FD KS VS NKEYS     one bpf_map_update_batch of keys 0..NKEYS-1
  *   next_key FD KS VS               a whole-map walk with get_next_key + lookup_elem
+ *   getppid N                       N getppid() syscalls: the cost of a trivial syscall from C
  *   quit
  */
 #define _GNU_SOURCE
@@ -22,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t now_ns(void)
 {
@@ -164,6 +167,19 @@ static int cmd_next_key(int fd, unsigned ks, unsigned vs)
 	return 0;
 }
 
+static int cmd_getppid(unsigned long n)
+{
+	uint64_t t0, t1;
+	unsigned long i;
+
+	t0 = now_ns();
+	for (i = 0; i < n; i++)
+		syscall(SYS_getppid);  /* the raw syscall: glibc could cache a wrapper's answer */
+	t1 = now_ns();
+	printf("ok %llu %lu\n", (unsigned long long)(t1 - t0), n);
+	return 0;
+}
+
 int main(void)
 {
 	char line[256], cmd[32];
@@ -193,6 +209,11 @@ int main(void)
 				printf("error usage: update_batch FD KS VS NKEYS\n");
 			else
 				cmd_update_batch(fd, ks, vs, a);
+		} else if (!strcmp(cmd, "getppid")) {
+			if (sscanf(line, "%*s %lu", &n) != 1)
+				printf("error usage: getppid N\n");
+			else
+				cmd_getppid(n);
 		} else if (!strcmp(cmd, "next_key")) {
 			if (sscanf(line, "%*s %d %u %u", &fd, &ks, &vs) != 3)
 				printf("error usage: next_key FD KS VS\n");

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [r.to_json() for r in results],
         "failures": failures,
     }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwrote {args.json}")
     return 1 if failures else 0

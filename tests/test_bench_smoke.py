@@ -50,7 +50,9 @@ def test_quick_run_produces_a_ratio_for_every_core_case(tmp_path: Path) -> None:
             for op in ("lookup", "update", "lookup_batch", "update_batch"):
                 assert f"{kind} {op} ({label})" in names
     assert any(n.startswith("hash items()") for n in names)
-    for r in doc["results"]:
+    compared = [r for r in doc["results"] if r["group"] != "breakdown"]
+    assert {r["group"] for r in doc["results"]} == {"single op", "batch", "iteration", "breakdown"}
+    for r in compared:
         assert r["py_ns"] > 0 and r["c_ns"] > 0, r
         assert r["ratio"] > 0 and r["target"] in (1.1, 1.3), r
         assert len(r["samples_py"]) == len(r["samples_c"]) == r["rounds"], r
