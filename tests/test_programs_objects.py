@@ -134,3 +134,18 @@ def test_open_errors(tmp_path: Path) -> None:
     junk.write_bytes(b"not an ELF file at all")
     with pytest.raises(ProgramLoadError, match="cannot open"):
         BpfObject.open(junk)
+
+
+def test_long_libbpf_messages_arrive_whole(tmp_path: Path, bpffs: Path) -> None:
+    """A libbpf message longer than the first 1 KiB format buffer is formatted again in full (va_list copy)."""
+    deep = tmp_path
+    for i in range(6):
+        deep = deep / (f"d{i}_" + "x" * 200)
+    deep.mkdir(parents=True)
+    obj_path = deep / "prog_bad.bpf.o"
+    obj_path.write_bytes(bpf_object("prog_bad").read_bytes())
+    assert len(str(obj_path)) > 1100
+    with BpfObject.open(obj_path, pin_root=bpffs) as obj, pytest.raises(ProgramLoadError) as info:
+        obj.load()
+    # libbpf: "failed to load object '<path>'" — the whole path, past the first buffer
+    assert any(str(obj_path) in line and len(line) > 1100 for line in info.value.log.splitlines())

@@ -38,7 +38,6 @@ _FALLBACK_BUFFER = 1 << 20
 _lock = threading.Lock()
 _captures: list[list[str]] = []
 _installed = False
-_want_debug = False
 
 
 def _format(fmt: bytes, args: int) -> str:
@@ -62,7 +61,7 @@ def _on_print(level: int, fmt: bytes | None, args: int | None) -> int:
     try:
         if fmt is None or args is None:
             return 0
-        if level == LIBBPF_DEBUG and not _want_debug and not logger.isEnabledFor(logging.DEBUG):
+        if level == LIBBPF_DEBUG and not logger.isEnabledFor(logging.DEBUG):
             return 0
         text = _format(fmt, args).rstrip("\n")
         with _lock:
