@@ -34,6 +34,8 @@ import harness  # noqa: E402
 # One line per benchmark module; each exposes run(quick: bool) -> list[harness.Result].
 MODULES: list[str] = [
     "bench_core",
+    "bench_ringbuf",  # issue 4: RingBufReader vs libbpf ring_buffer__consume
+    "bench_bcc",  # issue 4: ebpfmaps vs bcc table API
 ]
 
 

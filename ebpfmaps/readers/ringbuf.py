@@ -210,9 +210,11 @@ class RingBufReader:
         """Decode a run of fixed-size records at once into a numpy array (needs numpy).
 
         Reads consecutive committed records of exactly ``record_size`` bytes (skipping
-        discarded ones) and returns them as a copied array: of ``dtype`` (a numpy dtype whose
+        discarded ones) and returns them as an array of ``dtype`` (a numpy dtype whose
         itemsize is ``record_size``, e.g. a structured dtype) or, without one, a
-        ``(n, record_size)`` uint8 array. Stops before the first record of another size or
+        ``(n, record_size)`` uint8 array. The array is a strided view into one private copy
+        of the ring's bytes (records keep the ring's 8-byte headers between them), so it stays
+        valid after the space is released; ``np.ascontiguousarray`` packs it if needed. Stops before the first record of another size or
         a busy one; :meth:`consume` handles those. This is the batch decoding path: the
         headers are checked and the payloads copied by numpy, not record by record in Python.
         """
@@ -238,20 +240,25 @@ class RingBufReader:
         if count <= 0:
             return np.empty((0, record_size), np.uint8) if dtype is None else np.empty(0, out_dtype)
         off = cons & self._mask
-        # Contiguous even across the end of the area thanks to the double mapping.
-        rows = np.frombuffer(self._data, np.uint8, count * span, off).reshape(count, span)
-        headers = rows[:, :4].copy().view(np.uint32).ravel()
+        # Contiguous even across the end of the area thanks to the double mapping. Headers are
+        # read first, from the live ring: a committed header guarantees its record's bytes were
+        # written before it, whatever order the bulk copy below then reads them in.
+        hdr_view = np.dtype({"names": ["len"], "formats": ["<u4"], "offsets": [0], "itemsize": span})
+        headers = np.frombuffer(self._data, hdr_view, count, off)["len"].copy()
         plain = (headers & ~np.uint32(DISCARD_BIT)) == record_size
         good = count if plain.all() else int(np.argmin(plain))
         if good < count and headers[good] & BUSY_BIT:
             self._busy_seen = True
-        keep = (headers[:good] & np.uint32(DISCARD_BIT)) == 0
-        payload = rows[:good, HDR_SIZE:HDR_SIZE + record_size]
-        result = payload[keep] if not keep.all() else payload.copy()  # both copy out of the ring
-        self._cons[0] = cons + good * span  # release: numpy finished copying above
+        # One memcpy of the whole run; records keep their ring stride (header + padding) in it.
+        block = np.frombuffer(self._data, np.uint8, good * span, off).copy()
+        self._cons[0] = cons + good * span  # release: the copy above is complete
         if dtype is None:
-            return result
-        return np.ascontiguousarray(result).view(out_dtype).ravel()
+            result = block.reshape(good, span)[:, HDR_SIZE:HDR_SIZE + record_size]
+        else:
+            wrapped = np.dtype({"names": ["r"], "formats": [out_dtype], "offsets": [HDR_SIZE], "itemsize": span})
+            result = block.view(wrapped)["r"]
+        discarded = (headers[:good] & np.uint32(DISCARD_BIT)) != 0
+        return result[~discarded] if discarded.any() else result
 
     # ------------------------------------------------------------------ waiting
     def poll(self, timeout: float | None = None, callback: RecordCallback | None = None, *,
