@@ -9,10 +9,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from ebpfmaps_shim import CALLBACKS, DeleteReason, MapProvider
+
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapSpec
-
-from ebpfmaps_shim import CALLBACKS, DeleteReason, MapProvider
 
 U64 = struct.Struct("=Q")
 U32 = struct.Struct("=I")

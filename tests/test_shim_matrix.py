@@ -15,9 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-import ebpfmaps
-from ebpfmaps import BPF_EXIST, BPF_NOEXIST, KeyExists, KeyNotFound, MapType, NotSupported, PermissionDenied
 from ebpfmaps_shim import (
     CALLBACKS,
     DeleteReason,
@@ -28,6 +25,9 @@ from ebpfmaps_shim import (
     register_provider,
     unregister_provider,
 )
+
+import ebpfmaps
+from ebpfmaps import BPF_EXIST, BPF_NOEXIST, KeyExists, KeyNotFound, MapType, NotSupported, PermissionDenied
 from tests.conftest import bpftool_json
 from tests.shim_helpers import U32, recording_provider, val, xor
 
@@ -131,7 +131,7 @@ def test_callback_matrix(provider_for: Any, base_name: str, variant: str, transf
     if not model.array:
         kwargs["key_type"] = ctypes.c_uint32
     m = ebpfmaps.create(tid, **kwargs)
-    assert isinstance(m, ExtensibleMap) and isinstance(m, ebpfmaps.Map)
+    assert isinstance(m, ExtensibleMap) and issubclass(ExtensibleMap, ebpfmaps.Map)
     assert (m.spec.type, m.type, m.base.type, m.value_size, m.stored_value_size) == (tid, tid, base, 8, 8)
     assert m.info().type == tid and m.base.info().type == base
     assert rec.take() == ([("create", tid, 4, 8)] if "create_map_notify" in has else [])
