@@ -268,3 +268,52 @@ def test_attach_errors() -> None:
     with Program.load("raw_tracepoint", [asm.mov64(R0, 0), asm.exit_()]) as prog:
         with pytest.raises(NotSupported, match="no raw tracepoint"):
             prog.attach_raw_tracepoint("no_such_tracepoint_here")
+
+
+@pytest.mark.no_kernel
+def test_perf_event_attr_layout_matches_the_header(tmp_path: Path) -> None:
+    """PerfEventAttr (used for tracepoint attachment) against <linux/perf_event.h>, compiled with gcc."""
+    import shutil
+    import subprocess
+
+    from ebpfmaps.programs import PerfEventAttr
+
+    named = [f[0] for f in PerfEventAttr._fields_ if not f[0].startswith("_") and f[0] != "flags"]
+    src = tmp_path / "attr.c"
+    src.write_text("#include <stdio.h>\n#include <stddef.h>\n#include <linux/perf_event.h>\nint main(void) {\n"
+                   + 'printf("sizeof %zu\\n", sizeof(struct perf_event_attr));\n'
+                   + "".join(f'printf("{n} %zu\\n", offsetof(struct perf_event_attr, {n}));\n' for n in named)
+                   + "return 0; }\n")
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is needed (Makefile installs it)"
+    subprocess.run([gcc, "-o", str(tmp_path / "attr"), str(src)], check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "attr")], check=True, capture_output=True, text=True).stdout
+    table = {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    # Newer headers append fields (config3 in 6.3); ours stops at sig_data (PERF_ATTR_SIZE_VER7).
+    assert table["sizeof"] >= ctypes.sizeof(PerfEventAttr) == 128
+    for n in named:
+        assert getattr(PerfEventAttr, n).offset == table[n], n
+    # the bit-field word sits between read_format and the wakeup union
+    assert PerfEventAttr.flags.offset == table["read_format"] + 8
+
+
+@pytest.mark.no_kernel
+def test_prog_info_prefix_layout_matches_the_header(tmp_path: Path) -> None:
+    """BpfProgInfo declares only a prefix of struct bpf_prog_info; its offsets must match <linux/bpf.h>."""
+    import shutil
+    import subprocess
+
+    from ebpfmaps._libbpf.structs import BpfProgInfo
+
+    named = [f[0] for f in BpfProgInfo._fields_]
+    src = tmp_path / "info.c"
+    src.write_text("#include <stdio.h>\n#include <stddef.h>\n#include <linux/bpf.h>\nint main(void) {\n"
+                   + "".join(f'printf("{n} %zu\\n", offsetof(struct bpf_prog_info, {n}));\n' for n in named)
+                   + "return 0; }\n")
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is needed (Makefile installs it)"
+    subprocess.run([gcc, "-o", str(tmp_path / "info"), str(src)], check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "info")], check=True, capture_output=True, text=True).stdout
+    table = {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    for n in named:
+        assert getattr(BpfProgInfo, n).offset == table[n], n
