@@ -106,7 +106,9 @@ def check_iteration_events(model: Model, events: list[tuple[Any, ...]]) -> None:
 def bpftool_stored(map_id: int) -> dict[int, bytes]:
     """The base map's contents as bpftool reads them (keys as ints, the stored bytes through our BTF)."""
     out: dict[int, bytes] = {}
-    for row in bpftool_json("map", "dump", "id", str(map_id)):  # type: ignore[union-attr]
+    rows = bpftool_json("map", "dump", "id", str(map_id))
+    assert isinstance(rows, list)
+    for row in rows:
         key = bytes(int(x, 16) for x in row["key"])
         value = bytes(int(x, 16) for x in row["value"])
         # bpftool also formats the value with the map's BTF: our record's struct with its one member
