@@ -102,3 +102,9 @@ __all__ += [
 # BPF programs that share maps with Python (issue 4): the assembler and the programs package.
 __all__ += ["AssemblerError", "BpfObject", "Link", "Program", "ProgramLoadError", "ProgramType", "TestRun", "asm",
             "programs"]
+
+# Streaming maps read and written through their shared memory, and XDP attachment (issue 4, readers).
+from ebpfmaps import readers, xdp  # noqa: E402
+from ebpfmaps.readers import PerfEventReader, PerfSample, RingBufReader, UserRingBufWriter  # noqa: E402
+
+__all__ += ["PerfEventReader", "PerfSample", "RingBufReader", "UserRingBufWriter", "readers", "xdp"]
