@@ -84,7 +84,7 @@ TYPE_DOCS: dict[MapType, TypeDoc] = {
                                   "creation, pinning; written with a producer"),
     MapType.CGRP_STORAGE: TypeDoc("cgroup v2 directory fd → value (BTF built for you)", "get/set/delete by fd"),
     MapType.ARENA: TypeDoc("no keys; max_entries pages shared with programs",
-                           "creation (flags MMAPABLE), `memoryview()` of the pages"),
+                           "creation (flags MMAPABLE), `view()`: memoryview of the pages"),
 }
 
 

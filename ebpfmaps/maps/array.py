@@ -175,9 +175,14 @@ class ArrayMap(_ArrayBase):
             if mm is not None and not mm.closed:
                 return mm
             fd = self.fd
+            if not self._writable:
+                # do_mmap drops VM_SHARED for a file not open for writing, and bpf_map_mmap refuses a
+                # mapping without it (EINVAL): an fd opened (or a map created) read-only cannot be mapped.
+                raise NotSupported("mmap: a map opened read-only (BPF_F_RDONLY fd) cannot be memory-mapped; "
+                                   "open it writable (a frozen map is then mapped read-only)", op="mmap")
             length = -(-self.stride * self._spec.max_entries // mmap.PAGESIZE) * mmap.PAGESIZE
-            # A frozen map or a read-only fd can only be mapped read-only (the kernel refuses PROT_WRITE).
-            writable = self._writable and not self.info().frozen
+            # A frozen map can only be mapped read-only (bpf_map_mmap refuses VM_WRITE with EPERM).
+            writable = not self.info().frozen
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
             try:
                 mm = mmap.mmap(fd, length, mmap.MAP_SHARED, prot)

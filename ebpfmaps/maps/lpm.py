@@ -147,11 +147,12 @@ class LpmKeyCodec(Codec):
         return [self.decode(bytes(mv[i * s : (i + 1) * s])) for i in range(count)]
 
 
-def parse_ip(text: str) -> IPNetwork | IPAddress:
-    """``"10.0.0.0/8"`` → network (strict), ``"10.1.2.3"`` → address; a bad string is :class:`InvalidArgument`."""
+def parse_ip(text: str, *, strict: bool = True) -> IPNetwork | IPAddress:
+    """``"10.0.0.0/8"`` → network (strict: no host bits), ``"10.1.2.3"`` → address; a bad string is
+    :class:`InvalidArgument`."""
     try:
         if "/" in text:
-            return ipaddress.ip_network(text, strict=True)
+            return ipaddress.ip_network(text, strict=strict)
         return ipaddress.ip_address(text)
     except ValueError as exc:
         raise InvalidArgument(f"not an IP network or address: {text!r} ({exc})", op="encode") from None
@@ -263,7 +264,8 @@ class LpmTrieMap(Map):
     def _address_key(self, address: Any) -> bytes:
         """An address (or network: its prefix bounds the match) as a key of the trie's full length."""
         if isinstance(address, str):
-            address = parse_ip(address)
+            # "addr/len" bounds the match at len; host bits are fine here (this is an address, not a key).
+            address = parse_ip(address, strict=False)
         if isinstance(address, int) and not isinstance(address, bool):
             codec = self._kcodec
             version = getattr(codec, "version", None)

@@ -750,7 +750,7 @@ class ArenaMap(_Probed):
 
     There are no keys or values (key_size and value_size 0); ``map_extra`` is the
     user-space address the arena should be mapped at (0: anywhere). BPF_F_MMAPABLE
-    is required and set for you. :meth:`memoryview` maps the pages.
+    is required and set for you. :meth:`view` maps the pages.
     """
 
     map_type = MapType.ARENA
@@ -779,7 +779,7 @@ class ArenaMap(_Probed):
     def pages(self) -> int:
         return self._spec.max_entries
 
-    def memoryview(self) -> memoryview:
+    def view(self) -> memoryview:
         """The arena's pages, read-write (pages are allocated on first touch)."""
         if self._mm is None:
             self._mm = mmap.mmap(self.fd, self.pages * PAGE_SIZE, mmap.MAP_SHARED,
@@ -796,7 +796,7 @@ class ArenaMap(_Probed):
         super().close()
 
     def _refuse(self, op: str) -> NotSupported:
-        return NotSupported(f"{op}: arena maps have no elements; use memoryview()", op=op)
+        return NotSupported(f"{op}: arena maps have no elements; use view()", op=op)
 
     def lookup(self, key: Any, flags: int = 0) -> Any:
         raise self._refuse("lookup")
