@@ -193,7 +193,7 @@ _S = TypeVar("_S", bound=ctypes.Structure)
 def new_opts(cls: type[_S], **fields: object) -> _S:
     """An opts struct with ``sz`` set to its size and the given fields filled in."""
     opts = cls(**fields)
-    opts.sz = ctypes.sizeof(cls)  # type: ignore[attr-defined]
+    opts.sz = ctypes.sizeof(cls)
     return opts
 
 
