@@ -191,6 +191,98 @@ def scene_pinning() -> None:
     m.close()
 
 
+def scene_map_types() -> None:
+    heading("Other map types: queue, LPM trie, bloom filter, mmapable array, map of maps")
+    import ipaddress
+
+    q = ebpfmaps.QueueMap(value_type=ctypes.c_uint32, max_entries=4)
+    for v in (1, 2, 3, 4):
+        q.push(v)
+    q.push(5, overwrite=True)  # full: BPF_EXIST drops the oldest
+    say(f"queue after pushing 1..5 into 4 slots (overwrite): {[q.pop() for _ in range(4)]}")
+    lpm = ebpfmaps.LpmTrieMap(family="ipv4", value_type=ctypes.c_uint32, max_entries=16)
+    lpm[ipaddress.ip_network("10.0.0.0/8")] = 8
+    lpm[ipaddress.ip_network("10.1.0.0/16")] = 16
+    say(f"LPM longest match: 10.1.2.3 -> /{lpm.longest_match('10.1.2.3')}, 10.9.9.9 -> /{lpm.longest_match('10.9.9.9')}")
+    bloom = ebpfmaps.BloomFilterMap(value_type=ctypes.c_uint64, max_entries=1000, nr_hashes=5)
+    bloom.add_many(range(0, 1000, 2))
+    fp = sum(bloom.might_contain(v) for v in range(1, 20000, 2)) / 10000
+    say(f"bloom filter: every added value found: {all(bloom.might_contain(v) for v in range(0, 1000, 2))}; "
+        f"false positives {fp:.2%} (predicted {bloom.false_positive_rate(500):.2%})")
+    arr = ebpfmaps.ArrayMap(value_type=ctypes.c_uint64, max_entries=8, mmapable=True)
+    view = arr.numpy()
+    view[3] = 42  # a store into shared memory, no syscall
+    arr[4] = 7    # a syscall update, seen by the view
+    say(f"mmapable array: arr[3] via syscall = {arr[3]}, view[4] via memory = {int(view[4])}")
+    del view
+    inner = ebpfmaps.HashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint32, max_entries=4)
+    inner[1] = 11
+    outer = ebpfmaps.HashOfMaps(key_type=ctypes.c_uint32, max_entries=4, inner_map=inner)
+    outer[100] = inner
+    say(f"hash of maps: outer[100] is a live {type(outer[100]).__name__} holding {dict(outer[100].items())}")
+    for m in (q, lpm, bloom, arr, outer, inner):
+        m.close()
+
+
+def scene_program_and_ringbuf() -> None:
+    heading("A BPF program (assembled in Python) shares maps with Python")
+    from ebpfmaps import asm
+    from ebpfmaps.asm import R0, R1, R2, R3, R4, R10
+    from ebpfmaps.programs import Program
+
+    counts = ebpfmaps.HashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=16)
+    events = ebpfmaps.RingBufMap(max_entries=4096 * 4)
+    counts[7] = 100
+    prog = Program.load("socket_filter", [
+        asm.st(4, R10, -4, 7),
+        asm.mov64(R2, R10), asm.add64(R2, -4),
+        asm.ld_map_fd(R1, counts),
+        asm.call("map_lookup_elem"),
+        asm.jeq(R0, 0, "out"),
+        asm.mov64(R1, 1), asm.atomic_add(8, R0, R1, 0),     # counts[7] += 1, atomically
+        asm.ldx(8, R1, R0, 0), asm.stx(8, R10, R1, -16),    # copy the new count to the stack
+        asm.ld_map_fd(R1, events), asm.mov64(R2, R10), asm.add64(R2, -16),
+        asm.mov64(R3, 8), asm.mov64(R4, 0),
+        asm.call("ringbuf_output"),                          # and send it to user space
+        asm.label("out"), asm.mov64(R0, 0), asm.exit_(),
+    ], license="GPL")
+    run = prog.test_run(data=bytes(64), repeat=5)
+    reader = ebpfmaps.RingBufReader(events)
+    seen = [int.from_bytes(r, "little") for r in reader.read()]
+    say(f"Python wrote counts[7]=100; the program ran {5} times (BPF_PROG_TEST_RUN, retval {run.retval}); "
+        f"Python reads counts[7]={counts[7]}; ring buffer records: {seen}")
+    reader.close()
+    prog.close()
+    counts.close()
+    events.close()
+
+
+def scene_profiles() -> None:
+    heading("Profiles: an embedded pool charged with real kernel memory, and resize in the cloud")
+    from ebpfmaps import StaticPool, profile
+
+    with profile.using("embedded"):
+        StaticPool.reset()
+        small = ebpfmaps.ArrayMap(value_type=ctypes.c_uint64, max_entries=100)
+        say(f"embedded: a 100-entry array charged {small.info().memlock} bytes (fdinfo memlock); "
+            f"pool {StaticPool.used()}/{StaticPool.total_size()} used; has resize: {hasattr(small, 'resize')}")
+        try:
+            ebpfmaps.HashMap(key_size=16, value_size=64, max_entries=10000)
+        except errors.OutOfMemory as exc:
+            say(f"a map that does not fit: OutOfMemory: {exc}")
+        try:
+            ebpfmaps.LruHashMap(key_size=4, value_size=4, max_entries=10)
+        except errors.NotSupported as exc:
+            say(f"LRU in embedded: NotSupported: {exc}")
+        small.close()
+        StaticPool.reset()
+    m = ebpfmaps.HashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint32, max_entries=10)
+    m.update_batch(range(10), range(10))
+    grown = m.resize(1000)
+    say(f"cloud: resize 10 -> {grown.new_max_entries} kept {grown.copied} entries; map now {m!r}")
+    m.close()
+
+
 SCENES: list[Callable[[], None]] = [
     scene_environment,
     scene_hash,
@@ -198,6 +290,9 @@ SCENES: list[Callable[[], None]] = [
     scene_lru,
     scene_batches,
     scene_pinning,
+    scene_map_types,
+    scene_program_and_ringbuf,
+    scene_profiles,
 ]
 
 
