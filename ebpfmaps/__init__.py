@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ebpfmaps import asm, errors, profile, programs
+from ebpfmaps import asm, btf, errors, profile, programs
 from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuValues, StructCodec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
@@ -87,7 +87,7 @@ __all__ = [
     "InvalidValueSize", "KeyExists", "KeyNotFound", "LruHashMap", "LruPerCpuHashMap", "Map", "MapClosed", "MapError",
     "MapInfo", "MapSpec", "MapType", "NotSupported", "OutOfMemory", "PerCpuArrayMap", "PerCpuHashMap", "PerCpuValues",
     "PermissionDenied", "ResizeResult", "ResizeWarning", "StaticPool",
-    "StructCodec", "class_for", "create", "errors", "is_bpffs", "list_maps", "map_ids",
+    "StructCodec", "btf", "class_for", "create", "errors", "is_bpffs", "list_maps", "map_ids",
     "mount_bpffs", "open_by_id", "open_pinned", "possible_cpus", "profile", "unpin",
 ]
 
