@@ -40,6 +40,7 @@ from ebpfmaps import pinning
 from ebpfmaps._libbpf import lib
 from ebpfmaps.codecs import Codec, make_codec
 from ebpfmaps.errors import (
+    BatchError,
     IndexOutOfRange,
     InvalidArgument,
     InvalidFlags,
@@ -184,6 +185,11 @@ class ExtensibleMap(Map):
     def transforms_values(self) -> bool:
         return self._transforms
 
+    @property
+    def can_delete(self) -> bool:  # type: ignore[override]
+        """Whether elements can be deleted: as the base map says (array elements cannot)."""
+        return self._base.can_delete
+
     def info(self) -> MapInfo:
         """The kernel's info on the base map, with the custom type and the user's value size."""
         return dataclasses.replace(self._base.info(), type=self._spec.type, value_size=self._spec.value_size)
@@ -257,16 +263,13 @@ class ExtensibleMap(Map):
         except Exception as exc:
             raise ProviderRefused(f"update: {self._provider.provider_name} refused key {kb!r}: {exc}",
                                   op="update") from exc
-        if out is None:
-            stored = vb
-        else:
-            stored = bytes(out)
-            if not self._transforms and stored != vb:
-                raise ProviderError(f"update: {self._provider.provider_name} returned a value other than the user's "
-                                    f"but declares transforms_values = False", op="update")
+        stored = vb if out is None else bytes(out)
         if len(stored) != self._stored_size:
             raise ProviderError(f"update: {self._provider.provider_name} returned {len(stored)} bytes to store; the "
                                 f"stored value size is {self._stored_size}", op="update")
+        if not self._transforms and stored != vb:
+            raise ProviderError(f"update: {self._provider.provider_name} returned a value other than the user's "
+                                f"but declares transforms_values = False", op="update")
         return stored
 
     def _user_value(self, kb: bytes, stored: bytes) -> bytes | None:
@@ -572,9 +575,12 @@ class ExtensibleMap(Map):
             try:
                 self._base.update_batch(b"".join(klist), b"".join(s for _, s in accepted), flags)
             except MapError as exc:
-                self._restore(original, exc)
-                self._rollback(accepted, exc)
-                raise
+                # The kernel may have written a prefix; we undo it, so the error is the cause, not a partial batch.
+                cause = exc.cause if isinstance(exc, BatchError) else exc
+                self._restore(original, cause)
+                cause.message += " (the whole batch was undone)"
+                self._rollback(accepted, cause)
+                raise cause from None
             failure: ProviderError | None = None
             for kb, old in replaced:
                 try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ebpfmaps.errors import InvalidArgument, NotSupported
 from ebpfmaps.maptypes import EXTENSIBLE_MIN, type_name
@@ -24,6 +24,7 @@ __all__ = ["ENTRY_POINT_GROUP", "Binding", "find_provider", "live_maps", "provid
            "require_provider", "unregister_provider"]
 
 ENTRY_POINT_GROUP = "ebpfmaps.providers"
+_P = TypeVar("_P", bound=MapProvider)
 MAX_TYPE_ID = 0xFFFFFFFF  # bpf_attr.map_type is a __u32
 
 _lock = threading.RLock()
@@ -71,7 +72,7 @@ def _validate(provider: MapProvider) -> tuple[int, DispatchTable]:
     return tid, table
 
 
-def register_provider(provider: MapProvider) -> MapProvider:
+def register_provider(provider: _P) -> _P:
     """Serve ``provider.custom_map_type`` with ``provider`` (registering the same object again does nothing)."""
     tid, table = _validate(provider)
     with _lock:
