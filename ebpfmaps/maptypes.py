@@ -25,9 +25,10 @@ BPF_F_MMAPABLE = 1 << 10
 BPF_F_PRESERVE_ELEMS = 1 << 11
 BPF_F_INNER_MAP = 1 << 12
 BPF_F_LINK = 1 << 13  # struct_ops maps usable as links (6.4)
-BPF_F_PATH_FD = 1 << 14  # obj ops; bit 14 is also BPF_F_NO_USER_CONV for arena maps
-BPF_F_SEGV_ON_FAULT = 1 << 13  # arena maps
-BPF_F_NO_USER_CONV = 1 << 14  # arena maps
+BPF_F_PATH_FD = 1 << 14  # obj ops
+# Arena maps (uapi bpf.h, 6.9): bits 17 and 18; the kernel accepts them with MMAPABLE (measured on 6.18).
+BPF_F_SEGV_ON_FAULT = 1 << 17
+BPF_F_NO_USER_CONV = 1 << 18
 BPF_F_TOKEN_FD = 1 << 16
 
 FLAG_NAMES: dict[int, str] = {
@@ -44,8 +45,10 @@ FLAG_NAMES: dict[int, str] = {
     BPF_F_MMAPABLE: "MMAPABLE",
     BPF_F_PRESERVE_ELEMS: "PRESERVE_ELEMS",
     BPF_F_INNER_MAP: "INNER_MAP",
-    1 << 13: "LINK/SEGV_ON_FAULT",
-    1 << 14: "NO_USER_CONV",
+    1 << 13: "LINK",
+    1 << 14: "PATH_FD",
+    BPF_F_SEGV_ON_FAULT: "SEGV_ON_FAULT",
+    BPF_F_NO_USER_CONV: "NO_USER_CONV",
 }
 
 

@@ -48,6 +48,7 @@ from ebpfmaps.maptypes import (
     BPF_F_NO_USER_CONV,
     BPF_F_NUMA_NODE,
     BPF_F_RDONLY,
+    BPF_F_RDONLY_PROG,
     BPF_F_SEGV_ON_FAULT,
     BPF_F_WRONLY,
     MapType,
@@ -275,6 +276,9 @@ class _DevMapBase(_Probed):
         if value_type is None:
             value_type = DevMapValueCodec(4 if value_size is None else value_size)
         super().__init__(key_size, value_size, max_entries, value_type=value_type, **kwargs)
+        # dev_map_alloc adds BPF_F_RDONLY_PROG itself (programs get a pointer to the ifindex and must not
+        # write it) yet refuses it from the caller; keep the spec equal to what the kernel reports.
+        self._spec = self._spec.replace(flags=self._spec.flags | BPF_F_RDONLY_PROG)
 
     def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(vcodec) is Codec:
@@ -738,6 +742,15 @@ class StructOpsMap(_Probed):
             os.close(own_btf)
         self._btf = None
         self._spec = self._spec.replace(btf_fd=None)
+
+    @classmethod
+    def _implicit_key_type(cls, key_size: int | None) -> Any:
+        return "=I"  # the one key is the u32 0
+
+    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+        if type(kcodec) is Codec:
+            kcodec = StructCodec("=I", "key")
+        super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
 
     def _after_adopt(self, info: MapInfo) -> None:
         self.struct_name = None
