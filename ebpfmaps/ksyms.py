@@ -21,6 +21,8 @@ from ebpfmaps.errors import PermissionDenied
 KALLSYMS = "/proc/kallsyms"
 # Symbol types that are code: text (t/T) and weak (w/W) symbols.
 TEXT_TYPES = frozenset("tTwW")
+# kallsyms has no symbol sizes; beyond the last symbol an address is only credited to it this far.
+LAST_SYMBOL_SPAN = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,10 @@ class Kallsyms:
         if i < 0:
             return None
         sym = self.symbols[i]
-        return ResolvedAddress(address, sym, address - sym.address)
+        offset = address - sym.address
+        if i == len(self.symbols) - 1 and offset > LAST_SYMBOL_SPAN:
+            return None  # past the end of the last symbol we know (kallsyms gives no sizes)
+        return ResolvedAddress(address, sym, offset)
 
     def format(self, address: int) -> str:
         """``name+0xoff [module]``, or the hex address when nothing resolves."""
