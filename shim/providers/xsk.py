@@ -59,11 +59,18 @@ def describe_socket(fd: int) -> SocketEntry:
         raise InvalidArgument(f"fd {fd} is not open in this process: {exc.strerror}", op="update") from None
     if not stat.S_ISSOCK(st.st_mode):
         raise InvalidArgument(f"fd {fd} is not a socket", op="update")
-    # socket.socket(fileno=) reads SO_DOMAIN/SO_TYPE/SO_PROTOCOL; it owns the fd it is given, so give it a dup.
-    sock = socket.socket(fileno=os.dup(fd))
+    # A socket object only to call getsockopt on a dup of the fd. The family/type given here are placeholders:
+    # with them Python does not probe the socket itself (its probe calls getsockname, which AF_XDP refuses).
+    sock = socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        cookie = _U64.unpack(sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
-        return SocketEntry(cookie, st.st_ino, int(sock.family), int(sock.type), sock.proto)
+        opt = sock.getsockopt
+        cookie = _U64.unpack(opt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
+        family = opt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        kind = opt(socket.SOL_SOCKET, socket.SO_TYPE)
+        protocol = opt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
+        return SocketEntry(cookie, st.st_ino, family, kind, protocol)
+    except OSError as exc:
+        raise InvalidArgument(f"fd {fd}: cannot read the socket's identity: {exc.strerror}", op="update") from None
     finally:
         sock.close()
 
