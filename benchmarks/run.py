@@ -36,6 +36,7 @@ MODULES: list[str] = [
     "bench_core",
     "bench_ringbuf",  # issue 4: RingBufReader vs libbpf ring_buffer__consume
     "bench_bcc",  # issue 4: ebpfmaps vs bcc table API
+    "bench_mmap",  # issue 3: mmapable array reads vs syscall lookups (target >= 20x)
 ]
 
 
