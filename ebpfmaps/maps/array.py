@@ -31,6 +31,7 @@ ARRAY_FLAGS = (
 )
 
 _U32 = struct.Struct("=I")
+_pack_u32 = _U32.pack
 
 
 class IndexCodec(Codec):
@@ -40,13 +41,23 @@ class IndexCodec(Codec):
         super().__init__(4, "key")
         self.max_entries = max_entries
 
+    @property
+    def max_entries(self) -> int | None:
+        return self._max_entries
+
+    @max_entries.setter
+    def max_entries(self, value: int | None) -> None:
+        # encode() runs once per element op: keep its bound check to one comparison chain.
+        self._max_entries = value
+        self._limit = value if value is not None else 1 << 32
+
     def __repr__(self) -> str:
         return f"IndexCodec(max_entries={self.max_entries})"
 
     def encode(self, value: Any) -> bytes:
         if type(value) is int:
-            if 0 <= value < (self.max_entries if self.max_entries is not None else 1 << 32):
-                return _U32.pack(value)
+            if 0 <= value < self._limit:
+                return _pack_u32(value)
             raise IndexOutOfRange(f"index {value} is outside the array (max_entries={self.max_entries})", op="encode")
         if isinstance(value, (bytes, bytearray, memoryview)):
             data = bytes(value)
@@ -69,13 +80,18 @@ class IndexCodec(Codec):
         if isinstance(values, (bytes, bytearray, memoryview)):
             return super().encode_many(values)
         items = values if isinstance(values, (list, tuple)) else list(values)
-        if items and all(type(v) is int for v in items):
-            hi = self.max_entries if self.max_entries is not None else 1 << 32
-            lo_v, hi_v = min(items), max(items)
-            if lo_v < 0 or hi_v >= hi:
-                bad = lo_v if lo_v < 0 else hi_v
-                raise IndexOutOfRange(f"index {bad} is outside the array (max_entries={self.max_entries})", op="encode")
-            return struct.pack(f"={len(items)}I", *items), len(items)
+        if items:
+            # Whole batch in C: struct refuses non-integers and anything outside u32 (negatives
+            # included), then one max() bounds the indices. Anything odd takes the per-element
+            # path below, which raises the precise error for the first bad index.
+            try:
+                data = struct.pack(f"={len(items)}I", *items)
+                in_range = max(items) < self._limit
+            except (struct.error, TypeError, ValueError, OverflowError):
+                pass
+            else:
+                if in_range:
+                    return data, len(items)
         return b"".join([self.encode(v) for v in items]), len(items)
 
     def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
