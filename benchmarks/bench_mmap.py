@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 for p in (str(HERE), str(HERE.parent)):
@@ -68,12 +69,11 @@ def measure(n: int = 10000, rounds: int = 7) -> dict[str, float]:
         mm_ns = statistics.median(_per_element_ns(by_mmap, n, rounds))
         np_ns = statistics.median(_per_element_ns(by_numpy, n, rounds))
         view.release()
-        del arr
     return {"syscall_ns": sys_ns, "mmap_ns": mm_ns, "numpy_ns": np_ns,
             "mmap_speedup": sys_ns / mm_ns, "numpy_speedup": sys_ns / np_ns}
 
 
-def run(quick: bool = False) -> list[object]:
+def run(quick: bool = False) -> list[Any]:
     import harness
 
     n, rounds = (2000, 3) if quick else (20000, 9)

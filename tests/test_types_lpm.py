@@ -5,14 +5,14 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import random
+from pathlib import Path
 
 import pytest
 
 import ebpfmaps
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, KeyNotFound
 from ebpfmaps.maps.lpm import LpmKeyCodec
-from tests.conftest import bpftool_json
-from tests.types_support import hex_bytes
+from tests.types_support import bpftool, hex_bytes
 
 V4_ROUTES = {"0.0.0.0/0": 1, "10.0.0.0/8": 2, "10.1.0.0/16": 3, "10.1.2.0/24": 4, "10.1.2.128/25": 5,
              "192.168.0.0/16": 6, "192.168.1.1/32": 7}
@@ -113,7 +113,7 @@ def test_raw_data_tries_and_no_prealloc_set_for_the_user() -> None:
         assert t.longest_match(b"\xff\xff\xff") is None
 
 
-def test_pinned_trie_reopens_with_network_keys_and_bpftool_dumps_it(pin_path) -> None:
+def test_pinned_trie_reopens_with_network_keys_and_bpftool_dumps_it(pin_path: Path) -> None:
     with ebpfmaps.LpmTrieMap(family="ipv6", value_type=ctypes.c_uint32, max_entries=8, name="lpm6") as t:
         t["2001:db8::/32"] = 11
         t["2001:db8:1::/48"] = 12
@@ -122,11 +122,11 @@ def test_pinned_trie_reopens_with_network_keys_and_bpftool_dumps_it(pin_path) ->
         assert isinstance(again, ebpfmaps.LpmTrieMap) and isinstance(again.key_codec, LpmKeyCodec)
         assert again.longest_match("2001:db8:1::5") == (12).to_bytes(4, "little")  # raw values: no codec given
         again.close()
-        dump = bpftool_json("map", "dump", "pinned", str(pin_path))
+        dump = bpftool("map", "dump", "pinned", str(pin_path))
         seen = set()
         for entry in dump:
             key = hex_bytes(entry["key"])
             plen = int.from_bytes(key[:4], "little")
             seen.add((str(ipaddress.IPv6Network((key[4:], plen))), int.from_bytes(hex_bytes(entry["value"]), "little")))
         assert seen == {("2001:db8::/32", 11), ("2001:db8:1::/48", 12)}
-        assert bpftool_json("map", "show", "pinned", str(pin_path))["type"] == "lpm_trie"
+        assert bpftool("map", "show", "pinned", str(pin_path))["type"] == "lpm_trie"

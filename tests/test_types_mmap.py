@@ -5,13 +5,14 @@ from __future__ import annotations
 import ctypes
 import gc
 import time
+from pathlib import Path
 
 import pytest
 
 import ebpfmaps
 from ebpfmaps.errors import InvalidFlags, KeyNotFound, NotSupported
-from tests.conftest import bpftool_json, run_python
-from tests.types_support import hex_bytes
+from tests.conftest import run_python
+from tests.types_support import bpftool, hex_bytes
 
 
 def _wait_gone(map_id: int) -> bool:
@@ -106,7 +107,7 @@ def test_close_without_views_unmaps_at_once() -> None:
         m.values_view()
 
 
-def test_freeze_and_read_only_mappings(pin_path) -> None:
+def test_freeze_and_read_only_mappings(pin_path: Path) -> None:
     with ebpfmaps.ArrayMap(value_type=ctypes.c_uint32, max_entries=4, mmapable=True) as m:
         m[1] = 11
         view = m.values_view()
@@ -118,9 +119,11 @@ def test_freeze_and_read_only_mappings(pin_path) -> None:
         assert ro.readonly and ro[m.stride] == 11  # element 1 starts one stride in (8 bytes for a u32)
         m.pin(pin_path)
     other = ebpfmaps.open_pinned(pin_path)  # frozen: mapped read-only even through a writable fd
+    assert isinstance(other, ebpfmaps.ArrayMap)
     assert other.numpy(dtype="<u4")[1] == 11 and not other.numpy().flags.writeable
     other.close()
     readonly = ebpfmaps.open_pinned(pin_path, readonly=True)
+    assert isinstance(readonly, ebpfmaps.ArrayMap)
     with pytest.raises(NotSupported, match="read-only"):
         readonly.numpy()  # the kernel cannot map a read-only fd (do_mmap drops VM_SHARED)
     readonly.close()
@@ -134,11 +137,11 @@ def test_refusals() -> None:
         ebpfmaps.PerCpuArrayMap(value_size=4, max_entries=4, flags=ebpfmaps.BPF_F_MMAPABLE)
 
 
-def test_another_process_and_bpftool_see_mapped_writes(pin_path) -> None:
+def test_another_process_and_bpftool_see_mapped_writes(pin_path: Path) -> None:
     with ebpfmaps.ArrayMap(value_type=ctypes.c_uint32, max_entries=8, mmapable=True) as m:
         m.pin(pin_path)
         m.numpy()[2] = 0xABCD
-        dump = bpftool_json("map", "lookup", "pinned", str(pin_path), "key", "2", "0", "0", "0")
+        dump = bpftool("map", "lookup", "pinned", str(pin_path), "key", "2", "0", "0", "0")
         assert int.from_bytes(hex_bytes(dump["value"]), "little") == 0xABCD
         run_python("import sys, ebpfmaps\n"
                    "m = ebpfmaps.open_pinned(sys.argv[1])\n"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import gc
+from pathlib import Path
 
 import pytest
 
 import ebpfmaps
 from ebpfmaps import MapSpec, MapType
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize
-from tests.conftest import bpftool_json, run_python
-from tests.types_support import hex_bytes
+from tests.conftest import run_python
+from tests.types_support import bpftool, hex_bytes
 
 
 def _inner() -> ebpfmaps.HashMap:
@@ -99,7 +100,7 @@ def test_array_inner_max_entries_and_inner_map_flag() -> None:
         m.close()
 
 
-def test_kernel_refusal_of_an_opened_outer_map_is_incompatible_map(pin_path) -> None:
+def test_kernel_refusal_of_an_opened_outer_map_is_incompatible_map(pin_path: Path) -> None:
     template = _inner()
     with ebpfmaps.ArrayOfMaps(max_entries=2, inner_map=template) as outer:
         outer.pin(pin_path)
@@ -115,16 +116,16 @@ def test_kernel_refusal_of_an_opened_outer_map_is_incompatible_map(pin_path) -> 
     template.close()
 
 
-def test_bpftool_and_another_process_see_the_inner_map(pin_path) -> None:
+def test_bpftool_and_another_process_see_the_inner_map(pin_path: Path) -> None:
     inner = _inner()
     inner[5] = 55
     with ebpfmaps.HashOfMaps(key_size=4, max_entries=4, inner_map=inner) as outer:
         outer[b"abcd"] = inner
         outer.pin(pin_path)
-        dump = bpftool_json("map", "dump", "pinned", str(pin_path))
+        dump = bpftool("map", "dump", "pinned", str(pin_path))
         assert [(hex_bytes(e["key"]), int.from_bytes(hex_bytes(e["value"]), "little")) for e in dump] == \
             [(b"abcd", inner.id)]
-        assert bpftool_json("map", "show", "pinned", str(pin_path))["type"] == "hash_of_maps"
+        assert bpftool("map", "show", "pinned", str(pin_path))["type"] == "hash_of_maps"
         out = run_python(
             "import sys, ebpfmaps\n"
             "outer = ebpfmaps.open_pinned(sys.argv[1])\n"

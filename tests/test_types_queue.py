@@ -6,6 +6,7 @@ import ctypes
 import math
 import random
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,7 @@ import ebpfmaps
 from ebpfmaps.errors import InvalidArgument, InvalidFlags, InvalidKeySize, InvalidValueSize, NotSupported, OutOfMemory
 from ebpfmaps.maps.bloom import bitset_bits, predicted_false_positive_rate
 from ebpfmaps.maps.queue import LengthUnknown
-from tests.conftest import bpftool_json
-from tests.types_support import bpftool_hex_args, hex_bytes
+from tests.types_support import bpftool, bpftool_hex_args, hex_bytes
 
 
 def test_queue_is_fifo_and_stack_is_lifo() -> None:
@@ -78,20 +78,20 @@ def test_creation_checks() -> None:
     m.close()
 
 
-def test_bpftool_sees_our_pushes_and_we_pop_its_pushes(pin_path) -> None:
+def test_bpftool_sees_our_pushes_and_we_pop_its_pushes(pin_path: Path) -> None:
     with ebpfmaps.QueueMap(value_type=ctypes.c_uint32, max_entries=4, name="q_types") as q:
         q.pin(pin_path)
         q.push(0x11223344)
-        peek = bpftool_json("map", "peek", "pinned", str(pin_path))
+        peek = bpftool("map", "peek", "pinned", str(pin_path))
         assert int.from_bytes(hex_bytes(peek["value"]), "little") == 0x11223344
         subprocess.run(["bpftool", "map", "push", "pinned", str(pin_path), "value",
                         *bpftool_hex_args((7).to_bytes(4, "little"))], check=True)
         assert list(q) == [0x11223344, 7]
-        show = bpftool_json("map", "show", "pinned", str(pin_path))
+        show = bpftool("map", "show", "pinned", str(pin_path))
         assert show["type"] == "queue" and show["bytes_key"] == 0 and show["bytes_value"] == 4
 
 
-def test_bloom_membership_and_hash_count(pin_path) -> None:
+def test_bloom_membership_and_hash_count(pin_path: Path) -> None:
     with ebpfmaps.BloomFilterMap(value_type=ctypes.c_uint64, max_entries=100, nr_hashes=3) as b:
         assert b.info().map_extra == 3 and b.nr_hashes == 3
         b.add_many(range(0, 200, 2))
@@ -103,7 +103,7 @@ def test_bloom_membership_and_hash_count(pin_path) -> None:
         with pytest.raises(InvalidValueSize):
             b.add(b"short")
         b.pin(pin_path)
-        show = bpftool_json("map", "show", "pinned", str(pin_path))
+        show = bpftool("map", "show", "pinned", str(pin_path))
         assert show["type"] == "bloom_filter" and show["bytes_value"] == 8
         again = ebpfmaps.open_pinned(pin_path)
         assert isinstance(again, ebpfmaps.BloomFilterMap) and again.nr_hashes == 3

@@ -7,6 +7,7 @@ import ctypes
 import os
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,7 @@ from ebpfmaps.map import MAP_CLASSES
 from ebpfmaps.maps.ringbuf import PAGE_SIZE, round_ring_size
 from ebpfmaps.maps.special import CpuMapValue, DevMapValue
 from ebpfmaps.maptypes import BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, flag_names
-from tests.conftest import bpftool_json
-from tests.types_support import cgroup2_dir, return_zero_program
+from tests.types_support import bpftool, cgroup2_dir, return_zero_program
 
 SO_COOKIE = 57  # asm-generic/socket.h
 
@@ -61,7 +61,7 @@ def test_every_kernel_type_has_a_registered_class() -> None:
 
 
 @pytest.mark.parametrize("t", ISSUE3_TYPES, ids=lambda t: t.keyword)
-def test_create_defaults_and_bpftool_view(t: MapType, bpffs) -> None:
+def test_create_defaults_and_bpftool_view(t: MapType, bpffs: Path) -> None:
     if not map_type_supported(t):
         pytest.skip(f"the running kernel lacks {t.keyword} maps (probe)")
     m = ebpfmaps.create(t.keyword, **minimal_kwargs(t))  # type: ignore[arg-type]
@@ -72,7 +72,7 @@ def test_create_defaults_and_bpftool_view(t: MapType, bpffs) -> None:
             (int(t), m.key_size, m.value_size, m.max_entries, m.flags)
         path = bpffs / t.name.lower()
         m.pin(path)
-        show = bpftool_json("map", "show", "pinned", str(path))
+        show = bpftool("map", "show", "pinned", str(path))
         assert show["id"] == info.id
         # bpftool 7.1 names the types it knows and prints the number of newer ones (arena).
         assert show["type"] in (t.name.lower(), int(t)), show["type"]
@@ -143,17 +143,17 @@ def test_sockmap_sockhash_reuseport_store_sockets_and_return_cookies() -> None:
             s.close()
 
 
-def test_prog_array_stores_a_program_and_reads_back_its_id(pin_path) -> None:
+def test_prog_array_stores_a_program_and_reads_back_its_id(pin_path: Path) -> None:
     prog_fd = return_zero_program()
     try:
         with ebpfmaps.ProgArray(max_entries=4) as pa:
             pa[2] = prog_fd
             prog_id = pa.program_id(2)
             assert prog_id == pa[2]
-            shown = bpftool_json("prog", "show", "id", str(prog_id))
+            shown = bpftool("prog", "show", "id", str(prog_id))
             assert shown["name"] == "ret0"
             pa.pin(pin_path)
-            dump = bpftool_json("map", "dump", "pinned", str(pin_path))
+            dump = bpftool("map", "dump", "pinned", str(pin_path))
             assert [int.from_bytes(bytes(int(x, 16) for x in e["value"]), "little") for e in dump] == [prog_id]
             del pa[2]
             assert pa.program_id(2) is None
@@ -213,7 +213,7 @@ def test_local_storages_build_their_btf() -> None:
             assert info.flags & ebpfmaps.BPF_F_NO_PREALLOC and info.max_entries == 0
             sk[s] = 5
             assert sk[s] == 5 and sk.lookup(s.fileno()) == 5
-            btf = bpftool_json("btf", "dump", "id", str(info.btf_id))
+            btf = bpftool("btf", "dump", "id", str(info.btf_id))
             kinds = [t["kind"] for t in btf["types"]]
             assert kinds == ["INT", "INT", "ARRAY"]
             with pytest.raises(NotSupported):
@@ -256,7 +256,8 @@ def test_struct_ops_and_arena() -> None:
     with ebpfmaps.StructOpsMap("tcp_congestion_ops") as so:
         info = so.info()
         assert info.max_entries == 1 and info.key_size == 4 and info.value_size == so.value_size > 0
-        assert len(so.lookup_bytes(0)) == so.value_size
+        value = so.lookup_bytes(0)
+        assert value is not None and len(value) == so.value_size
     with pytest.raises(ebpfmaps.KeyNotFound):
         ebpfmaps.StructOpsMap("no_such_ops_struct")
     if map_type_supported(MapType.ARENA):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,11 +15,11 @@ from ebpfmaps import ksyms
 from ebpfmaps.errors import InvalidValueSize, KeyNotFound, NotSupported
 from ebpfmaps.features import TYPE_DOCS, map_type_supported, markdown_table, probe_all
 from ebpfmaps.maps.stacktrace import max_stack_depth
-from tests.conftest import ROOT, bpftool_json
-from tests.types_support import run_once, stackid_program
+from tests.conftest import ROOT
+from tests.types_support import bpftool, run_once, stackid_program
 
 
-def test_a_program_records_its_kernel_stack_and_we_resolve_it(pin_path) -> None:
+def test_a_program_records_its_kernel_stack_and_we_resolve_it(pin_path: Path) -> None:
     with ebpfmaps.StackTraceMap(max_entries=32, depth=32, name="stk_types") as st:
         prog = stackid_program(st.fd)
         try:
@@ -41,7 +42,7 @@ def test_a_program_records_its_kernel_stack_and_we_resolve_it(pin_path) -> None:
         assert list(st.keys()) == [stack_id] and st.traces() == {stack_id: ips}
         # bpftool reads the same addresses.
         st.pin(pin_path)
-        dump = bpftool_json("map", "lookup", "pinned", str(pin_path), "key", *[str(b) for b in
+        dump = bpftool("map", "lookup", "pinned", str(pin_path), "key", *[str(b) for b in
                                                                               stack_id.to_bytes(4, "little")])
         raw = bytes(int(x, 16) for x in dump["value"])
         assert [int.from_bytes(raw[i : i + 8], "little") for i in range(0, 8 * len(ips), 8)] == list(ips)

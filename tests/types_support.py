@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ebpfmaps._libbpf import lib, new_opts, structs
 
@@ -89,3 +90,10 @@ def hex_bytes(values: list[str]) -> bytes:
 def bpftool_hex_args(data: bytes) -> list[str]:
     """bytes as bpftool command-line byte arguments."""
     return [f"0x{b:02x}" for b in data]
+
+
+def bpftool(*args: str) -> Any:
+    """``bpftool -j ARGS`` parsed (conftest's bpftool_json, typed for indexing)."""
+    from tests.conftest import bpftool_json
+
+    return bpftool_json(*args)
