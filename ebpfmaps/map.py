@@ -675,10 +675,14 @@ class Map:
                 kb = self._encode_key(key)
             except self._absent_key_errors:
                 return None
-        buf = self._vtype()
+        pool = self._vpool  # same per-map free list as lookup(): `key in m` is a hot path too
+        buf = pool.pop() if pool else self._vtype()
         ret = _lookup(self._fd, kb, buf)
         if ret == 0:
-            return buf.raw[: self._vsize]
+            out = buf.raw[: self._vsize]
+            pool.append(buf)
+            return out
+        pool.append(buf)
         if ret == _ENOENT:
             return None
         raise self._fail(ret, "lookup", key)
