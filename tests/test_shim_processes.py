@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from ebpfmaps_shim import DeleteReason, ExtensibleMap, register_provider, unregister_provider
-from ebpfmaps_shim.providers import StatsMapProvider, TtlCacheProvider
+from ebpfmaps_shim.example_providers import StatsMapProvider, TtlCacheProvider
 
 import ebpfmaps
 from tests.conftest import ROOT, run_python

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from ebpfmaps_shim import ExtensibleMap, ProgramAccessRefused, register_provider, unregister_provider
-from ebpfmaps_shim.providers import (
+from ebpfmaps_shim.example_providers import (
     STATS_MAP_TYPE,
     TTL_CACHE_TYPE,
     XSK_MAP_TYPE,
