@@ -8,12 +8,14 @@ ebpfmaps made.
 
 from __future__ import annotations
 
+import importlib
 import json
 import struct
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,12 +26,11 @@ BENCH = ROOT / "benchmarks"
 
 
 @pytest.fixture
-def harness() -> Iterator[object]:
+def harness() -> Iterator[Any]:
+    """benchmarks/harness.py (benchmarks/ is a directory of scripts, not a package)."""
     sys.path.insert(0, str(BENCH))
     try:
-        import harness as h
-
-        yield h
+        yield importlib.import_module("harness")
     finally:
         sys.path.remove(str(BENCH))
 
@@ -61,10 +62,10 @@ def test_quick_run_produces_a_ratio_for_every_core_case(tmp_path: Path) -> None:
                and not line.startswith("| ---")) == len(doc["results"])
 
 
-def test_c_baseline_works_on_the_map_ebpfmaps_created(harness: object) -> None:
+def test_c_baseline_works_on_the_map_ebpfmaps_created(harness: Any) -> None:
     h = harness
     with ebpfmaps.HashMap(key_size=4, value_size=8, max_entries=64, name="bench_smoke") as m:
-        cb = h.CBaseline()  # type: ignore[attr-defined]
+        cb = h.CBaseline()
         try:
             cb.share(m.fd)
             # C writes value i at key i for 50 keys (cycling over 10: the last write of each key wins).
@@ -79,13 +80,13 @@ def test_c_baseline_works_on_the_map_ebpfmaps_created(harness: object) -> None:
             assert cb.call("next_key", m.fd, 4, 8)[1] == 40
             assert cb.call("lookup", m.fd, 4, 8, 100, 40)[1] == 100
             # Errors from libbpf come back as errors, not as timings.
-            with pytest.raises(h.CBenchError, match="lookup"):  # type: ignore[attr-defined]
+            with pytest.raises(h.CBenchError, match="lookup"):
                 cb.call("lookup", m.fd, 4, 8, 64, 64)  # key 40 is absent: ENOENT
         finally:
             cb.close()
 
 
-def test_interleaved_measure_reports_medians(harness: object) -> None:
+def test_interleaved_measure_reports_medians(harness: Any) -> None:
     h = harness
     calls: list[str] = []
 
@@ -97,7 +98,7 @@ def test_interleaved_measure_reports_medians(harness: object) -> None:
         calls.append("c")
         return 1000, 10
 
-    py_ns, c_ns, ratio, ps, cs = h.measure(py, c, rounds=4, warmup=1)  # type: ignore[attr-defined]
+    py_ns, c_ns, ratio, ps, cs = h.measure(py, c, rounds=4, warmup=1)
     assert len(ps) == len(cs) == 4 and c_ns == 100.0 and py_ns > 0 and ratio == pytest.approx(py_ns / 100, rel=1)
     # Rounds alternate which side goes first.
     assert calls[:4] == ["py", "c", "c", "py"]
