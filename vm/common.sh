@@ -1,0 +1,66 @@
+# Shared settings and helpers for the VM scripts (sourced, not run).
+# Everything built or downloaded lives under vm/cache/ (ignored by git) so a second run reuses it.
+
+set -euo pipefail
+
+VM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PROJECT_DIR="$(cd "$VM_DIR/.." && pwd)"
+VM_CACHE="${VM_CACHE:-$VM_DIR/cache}"
+VM_ROOT="$VM_CACHE/root"             # the guest's root filesystem (debootstrap minbase + what the suite needs)
+VM_TOOLS="$VM_CACHE/tools"           # a venv holding virtme-ng, kept apart from the project's .venv
+VM_DEBS="$VM_CACHE/debs"             # kernel image packages fetched with apt-get download
+VM_WHEELS="$VM_CACHE/wheels"         # the suite's Python packages, downloaded on the host for the guest's venv
+VM_REPORTS="$VM_CACHE/reports"       # one folder per kernel: pytest log, junit xml, exit status
+GUEST_VENV=/opt/ebpfmaps-venv        # the guest's venv, built with Debian's python3 inside the root
+SUITE=bookworm
+
+log() { printf '[vm] %s\n' "$*" >&2; }
+die() { printf '[vm] error: %s\n' "$*" >&2; exit 1; }
+
+# The Debian archives this machine's apt is configured with (main archive and security), so the guest root
+# is built from the same mirror and nothing comes from elsewhere. Prints "URI RELEASE" lines.
+debian_archives() {
+  apt-get indextargets --format '$(ORIGIN)|$(REPO_URI)|$(RELEASE)' 'Identifier: Packages' 2>/dev/null |
+    awk -F'|' -v suite="$SUITE" '$1 == "Debian" && ($3 == suite || index($3, suite "-") == 1) { print $2, $3 }' |
+    sort -u
+}
+
+main_mirror() {
+  local uri
+  uri="$(debian_archives | awk -v suite="$SUITE" '$2 == suite { print $1; exit }')"
+  [ -n "$uri" ] || die "apt has no Debian '$SUITE' archive configured (run apt-get update?)"
+  printf '%s\n' "$uri"
+}
+
+# Run a command inside the guest root on the host (package installs at build time), with a clean environment
+# so the host's settings (pip mirrors, virtualenvs) do not leak in. /proc and /dev are bound for apt and pip.
+in_root() {
+  local mounted=()
+  for d in proc sys dev; do
+    if ! mountpoint -q "$VM_ROOT/$d"; then
+      mount --bind "/$d" "$VM_ROOT/$d"
+      mounted+=("$VM_ROOT/$d")
+    fi
+  done
+  local rc=0
+  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    DEBIAN_FRONTEND=noninteractive chroot "$VM_ROOT" "$@" || rc=$?
+  local m
+  for m in "${mounted[@]}"; do umount "$m" || umount -l "$m"; done
+  return "$rc"
+}
+
+# The newest Debian kernel image package of a series: 6.1 -> linux-image-6.1.0-N-amd64,
+# 6.12 -> linux-image-6.12.N+deb12-amd64 (the signed images; they boot under QEMU like the unsigned ones).
+kernel_package() {
+  local series="$1" pattern
+  case "$series" in
+    6.1) pattern='^linux-image-6\.1\.0-[0-9]+-amd64$' ;;
+    6.12) pattern='^linux-image-6\.12\.[0-9]+\+deb12-amd64$' ;;
+    *) die "unknown KERNEL=$series (use 6.1 or 6.12)" ;;
+  esac
+  local pkg
+  pkg="$(apt-cache search --names-only "$pattern" | awk '{ print $1 }' | sort -V | tail -n 1)"
+  [ -n "$pkg" ] || die "apt knows no package matching $pattern (run apt-get update?)"
+  printf '%s\n' "$pkg"
+}

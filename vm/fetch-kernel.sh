@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Put Debian's newest kernel of a series (KERNEL=6.1 or 6.12) into the guest root and print its release:
+#   apt-get download the image package (cached in vm/cache/debs), unpack it into the root with dpkg-deb -x
+#   (/boot/vmlinuz-REL and /lib/modules/REL, found there by virtme-ng), run depmod, and install the matching
+#   kernel headers inside the root so bcc can compile against the guest's kernel.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+series="${1:?usage: fetch-kernel.sh 6.1|6.12}"
+[ -d "$VM_ROOT/usr" ] || die "no guest root yet (run vm/build-root.sh)"
+
+pkg="$(kernel_package "$series")"
+release="${pkg#linux-image-}"
+if [ -f "$VM_ROOT/boot/vmlinuz-$release" ] && [ -f "$VM_ROOT/lib/modules/$release/modules.dep" ] &&
+   [ -f "$VM_ROOT/.ebpfmaps-headers-$release" ]; then
+  printf '%s\n' "$release"
+  exit 0
+fi
+
+start=$SECONDS
+mkdir -p "$VM_DEBS"
+deb="$(ls "$VM_DEBS/${pkg}_"*.deb 2>/dev/null | sort -V | tail -n 1 || true)"
+if [ -z "$deb" ]; then
+  log "apt-get download $pkg"
+  # Into a folder _apt may write to (apt drops privileges for downloads and warns otherwise).
+  chmod 755 "$VM_CACHE" "$VM_DEBS"
+  (cd "$VM_DEBS" && apt-get download -q "$pkg" 2>&1 | grep -v "unsandboxed" >&2 || true)
+  deb="$(ls "$VM_DEBS/${pkg}_"*.deb | sort -V | tail -n 1)"
+fi
+log "unpacking $(basename "$deb") into the guest root"
+# Not plain dpkg-deb -x: the root is merged-/usr (/lib -> usr/lib) and tar would replace that symlink with a
+# directory holding only the modules, breaking every binary in the root. --keep-directory-symlink follows it.
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$VM_ROOT" --keep-directory-symlink
+in_root depmod -a "$release"
+log "installing linux-headers-$release in the guest root"
+in_root apt-get install -y -q --no-install-recommends "linux-headers-$release" >>"$VM_CACHE/apt.log" 2>&1 ||
+  { tail -n 20 "$VM_CACHE/apt.log" >&2; die "could not install linux-headers-$release in the root"; }
+in_root apt-get clean
+touch "$VM_ROOT/.ebpfmaps-headers-$release"
+log "kernel $release ready in $((SECONDS - start)) s"
+printf '%s\n' "$release"

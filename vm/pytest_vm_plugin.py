@@ -1,0 +1,27 @@
+"""pytest plugin loaded only inside the VM guests (``-p pytest_vm_plugin``, see vm/guest-run.sh).
+
+The guests run under QEMU's TCG when KVM is unusable, about 14x slower than the host, so hypothesis' per-example
+deadline (200 ms by default) would fail tests for the emulator's speed rather than for the kernel's behaviour.
+The deadline is lifted here, before any conftest loads, so a project profile chosen later still wins.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        from hypothesis import settings
+    except ImportError:  # hypothesis is part of the [dev] extra; without it there is nothing to relax
+        return
+    settings.register_profile("ebpfmaps-vm", deadline=None, print_blob=True)
+    settings.load_profile("ebpfmaps-vm")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    accel = os.environ.get("EBPFMAPS_VM_ACCEL", "unknown")
+    return f"ebpfmaps VM guest: kernel {platform.release()}, accelerator {accel}"
