@@ -78,7 +78,15 @@ class IndexCodec(Codec):
 
     def encode_many(self, values: Any) -> tuple[bytes, int]:
         if isinstance(values, (bytes, bytearray, memoryview)):
-            return super().encode_many(values)
+            # Packed indices are bounds-checked like every other spelling: every index this codec
+            # returns is below max_entries (the array map relies on it, see _check_batch_keys).
+            data, count = super().encode_many(values)
+            if count:
+                hi = max(struct.unpack_from(f"={count}I", data))
+                if hi >= self._limit:
+                    raise IndexOutOfRange(f"index {hi} is outside the array (max_entries={self.max_entries})",
+                                          op="encode")
+            return data, count
         items = values if isinstance(values, (list, tuple)) else list(values)
         if items:
             # Whole batch in C: struct refuses non-integers and anything outside u32 (negatives
@@ -133,6 +141,9 @@ class _ArrayBase(Map):
         return self._spec.max_entries
 
     def _check_batch_keys(self, keys: bytes, count: int) -> None:
+        kcodec = self._kcodec
+        if type(kcodec) is IndexCodec and kcodec.max_entries == self._spec.max_entries:
+            return  # IndexCodec.encode_many has bounded every index already: skip a second pass
         if count:
             hi = max(struct.unpack_from(f"={count}I", keys))
             if hi >= self._spec.max_entries:
