@@ -637,6 +637,13 @@ class Map:
         # size are used as they are; anything else goes through the codec and its checks.
         if self._kraw and type(key) is bytes and len(key) == self._ksize:
             kb = key
+        elif (kpack := self._kpack) is not None:
+            # One-field struct key (c_uint32...): pack inline; a bad key takes the codec's path,
+            # which raises the library's error.
+            try:
+                kb = kpack(key)
+            except _PACK_ERRORS:
+                kb = self._encode_key(key)
         else:
             try:
                 kb = self._encode_key(key)
@@ -711,8 +718,24 @@ class Map:
             cflags = _u64(flags)
         else:
             cflags = _FLAGS_ANY
-        kb = key if self._kraw and type(key) is bytes and len(key) == self._ksize else self._encode_key(key)
-        vb = value if self._vraw and type(value) is bytes and len(value) == self._vsize else self._encode_value(value)
+        if self._kraw and type(key) is bytes and len(key) == self._ksize:
+            kb = key
+        elif (kpack := self._kpack) is not None:
+            try:
+                kb = kpack(key)
+            except _PACK_ERRORS:
+                kb = self._encode_key(key)
+        else:
+            kb = self._encode_key(key)
+        if self._vraw and type(value) is bytes and len(value) == self._vsize:
+            vb = value
+        elif (vpack := self._vpack) is not None:
+            try:
+                vb = vpack(value)
+            except _PACK_ERRORS:
+                vb = self._encode_value(value)
+        else:
+            vb = self._encode_value(value)
         ret = _update(self._fd, kb, vb, cflags)
         if ret:
             if not self._writable:
