@@ -161,7 +161,8 @@ def build_cbench() -> Path:
     if cc is None:
         raise CBenchError("no C compiler (gcc) found; `make setup` installs it")
     BUILD.mkdir(parents=True, exist_ok=True)
-    tmp = CBENCH_BIN.with_suffix(".tmp")
+    # A private temporary name, then an atomic rename: two runs building at once never mix outputs.
+    tmp = CBENCH_BIN.with_name(f".cbench.{os.getpid()}.tmp")
     proc = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(CBENCH_SRC), "-lbpf"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
