@@ -154,7 +154,7 @@ class _ArrayBase(Map):
         """Reset an element to zeros (array elements cannot be deleted)."""
         from ebpfmaps._libbpf import lib
 
-        kb = self._kenc(key)
+        kb = self._encode_key(key)  # checked: exactly key_size bytes reach the kernel
         ret = lib.bpf_map_update_elem(self.fd, kb, bytes(self._vsize), 0)
         if ret:
             raise self._fail(ret, "update", key)

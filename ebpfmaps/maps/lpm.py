@@ -247,7 +247,7 @@ class LpmTrieMap(Map):
         raise self._fail(ret, "lookup")
 
     def lookup_bytes(self, key: Any) -> bytes | None:
-        kb = self._kenc(key)
+        kb = self._encode_key(key)
         vb = self._raw_lookup(kb)
         if vb is None or not self._is_exact(kb, self._first_key()):
             return None
@@ -273,8 +273,8 @@ class LpmTrieMap(Map):
                 raise InvalidArgument("integer addresses need an IPv4 or IPv6 trie", op="longest_match")
             address = ipaddress.ip_address(address) if version == 4 else ipaddress.IPv6Address(address)
         if isinstance(address, (bytes, bytearray, memoryview)) and len(address) == self.data_size:
-            return self._kenc((self.max_prefixlen, bytes(address)))
-        return self._kenc(address)
+            return self._encode_key((self.max_prefixlen, bytes(address)))
+        return self._encode_key(address)
 
     def longest_match(self, address: Any, default: Any = None) -> Any:
         """The value of the longest stored prefix containing ``address`` (what a program's lookup returns).

@@ -149,11 +149,12 @@ class KeylessMap(Map):
                             op="len")
 
     def _value_buffer(self, value: Any) -> ctypes.Array[ctypes.c_char]:
-        """The encoded value in a writable buffer of the map's real value size (the kernel may copy back into it)."""
-        vb = self._venc(value)
-        buf = self._vtype()
-        ctypes.memmove(buf, vb, self._vsize)
-        return buf
+        """The encoded value in a writable buffer of the map's real value size (the kernel may copy back into it).
+
+        The encoding is checked to be bytes of exactly value_size first (a user codec's output is not
+        trusted): copying value_size bytes out of a shorter object would read past its end.
+        """
+        return self._vtype.from_buffer_copy(self._encode_value(value))
 
 
 class _QueueStackBase(KeylessMap):

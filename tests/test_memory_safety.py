@@ -1,0 +1,61 @@
+"""Memory-safety regressions: what reaches the kernel is sized by the map, never by a codec's say-so.
+
+Each test here failed before its fix: the kernel read past the end of a Python object (a user codec's
+short output), or a closed object's memory was touched instead of raising the library's error.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import pytest
+
+import ebpfmaps
+from ebpfmaps.codecs import Codec
+from ebpfmaps.errors import InvalidKeySize, InvalidValueSize
+from ebpfmaps.maps.lpm import LpmKeyCodec
+
+
+class ShortCodec(Codec):
+    """A user codec that claims ``size`` bytes but encodes only one."""
+
+    def encode(self, value: Any) -> bytes:
+        return b"x"
+
+
+class ShortLpmKey(LpmKeyCodec):
+    """An LPM key codec whose output lost its last bytes."""
+
+    def encode(self, value: Any) -> bytes:
+        return super().encode(value)[:2]
+
+
+def test_keyless_maps_refuse_short_codec_output_before_the_syscall() -> None:
+    # The kernel copies value_size bytes from the buffer; a 1-byte encoding used to be padded with
+    # whatever followed it in the Python heap, and that heap content came back out of pop().
+    with ebpfmaps.QueueMap(value_type=ShortCodec(256, "value"), max_entries=4) as q:
+        with pytest.raises(InvalidValueSize):
+            q.push(1)
+        assert q.is_empty()
+    with ebpfmaps.BloomFilterMap(value_type=ShortCodec(256, "value"), max_entries=16) as bloom:
+        with pytest.raises(InvalidValueSize):
+            bloom.add(1)
+        with pytest.raises(InvalidValueSize):
+            1 in bloom  # noqa: B015 - the lookup itself must refuse
+    with ebpfmaps.BloomFilterMap(value_size=8, max_entries=16) as bloom:
+        assert b"12345678" not in bloom  # library codecs are unaffected
+
+
+def test_lpm_lookups_refuse_short_key_codec_output() -> None:
+    with ebpfmaps.LpmTrieMap(key_type=ShortLpmKey(4), value_size=4, max_entries=8) as t:
+        for op in (lambda: t.lookup("10.0.0.0/8"), lambda: t.longest_match("10.1.2.3"),
+                   lambda: t.longest_prefix("10.1.2.3"), lambda: t.update("10.0.0.0/8", b"abcd")):
+            with pytest.raises(InvalidKeySize):
+                op()
+
+
+def test_array_zero_refuses_short_key_codec_output() -> None:
+    with ebpfmaps.ArrayMap(key_type=ShortCodec(4, "key"), value_type=ctypes.c_uint64, max_entries=4) as a:
+        with pytest.raises(InvalidKeySize):
+            a.zero(0)
