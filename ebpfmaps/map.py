@@ -96,7 +96,7 @@ def map_class(cls: type[_M]) -> type[_M]:
 class _FdBox:
     """Holds the fd so the finalizer closes whatever fd the map has at the end (resize swaps it)."""
 
-    __slots__ = ("fd", "__weakref__")
+    __slots__ = ("__weakref__", "fd")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -322,7 +322,7 @@ class Map:
                 raise NotSupported(f"the running kernel does not support {type_name(spec.type)} maps", errno=err, op="create")
             raise errors.from_errno(err, "create", f"{type_name(spec.type)} key_size={spec.key_size} "
                                     f"value_size={spec.value_size} max_entries={spec.max_entries} flags={spec.flags:#x}")
-        return fd
+        return int(fd)
 
     def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         self._box = _FdBox(fd)
