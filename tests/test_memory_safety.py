@@ -59,3 +59,33 @@ def test_array_zero_refuses_short_key_codec_output() -> None:
     with ebpfmaps.ArrayMap(key_type=ShortCodec(4, "key"), value_type=ctypes.c_uint64, max_entries=4) as a:
         with pytest.raises(InvalidKeySize):
             a.zero(0)
+
+
+def _lookup_program(m: Any) -> list[Any]:
+    from ebpfmaps import asm
+    from ebpfmaps.asm import R0, R1, R2, R10
+
+    return [asm.st(4, R10, -4, 7), asm.mov64(R2, R10), asm.add64(R2, -4), asm.ld_map_fd(R1, m),
+            asm.call("map_lookup_elem"), asm.mov64(R0, 0), asm.exit_()]
+
+
+def test_program_load_refuses_instructions_naming_a_closed_map() -> None:
+    from ebpfmaps.errors import MapClosed
+    from ebpfmaps.programs import Program
+
+    m = ebpfmaps.HashMap(key_size=4, value_size=8, max_entries=4)
+    insns = _lookup_program(m)
+    m.close()
+    # The closed map's fd number is free again; the next map usually gets it, and the program used to
+    # load against that unrelated map without a word.
+    with ebpfmaps.HashMap(key_size=4, value_size=8, max_entries=4):
+        with pytest.raises(MapClosed):
+            Program.load("socket_filter", insns)
+    with ebpfmaps.HashMap(key_size=4, value_size=8, max_entries=4) as m2:
+        insns = _lookup_program(m2)
+        with Program.load("socket_filter", insns) as prog:  # the map is live: fine
+            assert prog.test_run(data=bytes(16)).retval == 0
+        m2.resize(8)  # resize dup2()s the new map onto the same fd: the code follows the map
+        with Program.load("socket_filter", insns) as prog:
+            shown = prog.info()
+            assert shown.map_ids_count == 1

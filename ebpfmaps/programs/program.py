@@ -82,18 +82,36 @@ def _validate_prog_name(name: str) -> bytes | None:
     return name.encode()
 
 
+def _check_map_refs(asm: Assembled) -> None:
+    """Every map the code names by fd must still hold that fd.
+
+    The fd number is baked into the instruction when it is made. A map closed since then
+    leaves a number the kernel may already have given to another map (the program would
+    silently use that one), and a resized map has moved to a new fd.
+    """
+    for insn in asm.insns:
+        ref = insn.ref
+        if ref is None or isinstance(ref, int):
+            continue  # a raw fd: the caller keeps it open
+        fd = ref.fd  # MapClosed when the map was closed
+        if fd != insn.imm:
+            raise InvalidArgument(f"the code refers to {ref!r} by fd {insn.imm}, but the map now has fd {fd} "
+                                  "(resized or reopened since the instructions were made); build them again",
+                                  op="prog_load")
+
+
 def _code_of(insns: Any) -> tuple[bytes, tuple[Any, ...], str]:
     """(bytes, objects to keep alive, listing) from an Assembled, raw bytes or a list of instructions."""
-    if isinstance(insns, Assembled):
-        return insns.code, insns.refs, insns.disassemble()
     if isinstance(insns, (bytes, bytearray, memoryview)):
         from ebpfmaps.asm import disassemble
 
         code = bytes(insns)
         return code, (), disassemble(code)
-    if isinstance(insns, Iterable):
-        asm = assemble(insns)
-        return asm.code, asm.refs, asm.disassemble()
+    if not isinstance(insns, Assembled) and isinstance(insns, Iterable):
+        insns = assemble(insns)
+    if isinstance(insns, Assembled):
+        _check_map_refs(insns)
+        return insns.code, insns.refs, insns.disassemble()
     raise InvalidArgument(f"instructions must be ebpfmaps.asm instructions, an Assembled or bytes, not {insns!r}",
                           op="prog_load")
 
