@@ -285,7 +285,23 @@ class PerCpuCodec(Codec):
             return b"".join([self.elem.encode(v) + pad for v in value])
         return (self.elem.encode(value) + self._pad) * self.ncpus
 
+    def _flat_format(self, count: int) -> str | None:
+        """A struct format reading all ``count * ncpus`` slots at once, padding included, or None.
+
+        Possible when the element is a library struct codec of one repeatable format char
+        whose size divides the 8-byte stride (u8/u16/u32/u64, floats...): the buffer is then
+        ``stride // size`` such fields per slot, of which the first holds exactly the value's
+        bytes (the kernel copies each CPU's value to the start of its slot), whatever the byte order.
+        """
+        elem = self.elem
+        if type(elem) is not StructCodec or elem._char is None or self.stride % elem.size:
+            return None
+        per_slot = self.stride // elem.size
+        return f"{elem.order}{count * self.ncpus * per_slot}{elem._char}"
+
     def decode(self, data: bytes) -> PerCpuValues:
+        if self._flat_format(1) is not None:
+            return self.decode_many(data, 1)[0]  # type: ignore[no-any-return]
         s, e = self.stride, self.elem.size
         dec = self.elem.decode
         return PerCpuValues(dec(data[i * s : i * s + e]) for i in range(self.ncpus))
@@ -297,9 +313,19 @@ class PerCpuCodec(Codec):
         return b"".join([self.encode(v) for v in items]), len(items)
 
     def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
+        n = self.ncpus
+        fmt = self._flat_format(count)
+        if fmt is not None:
+            # The whole batch in one unpack, then every per_slot-th field (skipping padding),
+            # cut into one PerCpuValues per element: ~15x cheaper than decoding slot by slot.
+            per_slot = self.stride // self.elem.size
+            flat = struct.unpack_from(fmt, data)
+            if per_slot != 1:
+                flat = flat[::per_slot]
+            return [PerCpuValues(flat[i * n : (i + 1) * n]) for i in range(count)]
         s = self.size
-        mv = memoryview(data)
-        return [self.decode(bytes(mv[i * s : (i + 1) * s])) for i in range(count)]
+        data = bytes(data[: count * s])
+        return [self.decode(data[i * s : (i + 1) * s]) for i in range(count)]
 
 
 def as_sequence(values: Iterable[Any]) -> Sequence[Any]:
