@@ -187,3 +187,20 @@ def test_bad_input(producer: PerfProducer) -> None:
     with pytest.raises(InvalidArgument):
         reader.consume()
     reader.close()
+
+
+def test_a_callback_may_close_the_reader(producer: PerfProducer) -> None:
+    """Closing from inside a callback unmaps the rings; the drain stops there instead of touching them."""
+    reader = PerfEventReader(producer.events)
+    with on_cpu(online_cpus()[0]):
+        producer.run(3)
+    got: list[bytes] = []
+
+    def first_then_close(cpu: int, data: bytes) -> None:
+        got.append(data)
+        reader.close()
+
+    assert reader.consume(first_then_close) == 1
+    assert len(got) == 1 and REC.unpack_from(got[0])[0] == 0
+    with pytest.raises(MapClosed):
+        reader.read()

@@ -335,3 +335,33 @@ def test_reader_on_a_pinned_map_in_another_process(producer: Callable[[int], Pro
     with RingBufReader(p.rb) as reader:
         seqs = [REC.unpack_from(r)[0] for r in reader.read()]
     assert seqs == [4, 5, 6]
+
+
+def test_close_while_a_zero_copy_view_is_lent(producer: Callable[[int], Producer]) -> None:
+    """close() always succeeds: the lent view is released, its record stays in the ring, later use is MapClosed."""
+    p = producer(4 * PAGE)
+    p.run(3, size=32)
+    reader = RingBufReader(p.rb)
+    records = reader.views()
+    view = next(records)
+    kept = view[:8]  # a slice the caller made: it keeps the ring mapped, never dangling
+    reader.close()
+    with pytest.raises(ValueError):
+        bytes(view)
+    assert REC.unpack_from(bytes(kept) + bytes(8))[0] == 0
+    with pytest.raises(MapClosed):
+        next(records)
+    del kept
+    # Nothing was consumed: a new reader gets all three records.
+    with RingBufReader(p.rb) as again:
+        assert [REC.unpack_from(r)[0] for r in again.read()] == [0, 1, 2]
+        p.run(2, size=32)
+
+        def close_inside(view: memoryview) -> None:
+            again.close()
+
+        assert again.consume(close_inside, zero_copy=True) == 1
+        with pytest.raises(MapClosed):
+            again.read()
+    with RingBufReader(p.rb) as third:
+        assert [REC.unpack_from(r)[0] for r in third.read()] == [3, 4]  # the record being read stayed

@@ -116,3 +116,19 @@ def test_bad_input(echo: Echo) -> None:
     writer.close()
     with pytest.raises(MapClosed):
         writer.write(b"1234")
+
+
+def test_close_discards_pending_reservations(echo: Echo) -> None:
+    """A reservation left pending at close() is discarded, so the ring is not blocked by a busy record."""
+    writer = UserRingBufWriter(echo.urb)
+    pending = writer.reserve(16)
+    pending.view[:] = make_record(1, 16)
+    writer.close()
+    with pytest.raises(ValueError):
+        pending.view[0] = 1  # released: the space is the kernel's
+    with pytest.raises(MapClosed):
+        pending.submit()
+    with UserRingBufWriter(echo.urb) as again, RingBufReader(echo.out) as reader:
+        again.write(make_record(2, 16))
+        assert echo.drain() == 1  # the discarded record is skipped, the next one is drained
+        assert reader.read() == [make_record(2, 16)]

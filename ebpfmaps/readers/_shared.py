@@ -115,6 +115,25 @@ class Waiter:
             self._ep = None
 
 
+def release_views(views: list[memoryview]) -> None:
+    """Release memoryviews into a ring; one the caller exported further (e.g. to numpy) is left to them."""
+    for view in views:
+        try:
+            view.release()
+        except BufferError:
+            pass  # the caller's export keeps the mapping alive; it is unmapped when that goes
+
+
+def close_mappings(mappings: list[mmap.mmap]) -> None:
+    """Unmap now or, while a caller still holds a view into one, later: a view holds a reference to its
+    mmap object, which CPython unmaps only when it is freed, after the last view. Never a dangling view."""
+    for mm in mappings:
+        try:
+            mm.close()
+        except BufferError:
+            pass
+
+
 def keepalive(target: MapLike) -> Any:
     """The object whose lifetime keeps the map fd open (a Map), or None for a raw fd."""
     return target if isinstance(target, Map) else None

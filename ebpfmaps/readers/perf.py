@@ -276,8 +276,19 @@ class PerfEventReader:
                     self.lost[cpu] = self.lost.get(cpu, 0) + count
                     if lost_cb is not None:
                         lost_cb(cpu, count)
+                if self._closed:
+                    break  # a callback closed the reader: the rings are unmapped
         finally:
-            ring.tail[0] = tail
+            if not self._closed:
+                ring.tail[0] = tail
+        return done
+
+    def _drain_all(self, cb: SampleCallback) -> int:
+        done = 0
+        for ring in self._rings:
+            if self._closed:
+                break  # closed by a callback
+            done += self._drain_ring(ring, cb, self.lost_callback)
         return done
 
     def consume(self, callback: SampleCallback | None = None) -> int:
@@ -287,14 +298,13 @@ class PerfEventReader:
             raise InvalidArgument("consume() needs a callback (or give the reader one); read() returns samples",
                                   op="consume")
         self._check_open()
-        return sum(self._drain_ring(ring, cb, self.lost_callback) for ring in self._rings)
+        return self._drain_all(cb)
 
     def read(self) -> list[PerfSample]:
         """The pending samples of every CPU (CPU by CPU, in order within a CPU); releases them."""
         out: list[PerfSample] = []
         self._check_open()
-        for ring in self._rings:
-            self._drain_ring(ring, lambda cpu, data: out.append(PerfSample(cpu, data)), self.lost_callback)
+        self._drain_all(lambda cpu, data: out.append(PerfSample(cpu, data)))
         return out
 
     def pending(self) -> int:

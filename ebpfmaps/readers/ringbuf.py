@@ -47,7 +47,16 @@ from typing import Any
 
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.maptypes import MapType
-from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, keepalive, resolve_map
+from ebpfmaps.readers._shared import (
+    PAGE_SIZE,
+    Deadline,
+    MapLike,
+    Waiter,
+    close_mappings,
+    keepalive,
+    release_views,
+    resolve_map,
+)
 
 # Header bits and size, from include/uapi/linux/bpf.h (BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
 # BPF_RINGBUF_HDR_SZ).
@@ -106,6 +115,9 @@ class RingBufReader:
         self._hdr = self._data.cast("I")
         self._waiter = Waiter([fd], select.EPOLLIN)
         self._closed = False
+        # The zero-copy view currently lent to the caller (views() or a zero_copy callback): close()
+        # releases it, so a reader closed mid-record leaves no live window into the ring.
+        self._lent: memoryview | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -181,16 +193,20 @@ class RingBufReader:
                 done += 1
                 start = off + HDR_SIZE
                 if zero_copy:
-                    view = data[start:start + size]
+                    view = self._lent = data[start:start + size]
                     try:
                         cb(view)
                     finally:
+                        self._lent = None
                         view.release()
-                        cons_q[0] = cons  # release: after the caller is done with the bytes
+                        if not self._closed:  # closed by the callback: the record stays in the ring
+                            cons_q[0] = cons  # release: after the caller is done with the bytes
                 else:
                     record = data[start:start + size].tobytes()
                     cons_q[0] = cons  # release: the copy above is complete
                     cb(record)
+                if self._closed:
+                    return done  # the callback closed the reader: our views into the ring are gone
         return done
 
     def read(self, limit: int | None = None) -> list[bytes]:
@@ -303,6 +319,7 @@ class RingBufReader:
             if deadline.expired():
                 return False
             self._waiter.wait(deadline.remaining())
+            self._check_open()  # another thread may have closed the reader meanwhile
             if deadline.expired() and self._cons[0] >= self._prod[0]:
                 return False
 
@@ -374,6 +391,7 @@ class RingBufReader:
         cons = cons_q[0]
         given = 0
         while limit is None or given < limit:
+            self._check_open()  # closed while the caller held the previous record
             if cons >= prod_q[0]:
                 return
             off = cons & mask
@@ -386,30 +404,33 @@ class RingBufReader:
             if length & DISCARD_BIT:
                 cons_q[0] = cons
                 continue
-            view = data[off + HDR_SIZE:off + HDR_SIZE + size]
+            view = self._lent = data[off + HDR_SIZE:off + HDR_SIZE + size]
             try:
                 given += 1
                 yield view
             finally:
+                self._lent = None
                 view.release()
-                cons_q[0] = cons
+                if not self._closed:  # a reader closed mid-record leaves the record in the ring
+                    cons_q[0] = cons
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Unmap the ring and close the epoll fd (the map itself stays open)."""
+        """Unmap the ring and close the epoll fd (the map itself stays open). Idempotent; every later
+        call raises :class:`~ebpfmaps.errors.MapClosed`.
+
+        A zero-copy view lent at that moment is released (its record stays in the ring, unconsumed).
+        If the caller still holds slices made from such a view, the ring stays mapped until they are
+        gone, so no view ever points at unmapped memory.
+        """
         if self._closed:
             return
         self._closed = True
         self._waiter.close()
-        for view in (self._hdr, self._data, self._prod, self._prod_bytes, self._cons):
-            view.release()
-        try:
-            self._prod_mm.close()
-            self._cons_mm.close()
-        except BufferError as exc:
-            raise InvalidArgument(
-                "a zero-copy view into the ring is still held; release it before closing the reader", op="close"
-            ) from exc
+        lent, self._lent = self._lent, None
+        release_views([lent] if lent is not None else [])
+        release_views([self._hdr, self._data, self._prod, self._prod_bytes, self._cons])
+        close_mappings([self._prod_mm, self._cons_mm])
         self._map = None
 
     def __enter__(self) -> RingBufReader:

@@ -28,7 +28,16 @@ from collections.abc import Iterable
 
 from ebpfmaps.errors import InvalidArgument, MapClosed, OutOfMemory
 from ebpfmaps.maptypes import MapType
-from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, keepalive, resolve_map
+from ebpfmaps.readers._shared import (
+    PAGE_SIZE,
+    Deadline,
+    MapLike,
+    Waiter,
+    close_mappings,
+    keepalive,
+    release_views,
+    resolve_map,
+)
 from ebpfmaps.readers.ringbuf import BUSY_BIT, DISCARD_BIT, HDR_SIZE, LEN_MASK, record_span
 
 # The kernel refuses samples larger than a dynptr can describe (bpf_dynptr_check_size,
@@ -61,11 +70,7 @@ class UserRingBufReservation:
         self._finish(DISCARD_BIT)
 
     def _finish(self, flag: int) -> None:
-        if self._done:
-            raise InvalidArgument("this reservation was already submitted or discarded", op="submit")
-        self._done = True
-        self.view.release()  # the bytes belong to the kernel from here on
-        self._writer._commit(self._hdr_index, self.size | flag)
+        self._writer._finish(self, flag)
 
     def __enter__(self) -> memoryview:
         return self.view
@@ -112,6 +117,9 @@ class UserRingBufWriter:
         self._waiter = Waiter([fd], select.EPOLLOUT)
         self._lock = threading.Lock()
         self._closed = False
+        # Reserved but not yet submitted or discarded: close() discards them, so a forgotten
+        # reservation cannot leave a busy record that stops the kernel's draining for good.
+        self._outstanding: set[UserRingBufReservation] = set()
 
     # ------------------------------------------------------------------ state
     def free_space(self) -> int:
@@ -152,7 +160,9 @@ class UserRingBufWriter:
             self._hdr[(off >> 2) + 1] = 0
             self._prod[0] = prod + span  # release: the busy header is visible first
             view = self._data[off + HDR_SIZE:off + HDR_SIZE + size]
-        return UserRingBufReservation(self, off >> 2, view, size)
+            res = UserRingBufReservation(self, off >> 2, view, size)
+            self._outstanding.add(res)
+        return res
 
     def reserve(self, size: int, timeout: float | None = 0) -> UserRingBufReservation:
         """Reserve ``size`` bytes, waiting up to ``timeout`` seconds (None: forever) for the kernel to drain.
@@ -177,10 +187,20 @@ class UserRingBufWriter:
             if self._waiter.wait(pause):
                 time.sleep(pause)
 
-    def _commit(self, hdr_index: int, new_len: int) -> None:
-        # One aligned 4-byte store publishes the record (release on x86: the payload stores
-        # made through the view happened before it in program order).
-        self._hdr[hdr_index] = new_len
+    def _finish(self, res: UserRingBufReservation, flag: int) -> None:
+        """Submit (flag 0) or discard (DISCARD_BIT) a reservation of this writer."""
+        with self._lock:
+            if self._closed:
+                raise MapClosed("the user ring buffer writer was closed, which discarded this reservation",
+                                op="submit")
+            if res._done:
+                raise InvalidArgument("this reservation was already submitted or discarded", op="submit")
+            res.view.release()  # the bytes belong to the kernel from here on (raises while exported further)
+            res._done = True
+            self._outstanding.discard(res)
+            # One aligned 4-byte store publishes the record (release on x86: the payload stores
+            # made through the view happened before it in program order).
+            self._hdr[res._hdr_index] = res.size | flag
 
     def write(self, record: bytes | bytearray | memoryview, timeout: float | None = 0) -> None:
         """Copy ``record`` into the ring and submit it (waits up to ``timeout`` for space)."""
@@ -213,19 +233,24 @@ class UserRingBufWriter:
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Unmap the ring (records already submitted stay in it for the kernel)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._waiter.close()
-        for view in (self._hdr, self._data, self._prod, self._prod_bytes, self._cons, self._cons_bytes):
-            view.release()
-        try:
-            self._prod_mm.close()
-            self._cons_mm.close()
-        except BufferError as exc:
-            raise InvalidArgument("a reservation's view is still held; submit or discard it first", op="close") from exc
-        self._map = None
+        """Unmap the ring (records already submitted stay in it for the kernel). Idempotent; every later
+        call, a pending reservation's submit() included, raises :class:`~ebpfmaps.errors.MapClosed`.
+
+        Reservations not yet submitted are discarded (the kernel skips them) and their views released.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            for res in self._outstanding:
+                res._done = True
+                release_views([res.view])
+                self._hdr[res._hdr_index] = res.size | DISCARD_BIT
+            self._outstanding.clear()
+            self._closed = True
+            self._waiter.close()
+            release_views([self._hdr, self._data, self._prod, self._prod_bytes, self._cons, self._cons_bytes])
+            close_mappings([self._prod_mm, self._cons_mm])
+            self._map = None
 
     def __enter__(self) -> UserRingBufWriter:
         return self
