@@ -19,6 +19,7 @@ import ctypes
 import functools
 import struct
 from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
 from typing import Any, Literal
 
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize, MapError
@@ -310,6 +311,21 @@ class PerCpuCodec(Codec):
         if isinstance(values, (bytes, bytearray, memoryview)):
             return Codec.encode_many(self, values)
         items = values if isinstance(values, (list, tuple)) else list(values)
+        fmt = self._flat_format(len(items))
+        if fmt is not None and items:
+            # One value per element (copied to every CPU), packed in one call: the fields are
+            # (value, zero padding fields...) per slot, ncpus slots per element, interleaved by
+            # zip/chain in C. An element given as a per-CPU list makes struct refuse the
+            # batch; the per-element path below handles that (and reports bad values).
+            per_slot = self.stride // self.elem.size
+            columns: list[Iterable[Any]] = [items]
+            if per_slot > 1:
+                zero = struct.unpack(self.elem.struct.format, bytes(self.elem.size))[0]  # type: ignore[attr-defined]
+                columns += [repeat(zero)] * (per_slot - 1)
+            try:
+                return struct.pack(fmt, *chain.from_iterable(zip(*(columns * self.ncpus)))), len(items)
+            except (struct.error, TypeError, ValueError, OverflowError):
+                pass
         return b"".join([self.encode(v) for v in items]), len(items)
 
     def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
