@@ -155,3 +155,35 @@ def test_items_is_lazy_and_survives_deletes_meanwhile() -> None:
         assert all(k == v for k, v in got.items())
         assert {k for k in range(1, n, 2)} <= set(got)  # every survivor was seen
         assert len(got) < n  # and later batches did not bring back deleted keys
+
+
+@pytest.mark.parametrize("value_type", [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int16, "<d", "<IH"])
+def test_per_cpu_batches_round_trip_with_padding(value_type: Any) -> None:
+    # The batch codecs read and write every CPU's 8-byte slot in one struct call; the padding
+    # after a short value must be zeros and must never leak into the decoded values.
+    ncpu = ebpfmaps.possible_cpus()
+    vals: list[Any]
+    if value_type == "<IH":
+        vals = [(i, i + 1) for i in range(50)]
+    elif value_type == "<d":
+        vals = [i + 0.25 for i in range(50)]
+    else:
+        vals = [i - 20 if value_type is ctypes.c_int16 else i for i in range(50)]
+    with ebpfmaps.PerCpuHashMap(key_type=ctypes.c_uint32, value_type=value_type, max_entries=64) as m:
+        m.update_batch(range(50), vals)
+        per_cpu = [vals[3]] * (ncpu - 1) + [vals[4]]
+        m.update_batch([60, 61], [vals[1], per_cpu])  # a scalar and a per-CPU list in one batch
+        got = m.lookup_batch()
+        assert {k: list(v) for k, v in got.items()} == {
+            **{i: [vals[i]] * ncpu for i in range(50)}, 60: [vals[1]] * ncpu, 61: per_cpu
+        }
+        assert dict(m.items()) == got and list(m.lookup(61)) == per_cpu
+        size = m.value_codec.elem.size  # type: ignore[attr-defined]
+        raw = m.lookup_bytes(7)
+        assert raw is not None and len(raw) == 8 * ncpu
+        for cpu in range(ncpu):
+            assert raw[cpu * 8 + size : cpu * 8 + 8] == bytes(8 - size)  # zero padding
+        if value_type is ctypes.c_uint32:
+            dump = bpftool_json("map", "lookup", "id", str(m.info().id), "key", "7", "0", "0", "0")
+            assert isinstance(dump, dict)
+            assert [int.from_bytes(bytes(int(b, 16) for b in v["value"]), "little") for v in dump["values"]] == [7] * ncpu
