@@ -349,6 +349,7 @@ class ExtensibleMap(Map):
 
     def locked(self, key: Any) -> contextlib.AbstractContextManager[None]:
         """Client service: hold the write lock of ``key`` (across threads and processes) for a read-modify-write."""
+        self._require_open("locked")
         return _locks.key_lock(self._map_id, self._raw_key(key))
 
     def _raw_key(self, key: Any) -> bytes:

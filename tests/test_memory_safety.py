@@ -89,3 +89,24 @@ def test_program_load_refuses_instructions_naming_a_closed_map() -> None:
         with Program.load("socket_filter", insns) as prog:
             shown = prog.info()
             assert shown.map_ids_count == 1
+
+
+def test_extensible_map_after_close_raises_map_closed() -> None:
+    from ebpfmaps_shim import register_provider, unregister_provider
+
+    from ebpfmaps.errors import MapClosed
+    from tests.shim_helpers import recording_provider
+
+    provider = recording_provider()
+    register_provider(provider)
+    try:
+        m: Any = ebpfmaps.create(provider.custom_map_type, key_size=4, value_size=8, max_entries=8)
+        m[b"aaaa"] = b"12345678"
+        m.close()
+        for op in (lambda: m.lookup(b"aaaa"), lambda: m.update(b"aaaa", b"87654321"), lambda: list(m),
+                   lambda: m.find_element(b"aaaa"), lambda: list(m.stored_items()), lambda: m.locked(b"aaaa"),
+                   lambda: m.lookup_batch(), lambda: m.delete_batch([b"aaaa"])):
+            with pytest.raises(MapClosed):
+                op()
+    finally:
+        unregister_provider(provider)
