@@ -338,7 +338,9 @@ class PerCpuCodec(Codec):
             flat = struct.unpack_from(fmt, data)
             if per_slot != 1:
                 flat = flat[::per_slot]
-            return [PerCpuValues(flat[i * n : (i + 1) * n]) for i in range(count)]
+            # zip over n references to one iterator groups the values n by n, all in C.
+            column = iter(flat)
+            return list(map(PerCpuValues, zip(*([column] * n))))
         s = self.size
         data = bytes(data[: count * s])
         return [self.decode(data[i * s : (i + 1) * s]) for i in range(count)]
