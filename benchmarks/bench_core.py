@@ -155,6 +155,37 @@ def batch_ops(quick: bool) -> list[Result]:
     return out
 
 
+def percpu_batches(quick: bool) -> list[Result]:
+    """Per-CPU hash batches: every element carries one 8-byte slot per possible CPU."""
+    n = 5_000 if quick else 50_000
+    rounds = 3 if quick else 7
+    cb = c_baseline()
+    m = ebpfmaps.PerCpuHashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=n,
+                               name="bench_percpu")
+    keys, values = list(range(n)), list(range(n))
+    _fill(m, keys, values)
+    cb.share(m.fd)
+    vs = m.value_codec.size  # ncpus x 8: what the kernel copies per element
+
+    def py_lookup_batch() -> int:
+        return len(m.lookup_batch())
+
+    def py_update_batch() -> int:
+        return m.update_batch(keys, values)
+
+    notes = f"{ebpfmaps.possible_cpus()} possible CPUs; one int per element, written to every CPU"
+    out = [
+        make_result("percpu_hash lookup_batch (typed)", "batch", py_lookup_batch,
+                    functools.partial(cb.call, "lookup_batch", m.fd, 4, vs, map_module.DEFAULT_BATCH),
+                    rounds=rounds, elements=n, target=BATCH_TARGET, notes=notes),
+        make_result("percpu_hash update_batch (typed)", "batch", py_update_batch,
+                    functools.partial(cb.call, "update_batch", m.fd, 4, vs, n),
+                    rounds=rounds, elements=n, target=BATCH_TARGET, notes=notes),
+    ]
+    m.close()
+    return out
+
+
 def iteration(quick: bool) -> list[Result]:
     n = 20_000 if quick else 1_000_000
     rounds = 3 if quick else 5
@@ -273,7 +304,7 @@ def breakdown(quick: bool) -> list[Result]:
     return out
 
 
-CASES: list[Callable[[bool], list[Result]]] = [single_ops, batch_ops, iteration, breakdown]
+CASES: list[Callable[[bool], list[Result]]] = [single_ops, batch_ops, percpu_batches, iteration, breakdown]
 
 
 def run(quick: bool) -> list[Result]:
