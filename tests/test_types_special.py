@@ -267,6 +267,13 @@ def test_struct_ops_and_arena() -> None:
             view[PAGE_SIZE + 5] = 42
             assert view[PAGE_SIZE + 5] == 42 and len(view) == 2 * PAGE_SIZE
             view.release()
+            # A read-only fd cannot be mapped read-write (and an arena is mapped at one address only):
+            # the library's error, not a bare OSError.
+            with ebpfmaps.open_by_id(arena.id, readonly=True) as ro, pytest.raises(ebpfmaps.errors.MapError):
+                assert isinstance(ro, ebpfmaps.ArenaMap)
+                ro.view()
+        with pytest.raises(ebpfmaps.errors.MapClosed):
+            arena.view()
 
 
 def test_key_and_size_checks_before_the_syscall() -> None:

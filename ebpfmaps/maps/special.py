@@ -19,6 +19,7 @@ caller gives none, so ``SkStorage(value_size=8)`` works without a compiler.
 from __future__ import annotations
 
 import ctypes
+import errno as E
 import mmap
 import os
 import socket
@@ -36,6 +37,7 @@ from ebpfmaps.errors import (
     InvalidValueSize,
     KeyNotFound,
     NotSupported,
+    from_errno,
 )
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maps.array import IndexCodec
@@ -795,8 +797,11 @@ class ArenaMap(_Probed):
     def view(self) -> memoryview:
         """The arena's pages, read-write (pages are allocated on first touch)."""
         if self._mm is None:
-            self._mm = mmap.mmap(self.fd, self.pages * PAGE_SIZE, mmap.MAP_SHARED,
-                                 mmap.PROT_READ | mmap.PROT_WRITE)
+            try:
+                self._mm = mmap.mmap(self.fd, self.pages * PAGE_SIZE, mmap.MAP_SHARED,
+                                     mmap.PROT_READ | mmap.PROT_WRITE)
+            except OSError as exc:  # e.g. EACCES on an fd opened read-only
+                raise from_errno(exc.errno or E.EINVAL, "mmap", f"arena of {self.pages} pages") from None
         return memoryview(self._mm)
 
     def close(self) -> None:
