@@ -19,19 +19,16 @@ Memory ordering is the same x86-64 TSO argument as in :mod:`ebpfmaps.readers.rin
 ``data_head`` is read as one 8-byte load before the records, and ``data_tail`` is stored
 as one 8-byte store after they were copied.
 
-perf_event_open(2) has no libc wrapper, so it is called through ``syscall(2)`` via ctypes
-on libc (this is not libbpf; ebpfmaps._libbpf stays the only ctypes user of libbpf).
+perf_event_open(2) and ``struct perf_event_attr`` are shared with the tracepoint attachment code
+(:mod:`ebpfmaps.programs.tracing`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import errno as E
 import fcntl
 import mmap
 import os
-import platform
 import select
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -42,55 +39,23 @@ from ebpfmaps._libbpf import lib
 from ebpfmaps.cpus import online_cpus
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.maptypes import MapType
+from ebpfmaps.programs.tracing import (
+    PERF_ATTR_FLAG_WATERMARK,
+    PERF_EVENT_IOC_DISABLE,
+    PERF_EVENT_IOC_ENABLE,
+    PERF_SAMPLE_RAW,
+    PERF_TYPE_SOFTWARE,
+    PerfEventAttr,
+    perf_event_open,
+)
 from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, keepalive, resolve_map
 
-# include/uapi/linux/perf_event.h
-PERF_TYPE_SOFTWARE = 1
+# include/uapi/linux/perf_event.h (the rest, and perf_event_attr, come with the tracepoint code)
 PERF_COUNT_SW_BPF_OUTPUT = 10
-PERF_SAMPLE_RAW = 1 << 10
-PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_RECORD_LOST = 2
 PERF_RECORD_SAMPLE = 9
-PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
-PERF_EVENT_IOC_DISABLE = 0x2401  # _IO('$', 1)
-_ATTR_WATERMARK = 1 << 14  # bit of the flags word: wakeup_watermark instead of wakeup_events
 _DATA_HEAD = 1024
 _DATA_TAIL = 1032
-
-# perf_event_open's syscall number per architecture (arch/*/entry/syscalls, asm-generic/unistd.h).
-_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "ppc64le": 319, "s390x": 331}
-
-
-class PerfEventAttr(ctypes.Structure):
-    """``struct perf_event_attr`` up to ``sig_data`` (PERF_ATTR_SIZE_VER7, 128 bytes)."""
-
-    _fields_ = [
-        ("type", ctypes.c_uint32),
-        ("size", ctypes.c_uint32),
-        ("config", ctypes.c_uint64),
-        ("sample_period", ctypes.c_uint64),
-        ("sample_type", ctypes.c_uint64),
-        ("read_format", ctypes.c_uint64),
-        ("flags", ctypes.c_uint64),
-        ("wakeup", ctypes.c_uint32),  # wakeup_events, or wakeup_watermark with the watermark flag
-        ("bp_type", ctypes.c_uint32),
-        ("config1", ctypes.c_uint64),
-        ("config2", ctypes.c_uint64),
-        ("branch_sample_type", ctypes.c_uint64),
-        ("sample_regs_user", ctypes.c_uint64),
-        ("sample_stack_user", ctypes.c_uint32),
-        ("clockid", ctypes.c_int32),
-        ("sample_regs_intr", ctypes.c_uint64),
-        ("aux_watermark", ctypes.c_uint32),
-        ("sample_max_stack", ctypes.c_uint16),
-        ("reserved_2", ctypes.c_uint16),
-        ("aux_sample_size", ctypes.c_uint32),
-        ("reserved_3", ctypes.c_uint32),
-        ("sig_data", ctypes.c_uint64),
-    ]
-
-
-assert ctypes.sizeof(PerfEventAttr) == 128
 
 
 class PerfSample(NamedTuple):
@@ -103,26 +68,13 @@ class PerfSample(NamedTuple):
 SampleCallback = Callable[[int, bytes], object]
 LostCallback = Callable[[int, int], object]
 
-_libc: ctypes.CDLL | None = None
 
-
-def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1, flags: int = PERF_FLAG_FD_CLOEXEC) -> int:
-    """perf_event_open(2) through libc's syscall(); returns the fd or raises the library's error."""
-    global _libc
-    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
-    if nr is None:
-        raise NotSupported(f"perf_event_open's syscall number is not known for {platform.machine()}", op="perf_event_open")
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
-    fd = _libc.syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_int(pid), ctypes.c_int(cpu),
-                       ctypes.c_int(group_fd), ctypes.c_ulong(flags))
-    if fd < 0:
-        err = ctypes.get_errno()
-        if err == E.ENOENT:
-            raise NotSupported("the kernel has no PERF_COUNT_SW_BPF_OUTPUT event", errno=err, op="perf_event_open")
-        raise errors.from_errno(err, "perf_event_open", f"cpu {cpu}")
-    return int(fd)
+def _open_bpf_output(attr: PerfEventAttr, cpu: int) -> int:
+    try:
+        return perf_event_open(attr, pid=-1, cpu=cpu)
+    except NotSupported as exc:
+        raise NotSupported("the kernel has no PERF_COUNT_SW_BPF_OUTPUT event", errno=exc.errno,
+                           op="perf_event_open") from None
 
 
 class _CpuRing:
@@ -207,13 +159,13 @@ class PerfEventReader:
         attr.sample_period = 1
         attr.sample_type = PERF_SAMPLE_RAW
         if wakeup_bytes is not None:
-            attr.flags = _ATTR_WATERMARK
-            attr.wakeup = wakeup_bytes
+            attr.flags = PERF_ATTR_FLAG_WATERMARK
+            attr.wakeup_events = wakeup_bytes  # the union's wakeup_watermark with the watermark flag
         else:
-            attr.wakeup = wakeup_events
+            attr.wakeup_events = wakeup_events
         try:
             for cpu in cpus:
-                pfd = perf_event_open(attr, -1, cpu)
+                pfd = _open_bpf_output(attr, cpu)
                 try:
                     ring = _CpuRing(cpu, pfd, pages)
                 except BaseException:
