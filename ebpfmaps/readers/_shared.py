@@ -134,6 +134,41 @@ def close_mappings(mappings: list[mmap.mmap]) -> None:
             pass
 
 
+class RingMapping:
+    """A BPF ring buffer map's pages mapped into this process (the layout of kernel/bpf/ringbuf.c).
+
+    Offset 0: one page holding ``consumer_pos``; one page further: ``producer_pos``, then the data
+    area of ``size`` bytes mapped twice back to back (a record that wraps stays contiguous). The
+    side that advances a position maps its page writable: the consumer page for RINGBUF (Python
+    consumes), the producer page and data for USER_RINGBUF (Python produces).
+    """
+
+    def __init__(self, fd: int, info: MapInfo, *, python_consumes: bool) -> None:
+        size = info.max_entries
+        if size <= 0 or size & (size - 1) or size % PAGE_SIZE:
+            # The kernel enforces this at creation; checked again so position masks are right.
+            raise InvalidArgument(f"ring buffer size {size} is not a power-of-2 multiple of the page size", op="mmap")
+        self.size = size
+        rw, ro = mmap.PROT_READ | mmap.PROT_WRITE, mmap.PROT_READ
+        self._cons_mm = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, rw if python_consumes else ro, offset=0)
+        try:
+            self._prod_mm = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED, ro if python_consumes else rw,
+                                      offset=PAGE_SIZE)
+        except BaseException:
+            self._cons_mm.close()
+            raise
+        self._cons_page = memoryview(self._cons_mm)
+        self.cons = self._cons_page[:8].cast("Q")  # consumer_pos
+        self._prod_page = memoryview(self._prod_mm)
+        self.prod = self._prod_page[:8].cast("Q")  # producer_pos
+        self.data = self._prod_page[PAGE_SIZE:]  # the data area, twice
+        self.hdr = self.data.cast("I")  # record headers, as u32 words
+
+    def close(self) -> None:
+        release_views([self.hdr, self.data, self.prod, self._prod_page, self.cons, self._cons_page])
+        close_mappings([self._prod_mm, self._cons_mm])
+
+
 def keepalive(target: MapLike) -> Any:
     """The object whose lifetime keeps the map fd open (a Map), or None for a raw fd."""
     return target if isinstance(target, Map) else None

@@ -39,7 +39,6 @@ busy record by spinning briefly and then sleeping in growing steps (up to 1 ms).
 
 from __future__ import annotations
 
-import mmap
 import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -48,11 +47,10 @@ from typing import Any
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.readers._shared import (
-    PAGE_SIZE,
     Deadline,
     MapLike,
+    RingMapping,
     Waiter,
-    close_mappings,
     keepalive,
     release_views,
     resolve_map,
@@ -90,29 +88,17 @@ class RingBufReader:
 
     def __init__(self, ringbuf: MapLike, callback: RecordCallback | None = None) -> None:
         fd, info = resolve_map(ringbuf, MapType.RINGBUF, "RingBufReader")
-        size = info.max_entries
-        if size <= 0 or size & (size - 1) or size % PAGE_SIZE:
-            # The kernel enforces this at creation; checked again so the mask below is right.
-            raise InvalidArgument(f"ring buffer size {size} is not a power-of-2 multiple of the page size", op="mmap")
+        # Consumer page: ours to write. Producer page + twice the data area: read-only.
+        self._ring = RingMapping(fd, info, python_consumes=True)
         self._map = keepalive(ringbuf)
         self._fd = fd
         self.map_id = info.id
-        self.data_size = size
-        self._mask = size - 1
+        self.data_size = self._ring.size
+        self._mask = self.data_size - 1
         self.callback = callback
         self._busy_seen = False
-        # Consumer page: ours to write. Producer page + twice the data area: read-only.
-        self._cons_mm = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        try:
-            self._prod_mm = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE_SIZE)
-        except BaseException:
-            self._cons_mm.close()
-            raise
-        self._cons = memoryview(self._cons_mm).cast("Q")
-        self._prod_bytes = memoryview(self._prod_mm)
-        self._prod = self._prod_bytes[:8].cast("Q")
-        self._data = self._prod_bytes[PAGE_SIZE:]
-        self._hdr = self._data.cast("I")
+        # The hot paths read these attributes directly.
+        self._cons, self._prod, self._data, self._hdr = self._ring.cons, self._ring.prod, self._ring.data, self._ring.hdr
         self._waiter = Waiter([fd], select.EPOLLIN)
         self._closed = False
         # The zero-copy view currently lent to the caller (views() or a zero_copy callback): close()
@@ -429,8 +415,7 @@ class RingBufReader:
         self._waiter.close()
         lent, self._lent = self._lent, None
         release_views([lent] if lent is not None else [])
-        release_views([self._hdr, self._data, self._prod, self._prod_bytes, self._cons])
-        close_mappings([self._prod_mm, self._cons_mm])
+        self._ring.close()
         self._map = None
 
     def __enter__(self) -> RingBufReader:

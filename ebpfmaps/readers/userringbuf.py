@@ -20,7 +20,6 @@ writers (or processes) on one map would corrupt it, exactly as with libbpf.
 
 from __future__ import annotations
 
-import mmap
 import select
 import threading
 import time
@@ -29,11 +28,10 @@ from collections.abc import Iterable
 from ebpfmaps.errors import InvalidArgument, MapClosed, OutOfMemory
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.readers._shared import (
-    PAGE_SIZE,
     Deadline,
     MapLike,
+    RingMapping,
     Waiter,
-    close_mappings,
     keepalive,
     release_views,
     resolve_map,
@@ -93,26 +91,13 @@ class UserRingBufWriter:
 
     def __init__(self, user_ringbuf: MapLike) -> None:
         fd, info = resolve_map(user_ringbuf, MapType.USER_RINGBUF, "UserRingBufWriter")
-        size = info.max_entries
-        if size <= 0 or size & (size - 1) or size % PAGE_SIZE:
-            raise InvalidArgument(f"ring buffer size {size} is not a power-of-2 multiple of the page size", op="mmap")
+        # Consumer page: the kernel's (read-only here). Producer page + twice the data area: ours to write.
+        self._ring = RingMapping(fd, info, python_consumes=False)
         self._map = keepalive(user_ringbuf)
         self.map_id = info.id
-        self.data_size = size
-        self._mask = size - 1
-        self._cons_mm = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=0)
-        try:
-            self._prod_mm = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED,
-                                      mmap.PROT_READ | mmap.PROT_WRITE, offset=PAGE_SIZE)
-        except BaseException:
-            self._cons_mm.close()
-            raise
-        self._cons_bytes = memoryview(self._cons_mm)
-        self._cons = self._cons_bytes[:8].cast("Q")
-        self._prod_bytes = memoryview(self._prod_mm)
-        self._prod = self._prod_bytes[:8].cast("Q")
-        self._data = self._prod_bytes[PAGE_SIZE:]
-        self._hdr = self._data.cast("I")
+        self.data_size = self._ring.size
+        self._mask = self.data_size - 1
+        self._cons, self._prod, self._data, self._hdr = self._ring.cons, self._ring.prod, self._ring.data, self._ring.hdr
         # The kernel reports EPOLLOUT while the ring has free space (ringbuf_map_poll_user).
         self._waiter = Waiter([fd], select.EPOLLOUT)
         self._lock = threading.Lock()
@@ -248,8 +233,7 @@ class UserRingBufWriter:
             self._outstanding.clear()
             self._closed = True
             self._waiter.close()
-            release_views([self._hdr, self._data, self._prod, self._prod_bytes, self._cons, self._cons_bytes])
-            close_mappings([self._prod_mm, self._cons_mm])
+            self._ring.close()
             self._map = None
 
     def __enter__(self) -> UserRingBufWriter:
