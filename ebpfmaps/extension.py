@@ -113,7 +113,6 @@ def adopt(m: Map, *, key_type: Any = None, value_type: Any = None, claimed: bool
     for ext in extensions():
         with_codecs = getattr(ext, "adopt_with_codecs", None)
         out: Map | None
-        out: Map | None
         if claimed and with_codecs is not None:
             out = with_codecs(m, key_type, value_type)
         else:
