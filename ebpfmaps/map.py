@@ -1041,6 +1041,8 @@ class Map:
         vb, nv = self._vcodec.encode_many(values)
         if nk != nv:
             raise InvalidArgument(f"update_batch: {nk} keys but {nv} values", op="update_batch")
+        kb = _check_packed(kb, nk, self._ksize, "key")  # the kernel reads count x size bytes of each
+        vb = _check_packed(vb, nv, self._vsize, "value")
         self._check_batch_keys(kb, nk)
         if nk == 0:
             return 0
@@ -1112,6 +1114,7 @@ class Map:
             raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="delete_batch")
         kb, n = self._kcodec.encode_many(keys)
         ks = self._ksize
+        kb = _check_packed(kb, n, ks, "key")
         return self._delete_raw_keys([kb[i * ks : (i + 1) * ks] for i in range(n)])
 
     def _delete_raw_keys(self, keys: list[bytes]) -> int:
@@ -1162,6 +1165,18 @@ def _trusted_codec(codec: Codec) -> bool:
     from ebpfmaps.maps.array import IndexCodec
 
     return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec)
+
+
+def _check_packed(data: Any, count: int, size: int, role: str) -> bytes:
+    """A codec's encode_many output as bytes of exactly ``count`` items of ``size`` bytes (a user
+    codec could return less, and the kernel would read past the end of the buffer)."""
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes) or len(data) != count * size:
+        got = f"{len(data)} bytes" if isinstance(data, (bytes, bytearray, memoryview)) else type(data).__name__
+        cls = errors.InvalidKeySize if role == "key" else errors.InvalidValueSize
+        raise cls(f"the {role} codec's encode_many gave {got} for {count} {role}s of {size} bytes", op="encode")
+    return data
 
 
 def _checked_bytes(data: Any, size: int, role: str) -> bytes:

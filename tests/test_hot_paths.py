@@ -187,3 +187,20 @@ def test_per_cpu_batches_round_trip_with_padding(value_type: Any) -> None:
             dump = bpftool_json("map", "lookup", "id", str(m.info().id), "key", "7", "0", "0", "0")
             assert isinstance(dump, dict)
             assert [int.from_bytes(bytes(int(b, 16) for b in v["value"]), "little") for v in dump["values"]] == [7] * ncpu
+
+
+def test_batch_writes_refuse_a_short_packed_buffer_from_a_user_codec() -> None:
+    class ShortMany(Codec):
+        def encode_many(self, values: Any) -> tuple[bytes, int]:
+            items = list(values)
+            return b"\0" * (self.size * len(items) - 1), len(items)  # one byte short
+
+    with ebpfmaps.HashMap(key_type=ShortMany(4), value_size=8, max_entries=8) as m:
+        with pytest.raises(InvalidKeySize):
+            m.update_batch([b"a"], [bytes(8)])
+        with pytest.raises(InvalidKeySize):
+            m.delete_batch([b"a"])
+    with ebpfmaps.HashMap(key_size=4, value_type=ShortMany(8), max_entries=8) as m:
+        with pytest.raises(InvalidValueSize):
+            m.update_batch([b"abcd"], [b"x"])
+        assert list(m.items()) == []
