@@ -45,6 +45,7 @@ from ebpfmaps.maptypes import (
     BPF_F_WRONLY,
     BPF_F_WRONLY_PROG,
     BPF_NOEXIST,
+    EXTENSIBLE_MIN,
     MapType,
     type_name,
 )
@@ -479,10 +480,12 @@ class Map:
             btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id,
             ifindex=spec.ifindex,
         )
-        if target.per_cpu and key_type is None and value_type is None:
-            pass
         if inner_map is not None or spec.inner_map is not None:
             kwargs["inner_map"] = inner_map if inner_map is not None else spec.inner_map
+        if spec.type >= EXTENSIBLE_MIN:  # an extensible type: its extension creates it, as create() does
+            from ebpfmaps import extension
+
+            return extension.create_extensible(spec.type, kwargs)
         if target is Map:
             kwargs["map_type"] = spec.type
         return target(**kwargs)
