@@ -283,6 +283,32 @@ def scene_profiles() -> None:
     m.close()
 
 
+def scene_extensible() -> None:
+    heading("Extensible maps: a custom type id on a kernel base map, with provider callbacks")
+    path = DEMO_ROOT / "ttl"
+    # 4100 is the shipped TTL cache provider, found through its entry point: no import of the shim here.
+    cache = ebpfmaps.create(4100, key_size=4, value_size=8, max_entries=64, options={"ttl_ms": 1500})
+    key = (1).to_bytes(4, "little")
+    cache[key] = b"fresh!!!"
+    written = time.monotonic()
+    from ebpfmaps_shim import ExtensibleMap  # only for the type checker: the map came from ebpfmaps.create
+
+    assert isinstance(cache, ExtensibleMap)
+    say(f"created type {cache.spec.type} ({type(cache).__name__}) on a kernel {type(cache.base).__name__} "
+        f"(id {cache.base.info().id}, value_size {cache.base.value_size}: the provider stores a timestamp too)")
+    cache.pin(path)
+    code = ("import ebpfmaps, sys; m = ebpfmaps.open_pinned(sys.argv[1]); "
+            "print(m.spec.type, type(m).__name__, m.get((1).to_bytes(4, 'little')))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    say(f"a fresh process opened the pin and got back: {out.stdout.strip()}")
+    time.sleep(max(0.0, 1.6 - (time.monotonic() - written)))
+    say(f"after the 1.5 s TTL: lookup gives {cache.get(key)!r}; iteration gives {list(cache.keys())}")
+    shown = bpftool("map", "show", "pinned", str(path))
+    say(f"bpftool sees the base map: type {shown['type']}, name {shown.get('name', '')!r}, btf_id {shown.get('btf_id')}")
+    cache.unpin()
+    cache.close()
+
+
 SCENES: list[Callable[[], None]] = [
     scene_environment,
     scene_hash,
@@ -292,6 +318,7 @@ SCENES: list[Callable[[], None]] = [
     scene_pinning,
     scene_map_types,
     scene_program_and_ringbuf,
+    scene_extensible,
     scene_profiles,
 ]
 
