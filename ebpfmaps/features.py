@@ -148,6 +148,56 @@ def _class_names() -> dict[int, str]:
     return {tid: cls.__name__ for tid, cls in MAP_CLASSES.items()}
 
 
+# --- behaviours that differ between kernels (found when running the suite on Debian's 6.1 in vm/) ----------------
+
+
+@functools.cache
+def memlock_tracks_usage() -> bool:
+    """Whether a map's ``memlock`` (fdinfo, bpf_map_info) is its live memory use, not a size formula.
+
+    Kernels since 6.4 ask each map type for its usage (``map_mem_usage``); older ones report
+    ``round_up(max_entries * round_up(key_size + value_size, 8), PAGE_SIZE)`` fixed at creation
+    (``bpf_map_memory_footprint``), which ignores preallocation and is 0 for a ring buffer.
+    Probe: a NO_PREALLOC hash's memlock grows when an element is inserted only when it is live usage.
+    """
+    from ebpfmaps import fdinfo
+    from ebpfmaps._libbpf import lib
+    from ebpfmaps.maptypes import BPF_F_NO_PREALLOC
+
+    fd = _create_raw(MapType.HASH, 4, 256, 16, BPF_F_NO_PREALLOC)
+    if fd < 0:
+        raise NotSupported("cannot create a hash map to probe memlock accounting", errno=-fd, op="probe")
+    try:
+        before = fdinfo.memlock(fd)
+        key, value = ctypes.create_string_buffer(4), ctypes.create_string_buffer(256)
+        ret = int(lib.bpf_map_update_elem(fd, key, value, 0))
+        if ret < 0:
+            raise NotSupported("cannot insert into a hash map to probe memlock accounting", errno=-ret, op="probe")
+        after = fdinfo.memlock(fd)
+    finally:
+        os.close(fd)
+    return before is not None and after is not None and after > before
+
+
+@functools.cache
+def struct_ops_link_supported() -> bool:
+    """Whether struct_ops maps accept BPF_F_LINK (struct_ops attached as links; Linux 6.4).
+
+    Probe: create a ``tcp_congestion_ops`` struct_ops map with the flag; older kernels refuse it with EINVAL.
+    """
+    from ebpfmaps.errors import InvalidArgument
+    from ebpfmaps.maps.special import StructOpsMap
+    from ebpfmaps.maptypes import BPF_F_LINK
+
+    if not map_type_supported(MapType.STRUCT_OPS):
+        return False
+    try:
+        StructOpsMap("tcp_congestion_ops", flags=BPF_F_LINK).close()
+    except InvalidArgument:
+        return False
+    return True
+
+
 def markdown_table() -> str:
     """The README table: every map type, its class, semantics, operations, support on this kernel."""
     names = _class_names()

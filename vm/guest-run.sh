@@ -36,7 +36,7 @@ export PATH="$venv/bin:$PATH"
 
 echo "guest: kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) " MiB" }' /proc/meminfo), python $("$venv/bin/python" -c 'import platform; print(platform.python_version())')"
 start=$(date +%s)
-"$venv/bin/python" -m pytest -p pytest_vm_plugin -p no:cacheprovider -q -rs \
+"$venv/bin/python" -m pytest -p pytest_vm_plugin -p no:cacheprovider -q -ra \
   --junitxml="$report_dir/junit.xml" "$@" 2>&1 | tee "$report_dir/pytest.log"
 rc=${PIPESTATUS[0]}
 echo "guest: pytest exited $rc after $(( $(date +%s) - start )) s"
