@@ -198,6 +198,51 @@ def struct_ops_link_supported() -> bool:
     return True
 
 
+@functools.cache
+def syscall_tracepoint_kernel_stacks() -> bool:
+    """Whether ``bpf_get_stackid`` in a program on a syscall tracepoint (``syscalls/sys_enter_*``) gets a kernel stack.
+
+    Older kernels hand such programs the syscall's saved user-mode registers, so the kernel callchain is empty
+    and the helper fails with EFAULT; newer ones fetch the caller's kernel registers first. Probe: a tracepoint
+    program on ``sys_enter_openat`` stores the helper's result, and this process opens /dev/null.
+    """
+    import ebpfmaps
+    from ebpfmaps import asm
+    from ebpfmaps.asm import R0, R1, R2, R3, R4, R6, R10
+    from ebpfmaps.maps.stacktrace import StackTraceMap
+    from ebpfmaps.programs import Program
+
+    not_run = -(1 << 40)  # no errno: tells "the program never ran" from a helper failure
+    with StackTraceMap(max_entries=8, depth=16) as stacks, \
+            ebpfmaps.create("array", key_type=ctypes.c_uint32, value_type=ctypes.c_int64, max_entries=1) as result:
+        result[0] = not_run
+        insns = [
+            asm.mov64(R6, R1),
+            asm.mov64(R1, R6),
+            asm.ld_map_fd(R2, stacks),
+            asm.mov64(R3, 0),  # the kernel stack, no frames skipped
+            asm.call("get_stackid"),
+            asm.stx(8, R10, R0, -8),
+            asm.st(4, R10, -12, 0),
+            asm.ld_map_fd(R1, result),
+            asm.mov64(R2, R10),
+            asm.add64(R2, -12),
+            asm.mov64(R3, R10),
+            asm.add64(R3, -8),
+            asm.mov64(R4, 0),
+            asm.call("map_update_elem"),
+            asm.mov64(R0, 0),
+            asm.exit_(),
+        ]
+        with Program.load("tracepoint", insns, name="probe_tp_stack") as prog, \
+                prog.attach_tracepoint("syscalls", "sys_enter_openat"):
+            os.close(os.open("/dev/null", os.O_RDONLY))
+        outcome = int(result[0])
+    if outcome == not_run:
+        raise NotSupported("the sys_enter_openat probe program never ran", op="probe")
+    return outcome >= 0
+
+
 def markdown_table() -> str:
     """The README table: every map type, its class, semantics, operations, support on this kernel."""
     names = _class_names()
