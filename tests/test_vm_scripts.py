@@ -44,17 +44,6 @@ def test_vm_test_target_runs_the_runner_for_the_chosen_kernel() -> None:
     assert runner and runner[-1][-3:] == ["vm/run-tests.sh", "6.12", "tests/test_smoke.py"]
 
 
-def test_debian_archives_come_from_apts_own_configuration() -> None:
-    # The guest root is built only from the Debian archives apt already uses: each line is "URI RELEASE" of a
-    # bookworm suite, and the main suite is among them.
-    out = subprocess.run(["bash", "-c", f"source {shlex.quote(str(VM / 'common.sh'))} && debian_archives"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    rows = [line.split() for line in out.splitlines()]
-    assert rows and all(len(r) == 2 and r[0].startswith(("http://", "https://", "file:")) for r in rows)
-    assert any(release == "bookworm" for _, release in rows)
-    assert all(release == "bookworm" or release.startswith("bookworm-") for _, release in rows)
-
-
 def test_guest_plugin_lifts_the_hypothesis_deadline(tmp_path: Path) -> None:
     # TCG is ~14x slower than the host: hypothesis' 200 ms per-example deadline would fail tests for the emulator.
     (tmp_path / "test_deadline.py").write_text(
