@@ -309,7 +309,7 @@ import ctypes, json, os, sys, time
 import ebpfmaps
 from ebpfmaps.errors import PinNotFound
 
-path, stop, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, stop, n, progress = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 expected = {k: k * 7 + 1 for k in range(n)}
 ids, sizes, problems, opens = set(), set(), [], 0
 print("ready", flush=True)
@@ -328,6 +328,8 @@ while not os.path.exists(stop) and time.monotonic() < deadline:
         ids.add(info.id)
         sizes.add(info.max_entries)
         opens += 1
+    with open(progress, "w") as f:  # how many maps the reader has seen, for the resizer to wait on
+        f.write(str(len(ids)))
 print(json.dumps({"opens": opens, "ids": len(ids), "sizes": sorted(sizes), "problems": problems[:10]}))
 """
 
@@ -336,10 +338,18 @@ def test_resize_under_a_reader_in_another_process(pin_path: Path, tmp_path: Path
     """Another process opens the pin in a loop: it never finds it missing and always sees every entry."""
     n = 100
     stop_file = tmp_path / "stop"
+    progress = tmp_path / "progress"
+
+    def maps_seen() -> int:
+        try:
+            return int(progress.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
     with _make("hash", 128) as m:
         _fill(m, "hash", list(range(n)))
         m.pin(pin_path)
-        proc = subprocess.Popen([sys.executable, "-c", _READER, str(pin_path), str(stop_file), str(n)],
+        proc = subprocess.Popen([sys.executable, "-c", _READER, str(pin_path), str(stop_file), str(n), str(progress)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=python_env())
         try:
             assert proc.stdout is not None
@@ -347,8 +357,10 @@ def test_resize_under_a_reader_in_another_process(pin_path: Path, tmp_path: Path
             sizes = [256, 128, 1024, 160]
             started = time.monotonic()
             resizes = 0
-            # Keep migrating for a while so that many of the reader's opens race with a rename.
-            while resizes < 40 or time.monotonic() - started < 1.0:
+            # Keep migrating for a while so that many of the reader's opens race with a rename, and
+            # until the reader has seen several maps: under emulation (the VM suite) it starts slowly.
+            while (resizes < 40 or time.monotonic() - started < 1.0 or maps_seen() < 3) \
+                    and time.monotonic() - started < 45:
                 m.resize(sizes[resizes % len(sizes)])
                 resizes += 1
             stop_file.touch()
