@@ -56,3 +56,72 @@ def test_guest_plugin_lifts_the_hypothesis_deadline(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
     assert "ebpfmaps VM guest: kernel" in proc.stdout  # the report header names the guest's kernel
+
+
+def _selfcheck_table() -> list[tuple[str, str, str]]:
+    out = subprocess.run(["bash", str(VM / "selfcheck.sh")], env=dict(os.environ, SELFCHECK_PRINT_TABLE="1"),
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    rows = [tuple(line.split()) for line in out.splitlines() if line.strip()]
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _dpkg(*args: str) -> str:
+    return subprocess.run(["dpkg-query", *args], capture_output=True, text=True, timeout=30).stdout
+
+
+def _owners(binary: str) -> set[str]:
+    """The Debian packages owning a binary's path (as found on PATH, and resolved; merged /usr tried both ways)."""
+    import shutil
+
+    found = shutil.which(binary)
+    if found is None:
+        return set()
+    paths = {found, os.path.realpath(found)}
+    paths |= {p.removeprefix("/usr") for p in paths if p.startswith("/usr/")}
+    owners: set[str] = set()
+    for p in paths:
+        out = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True, timeout=30).stdout
+        owners |= {pkg.split(":")[0].strip() for line in out.splitlines() for pkg in line.split(":", 1)[0].split(",")}
+    return owners
+
+
+def _depends(package: str) -> set[str]:
+    raw = _dpkg("-W", "-f=${Depends},${Pre-Depends}", package)
+    return {alt.split()[0].split(":")[0] for dep in raw.split(",") for alt in dep.split("|") if alt.strip()}
+
+
+def test_selfcheck_names_every_binary_the_runner_and_suite_call() -> None:
+    table = _selfcheck_table()
+    binaries = {b for _, b, _ in table}
+    # The binaries virtme-ng and the scripts are known to call, which a fresh machine may lack.
+    for needed in ("modprobe", "depmod", "qemu-system-x86_64", "debootstrap", "file", "bpftool", "clang"):
+        assert needed in binaries
+
+
+def test_selfcheck_packages_are_installed_by_the_makefile() -> None:
+    installed_by_make = set(_make_var("DEB_PACKAGES")) | set(_make_var("VM_DEB_PACKAGES"))
+    for _, binary, package in _selfcheck_table():
+        # Essential or Priority: required packages are on every Debian system (debootstrap's minbase has them).
+        essential, priority = (_dpkg("-W", "-f=${Essential} ${Priority}", package).split() + ["", ""])[:2]
+        base_system = essential == "yes" or priority == "required"
+        assert base_system or package in installed_by_make, f"{binary}: package {package} is not installed by the Makefile"
+
+
+def test_selfcheck_packages_own_their_binaries() -> None:
+    # Each binary present here really comes from the package the table names (or from one it depends on:
+    # gcc -> gcc-12, llvm -> llvm-14, python3 -> python3-minimal).
+    for _, binary, package in _selfcheck_table():
+        owners = _owners(binary)
+        if not owners:
+            continue  # not installed on this host (the VM packages): the names were checked above
+        assert package in owners or owners & _depends(package), f"{binary} is from {owners}, the table says {package}"
+
+
+def test_selfcheck_reports_a_missing_binary_with_its_package(tmp_path: Path) -> None:
+    # With PATH holding only bash's folder, nearly everything is "missing": the message names packages to install.
+    bash = Path(subprocess.run(["bash", "-c", "command -v bash"], capture_output=True, text=True).stdout.strip())
+    proc = subprocess.run(["/bin/bash", str(VM / "selfcheck.sh"), "vm"], env={"PATH": str(tmp_path)},
+                          capture_output=True, text=True, timeout=30)
+    assert bash.exists()
+    assert proc.returncode == 1
+    assert "modprobe (kmod)" in proc.stderr and "apt-get install" in proc.stderr

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Put Debian's newest kernel of a series (KERNEL=6.1 or 6.12) into the guest root and print its release:
 #   apt-get download the image package (cached in vm/cache/debs), unpack it into the root with dpkg-deb -x
-#   (/boot/vmlinuz-REL and /lib/modules/REL, found there by virtme-ng), run depmod, and install the matching
-#   kernel headers inside the root so bcc can compile against the guest's kernel.
+#   (/boot/vmlinuz-REL and /lib/modules/REL, found there by virtme-ng), run depmod, install the matching
+#   kernel headers inside the root, and merge them into /opt/bcc-headers/REL (mk/merge-headers.sh), the tree
+#   vm/guest-run.sh points BCC_KERNEL_SOURCE at so bcc compiles against the guest's own kernel.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 series="${1:?usage: fetch-kernel.sh 6.1|6.12}"
@@ -11,7 +12,7 @@ series="${1:?usage: fetch-kernel.sh 6.1|6.12}"
 pkg="$(kernel_package "$series")"
 release="${pkg#linux-image-}"
 if [ -f "$VM_ROOT/boot/vmlinuz-$release" ] && [ -f "$VM_ROOT/lib/modules/$release/modules.dep" ] &&
-   [ -f "$VM_ROOT/.ebpfmaps-headers-$release" ]; then
+   [ -f "$VM_ROOT/opt/bcc-headers/$release/.complete" ]; then
   printf '%s\n' "$release"
   exit 0
 fi
@@ -35,6 +36,11 @@ log "installing linux-headers-$release in the guest root"
 in_root apt-get install -y -q --no-install-recommends "linux-headers-$release" >>"$VM_CACHE/apt.log" 2>&1 ||
   { tail -n 20 "$VM_CACHE/apt.log" >&2; die "could not install linux-headers-$release in the root"; }
 in_root apt-get clean
-touch "$VM_ROOT/.ebpfmaps-headers-$release"
+# Debian splits the headers: linux-headers-REL (amd64) holds scripts -> /usr/lib/linux-kbuild-X/scripts, and the
+# arch-independent half is linux-headers-X-common (REL without its -amd64).
+kbuild="$(dirname "$(in_root readlink -f "/usr/src/linux-headers-$release/scripts")")"
+in_root bash -s -- "/usr/src/linux-headers-${release%-amd64}-common" "/usr/src/linux-headers-$release" "$kbuild" \
+  "/opt/bcc-headers/$release" <"$PROJECT_DIR/mk/merge-headers.sh" >&2 ||
+  die "could not merge the headers of $release for bcc"
 log "kernel $release ready in $((SECONDS - start)) s"
 printf '%s\n' "$release"

@@ -28,6 +28,9 @@ mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>
 ulimit -l unlimited 2>/dev/null || true
 
 export CI=true                       # as in CI: a kernel that cannot run the tests fails the run instead of skipping
+# bcc compiles against the headers of the guest's own kernel, merged by vm/fetch-kernel.sh (not the host's tree in
+# .cache/, whose symlinks point at headers of another kernel that the guest root may not have).
+export BCC_KERNEL_SOURCE="/opt/bcc-headers/$(uname -r)"
 export HOME=/root
 export PYTHONDONTWRITEBYTECODE=1
 # The VM plugin (vm/pytest_vm_plugin.py) relaxes hypothesis' per-example deadline: TCG runs ~14x slower than a host.
