@@ -17,13 +17,13 @@ import errno as E
 import os
 import struct
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
 from ebpfmaps import _libbpf, errors
 from ebpfmaps._libbpf import fast, lib, new_opts, structs
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuCodec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
@@ -94,24 +94,6 @@ def map_class(cls: type[_M]) -> type[_M]:
     return cls
 
 
-class _FdBox:
-    """Holds the fd so the finalizer closes whatever fd the map has at the end (resize swaps it)."""
-
-    __slots__ = ("__weakref__", "fd")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-
-def _close_box(box: _FdBox) -> None:
-    fd, box.fd = box.fd, -1
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 def validate_name(name: str) -> bytes:
     """A map name as the kernel accepts it: up to 15 chars of [A-Za-z0-9_.]."""
     if len(name) > 15:
@@ -178,8 +160,8 @@ class Map:
     fixed_key_size: ClassVar[int | None] = None
     fixed_value_size: ClassVar[int | None] = None
 
-    _box: _FdBox
-    _fd: int
+    _h: FD
+    _users: list[None]
     _spec: MapSpec
     _kcodec: Codec
     _vcodec: Codec
@@ -325,10 +307,12 @@ class Map:
                                     f"value_size={spec.value_size} max_entries={spec.max_entries} flags={spec.flags:#x}")
         return int(fd)
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
-        self._box = _FdBox(fd)
-        self._finalizer = weakref.finalize(self, _close_box, self._box)
-        self._fd = fd
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+        # An FD is shared as it is (a view on a map whose handle another object owns).
+        self._h = fd if isinstance(fd, FD) else FD(fd, "map")
+        # The handle's in-flight list, kept here so the element ops count themselves in flight with a
+        # bare append/pop (ebpfmaps._libbpf.fd explains the protocol).
+        self._users = self._h.users
         self._spec = spec
         self._pin_path: str | None = None
         self._writable = writable and not spec.flags & BPF_F_RDONLY
@@ -493,10 +477,18 @@ class Map:
     # ------------------------------------------------------------------ properties
     @property
     def fd(self) -> int:
-        """The map's file descriptor (raises :class:`MapClosed` once closed)."""
-        if self._fd < 0:
-            raise MapClosed("the map is closed", op="fd")
-        return self._fd
+        """The map's file descriptor number now (raises :class:`MapClosed` once closed).
+
+        The number is only valid while the map is open: hand it to something that takes its own
+        reference (a program load, ``os.dup``) right away, and keep the :class:`Map` (or
+        :attr:`handle`) rather than the number.
+        """
+        return int(self._h)
+
+    @property
+    def handle(self) -> FD:
+        """The :class:`~ebpfmaps._libbpf.fd.FD` that owns the descriptor; closed together with the map."""
+        return self._h
 
     @property
     def spec(self) -> MapSpec:
@@ -536,7 +528,7 @@ class Map:
 
     @property
     def closed(self) -> bool:
-        return self._fd < 0
+        return self._h.closed
 
     @property
     def writable(self) -> bool:
@@ -551,7 +543,7 @@ class Map:
         return self.info().id
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        state = "closed" if self._h.closed else f"fd={self._h.num}"
         s = self._spec
         name = f" {s.name!r}" if s.name else ""
         return (f"<{type(self).__name__}{name} {state} key_size={s.key_size} value_size={s.value_size} "
@@ -559,13 +551,18 @@ class Map:
 
     def info(self) -> MapInfo:
         """What the kernel reports now: ids, sizes, flags, memlock and frozen state."""
-        return map_info_from_fd(self.fd)
+        with self._h.pinned("info") as fd:
+            return map_info_from_fd(fd)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Close the fd (idempotent). A pinned map lives on in bpffs."""
-        self._fd = -1
-        self._finalizer()
+        """Close the map (idempotent). A pinned map lives on in bpffs.
+
+        Every later operation, through this object or anything holding it (iterators, readers,
+        views, other threads), raises :class:`MapClosed`; calls already in flight finish on this
+        map before the descriptor is released.
+        """
+        self._h.close()
 
     def __enter__(self: _M) -> _M:
         return self
@@ -573,24 +570,41 @@ class Map:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _swap_fd(self, fd: int, spec: MapSpec) -> None:
-        """Point this object at another kernel map (used by resize); closes the old fd."""
-        old = self._box.fd
-        self._box.fd = fd
-        self._fd = fd
+    def replace_kernel_map(self, fd: int, spec: MapSpec) -> None:
+        """Make this object the map behind ``fd`` (which it takes over), described by ``spec``.
+
+        The descriptor number stays the same (``dup2``), so operations in flight, iterators and
+        readers carry on with the new map: what a resize by migration needs.
+        """
+        self._h.replace(fd)
         self._spec = spec
-        if old >= 0 and old != fd:  # resize dup2()s the new map onto the same fd number: nothing to close
-            os.close(old)
+
+    def __copy__(self: _M) -> _M:
+        """A second object on the same kernel map, with its own duplicated descriptor and codecs."""
+        other = type(self)._adopt(self._h.dup_number(), key_type=self._kcodec, value_type=self._vcodec,
+                                  writable=self._writable)
+        other._btf = self._btf
+        other._pin_path = self._pin_path
+        return other
+
+    def __deepcopy__(self: _M, memo: dict[int, Any]) -> _M:
+        """As :meth:`__copy__`: the kernel map is shared (a map's contents are not Python data to copy)."""
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Map cannot be pickled: pin it and open_pinned() it in the other process")
 
     def freeze(self) -> None:
         """Make the map read-only for syscalls (BPF_MAP_FREEZE); programs may still write."""
-        _libbpf.check(lib.bpf_map_freeze(self.fd), "freeze")
+        with self._h.pinned("freeze") as fd:
+            _libbpf.check(lib.bpf_map_freeze(fd), "freeze")
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin into a bpf filesystem; the map outlives this process until unpinned."""
         from ebpfmaps import pinning
 
-        self._pin_path = pinning.pin_fd(self.fd, path)
+        with self._h.pinned("pin") as fd:
+            self._pin_path = pinning.pin_fd(fd, path)
 
     def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         """Remove the pin (this map's own, or ``path``)."""
@@ -606,8 +620,8 @@ class Map:
     # ------------------------------------------------------------------ errors
     def _fail(self, ret: int, op: str, key: Any = None) -> errors.MapError:
         err = -ret
-        if self._fd < 0 or (err == E.EBADF and self._box.fd < 0):
-            return MapClosed("the map is closed", errno=err, op=op)
+        if self._h.closed:
+            return MapClosed(f"{op}: the map is closed", errno=err, op=op)
         if err == E.EPERM and not self._writable and op in ("update", "delete", "lookup_and_delete", "push", "pop"):
             return PermissionDenied(f"{op}: the map is read-only for this process (opened or created with BPF_F_RDONLY)",
                                     errno=err, op=op)
@@ -654,13 +668,24 @@ class Map:
                 return None
         # A buffer of the map's own value size from this map's free list: list.pop/append are
         # atomic under the GIL, so two threads never hold the same buffer (DESIGN 6).
-        pool = self._vpool
-        buf = pool.pop() if pool else self._vtype()
         if flags:
             self._check_lookup_flags(flags)
-            ret = _lookup_flags(self._fd, kb, buf, _u64(flags))
-        else:
-            ret = _lookup(self._fd, kb, buf)
+        pool = self._vpool
+        buf = pool.pop() if pool else self._vtype()
+        # In flight on the handle for the syscall: a concurrent close() cannot hand the number to
+        # another map until this call is done (ebpfmaps._libbpf.fd).
+        users = self._users
+        users.append(None)
+        try:
+            fd = self._h.num
+            if fd < 0:
+                pool.append(buf)
+                raise self._h.closed_error("lookup")
+            ret = _lookup_flags(fd, kb, buf, _u64(flags)) if flags else _lookup(fd, kb, buf)
+        finally:
+            users.pop()
+            if self._h.num < 0:
+                self._h.settle()
         if ret == 0:
             mode = self._vdec_mode
             if mode == _VDEC_RAW:
@@ -687,7 +712,18 @@ class Map:
                 return None
         pool = self._vpool  # same per-map free list as lookup(): `key in m` is a hot path too
         buf = pool.pop() if pool else self._vtype()
-        ret = _lookup(self._fd, kb, buf)
+        users = self._users
+        users.append(None)
+        try:
+            fd = self._h.num
+            if fd < 0:
+                pool.append(buf)
+                raise self._h.closed_error("lookup")
+            ret = _lookup(fd, kb, buf)
+        finally:
+            users.pop()
+            if self._h.num < 0:
+                self._h.settle()
         if ret == 0:
             out = buf.raw[: self._vsize]
             pool.append(buf)
@@ -739,7 +775,17 @@ class Map:
                 vb = self._encode_value(value)
         else:
             vb = self._encode_value(value)
-        ret = _update(self._fd, kb, vb, cflags)
+        users = self._users
+        users.append(None)
+        try:
+            fd = self._h.num
+            if fd < 0:
+                raise self._h.closed_error("update")
+            ret = _update(fd, kb, vb, cflags)
+        finally:
+            users.pop()
+            if self._h.num < 0:
+                self._h.settle()
         if ret:
             if not self._writable:
                 self._check_writable("update")
@@ -750,7 +796,17 @@ class Map:
         if not self.can_delete:
             raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="delete")
         kb = key if self._kraw and type(key) is bytes and len(key) == self._ksize else self._encode_key(key)
-        ret = _delete(self._fd, kb)
+        users = self._users
+        users.append(None)
+        try:
+            fd = self._h.num
+            if fd < 0:
+                raise self._h.closed_error("delete")
+            ret = _delete(fd, kb)
+        finally:
+            users.pop()
+            if self._h.num < 0:
+                self._h.settle()
         if ret:
             if not self._writable:
                 self._check_writable("delete")
@@ -759,12 +815,13 @@ class Map:
     def lookup_and_delete(self, key: Any) -> Any:
         """Remove ``key`` and return its value atomically (hash types on Linux 5.14+)."""
         self._check_writable("lookup_and_delete")
-        kb = self._kenc(key)
+        kb = self._encode_key(key)
         buf = self._vtype()
-        ret = lib.bpf_map_lookup_and_delete_elem(self._fd, kb, buf)
+        with self._h.pinned("lookup_and_delete") as fd:
+            ret = lib.bpf_map_lookup_and_delete_elem(fd, kb, buf)
         if ret:
             raise self._fail(ret, "lookup_and_delete", key)
-        return self._vdec(buf.raw)
+        return self._decode_value(buf)
 
     def pop_item(self, key: Any, default: Any = ...) -> Any:
         """dict.pop: remove and return the value (``default`` when absent)."""
@@ -833,7 +890,7 @@ class Map:
             raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="clear")
         n = 0
         while True:
-            keys = [kb for kb, _ in self._iter_raw(values=False)]
+            keys = [kb for kb, _ in self.raw_pairs(values=False)]
             if not keys:
                 return n
             n += self._delete_raw_keys(keys)
@@ -869,8 +926,12 @@ class Map:
         if keys:
             yield b"".join(keys), b"".join(vals), len(keys)
 
-    def _iter_raw(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
-        """``(key bytes, value bytes)`` pairs of the whole map (``b""`` values when not ``values``)."""
+    def raw_pairs(self, values: bool = True) -> Iterator[tuple[bytes, bytes]]:
+        """``(key bytes, value bytes)`` pairs of the whole map, no codecs (``b""`` values when not ``values``).
+
+        Part of the small API that layers over a map (extensible maps, resize) build on: lazy,
+        bounded, safe under concurrent deletes, and :class:`MapClosed` once the map is closed.
+        """
         ks, vs = self._ksize, self._vsize
         for keys, vals, count in self._raw_chunks(values):
             for i in range(count):
@@ -887,7 +948,7 @@ class Map:
         still exists. ``seen`` keeps us from yielding twice and the step bound (as
         cilium/ebpf bounds its iterator) guarantees termination under any churn.
         """
-        fd = self.fd
+        h = self._h
         ks = self._ksize
         nxt = self._ktype()
         first = self._ktype()
@@ -897,35 +958,43 @@ class Map:
         cur: bytes | None = None
         limit = 4 * max(self._spec.max_entries, 1) + 64
         for _ in range(limit):
-            ret = _get_next_key(fd, cur, nxt)
-            if ret == _ENOENT:
-                return
-            if ret:
-                raise self._fail(ret, "get_next_key")
-            kb = nxt.raw[:ks]
-            if kb in seen:
-                if cur is not None and _get_next_key(fd, None, first) == 0 and first.raw[:ks] == kb:
-                    # ``cur`` vanished and the kernel started over: resume from the latest
-                    # yielded key still present (deleted ones are dropped from the trail).
-                    while trail and _lookup(fd, trail[-1], vbuf) == _ENOENT:
-                        trail.pop()
-                    if trail and trail[-1] != cur:
-                        cur = trail[-1]
-                        continue
+            out: tuple[bytes, bytes] | None = None
+            # Each step is in flight on the handle; between steps (while the consumer holds a
+            # yielded pair) the map may be closed, and the next step raises MapClosed.
+            fd = h.enter("get_next_key")
+            try:
+                ret = _get_next_key(fd, cur, nxt)
+                if ret == _ENOENT:
+                    return
+                if ret:
+                    raise self._fail(ret, "get_next_key")
+                kb = nxt.raw[:ks]
+                if kb in seen:
+                    if cur is not None and _get_next_key(fd, None, first) == 0 and first.raw[:ks] == kb:
+                        # ``cur`` vanished and the kernel started over: resume from the latest
+                        # yielded key still present (deleted ones are dropped from the trail).
+                        while trail and _lookup(fd, trail[-1], vbuf) == _ENOENT:
+                            trail.pop()
+                        if trail and trail[-1] != cur:
+                            cur = trail[-1]
+                            continue
+                    cur = kb
+                    continue
                 cur = kb
-                continue
-            cur = kb
-            seen.add(kb)
-            trail.append(kb)
-            if values:
-                r = _lookup(fd, kb, vbuf)
-                if r == _ENOENT:
-                    continue  # deleted between get_next_key and lookup
-                if r:
-                    raise self._fail(r, "lookup", kb)
-                yield kb, vbuf.raw[: self._vsize]
-            else:
-                yield kb, b""
+                seen.add(kb)
+                trail.append(kb)
+                if values:
+                    r = _lookup(fd, kb, vbuf)
+                    if r == _ENOENT:
+                        continue  # deleted between get_next_key and lookup
+                    if r:
+                        raise self._fail(r, "lookup", kb)
+                    out = kb, vbuf.raw[: self._vsize]
+                else:
+                    out = kb, b""
+            finally:
+                h.leave()
+            yield out
 
     def _iter_batches_raw(self, batch_size: int, delete: bool) -> Iterator[tuple[bytes, bytes, int]]:
         """Kernel batch lookup (or lookup-and-delete), yielding ``(keys, values, count)`` chunks.
@@ -934,7 +1003,8 @@ class Map:
         terminates and never restarts when entries are deleted meanwhile. ENOSPC
         (one hash bucket larger than the batch) is cured by growing the batch.
         """
-        fd = self.fd
+        h = self._h
+        op = "lookup_and_delete_batch" if delete else "lookup_batch"
         fn = lib.bpf_map_lookup_and_delete_batch if delete else lib.bpf_map_lookup_batch
         ks, vs = self._ksize, self._vsize
         n = max(1, batch_size)
@@ -949,7 +1019,8 @@ class Map:
         string_at = ctypes.string_at
         while True:
             count.value = n
-            ret = fn(fd, None if first else cur_in, cur_out, kbuf, vbuf, ctypes.byref(count), ctypes.byref(opts))
+            with h.pinned(op) as fd:  # per batch: the map may be closed between two chunks
+                ret = fn(fd, None if first else cur_in, cur_out, kbuf, vbuf, ctypes.byref(count), ctypes.byref(opts))
             got = count.value
             if ret == 0 or ret == _ENOENT:
                 if got:
@@ -967,7 +1038,7 @@ class Map:
                 continue
             if first and ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and self._batch_ok is None:
                 raise _BatchUnsupported()
-            raise self._fail(ret, "lookup_and_delete_batch" if delete else "lookup_batch")
+            raise self._fail(ret, op)
 
     # ------------------------------------------------------------------ batches
     def iter_batches(self, batch_size: int = DEFAULT_BATCH, *, delete: bool = False) -> Iterator[list[tuple[Any, Any]]]:
@@ -1046,7 +1117,7 @@ class Map:
             raise InvalidArgument(f"update_batch: {nk} keys but {nv} values", op="update_batch")
         kb = _check_packed(kb, nk, self._ksize, "key")  # the kernel reads count x size bytes of each
         vb = _check_packed(vb, nv, self._vsize, "value")
-        self._check_batch_keys(kb, nk)
+        self.check_packed_keys(kb, nk)
         if nk == 0:
             return 0
         if flags & (BPF_NOEXIST | BPF_EXIST):
@@ -1055,7 +1126,8 @@ class Map:
             return self._update_each_undoable(kb, vb, nk, flags)
         opts = new_opts(structs.BpfMapBatchOpts, elem_flags=flags)
         count = ctypes.c_uint32(nk)
-        ret = lib.bpf_map_update_batch(self.fd, kb, vb, ctypes.byref(count), ctypes.byref(opts))
+        with self._h.pinned("update_batch") as fd:
+            ret = lib.bpf_map_update_batch(fd, kb, vb, ctypes.byref(count), ctypes.byref(opts))
         if ret == 0:
             return nk
         # The kernel writes back how many elements it processed; an early refusal leaves our own
@@ -1072,43 +1144,47 @@ class Map:
     def _update_each_undoable(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
         """Element-wise update with ``flags``; on a failure, restore what this call changed, then raise."""
         ks, vs = self._ksize, self._vsize
-        fd = self.fd
-        old = self._vtype()
-        undo: list[tuple[bytes, bytes | None]] = []  # (key, previous value or None when it was absent)
-        for i in range(n):
-            key = kb[i * ks : (i + 1) * ks]
-            previous: bytes | None = None
-            if flags & BPF_EXIST:
-                r = lib.bpf_map_lookup_elem(fd, key, old)
-                previous = old.raw[:vs] if r == 0 else None
-            ret = lib.bpf_map_update_elem(fd, key, vb[i * vs : (i + 1) * vs], flags)
-            if ret:
-                cause = self._fail(ret, "update_batch", key)
-                for done_key, value in reversed(undo):
-                    if value is None:
-                        lib.bpf_map_delete_elem(fd, done_key)
-                    else:
-                        lib.bpf_map_update_elem(fd, done_key, value, BPF_EXIST)
-                if undo:
-                    cause.message += f" (element {i} of {n}; the {len(undo)} written before it were undone)"
-                raise cause
-            undo.append((key, previous))
-        return n
+        with self._h.pinned("update_batch") as fd:
+            old = self._vtype()
+            undo: list[tuple[bytes, bytes | None]] = []  # (key, previous value or None when it was absent)
+            for i in range(n):
+                key = kb[i * ks : (i + 1) * ks]
+                previous: bytes | None = None
+                if flags & BPF_EXIST:
+                    r = lib.bpf_map_lookup_elem(fd, key, old)
+                    previous = old.raw[:vs] if r == 0 else None
+                ret = lib.bpf_map_update_elem(fd, key, vb[i * vs : (i + 1) * vs], flags)
+                if ret:
+                    cause = self._fail(ret, "update_batch", key)
+                    for done_key, value in reversed(undo):
+                        if value is None:
+                            lib.bpf_map_delete_elem(fd, done_key)
+                        else:
+                            lib.bpf_map_update_elem(fd, done_key, value, BPF_EXIST)
+                    if undo:
+                        cause.message += f" (element {i} of {n}; the {len(undo)} written before it were undone)"
+                    raise cause
+                undo.append((key, previous))
+            return n
 
     def _probe_update_batch(self) -> bool:
         return False
 
     def _update_each(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
         ks, vs = self._ksize, self._vsize
-        for i in range(n):
-            ret = _update(self._fd, kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs], _u64(flags))
-            if ret:
-                raise errors.BatchError(f"update_batch stopped at element {i} of {n}", done=i,
-                                        cause=self._fail(ret, "update"))
+        with self._h.pinned("update_batch") as fd:
+            for i in range(n):
+                ret = _update(fd, kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs], _u64(flags))
+                if ret:
+                    raise errors.BatchError(f"update_batch stopped at element {i} of {n}", done=i,
+                                            cause=self._fail(ret, "update"))
         return n
 
-    def _check_batch_keys(self, keys: bytes, count: int) -> None:
-        """Type-specific checks of packed keys before a batch write (arrays check indices)."""
+    def check_packed_keys(self, keys: bytes, count: int) -> None:
+        """Check ``count`` packed keys before a batch write (arrays check indices); raises the library's error.
+
+        Layers that write packed keys themselves (extensible maps) call it before touching the map.
+        """
 
     def delete_batch(self, keys: Iterable[Any]) -> int:
         """Delete many keys; keys already absent are skipped. Returns how many were deleted."""
@@ -1123,33 +1199,33 @@ class Map:
     def _delete_raw_keys(self, keys: list[bytes]) -> int:
         deleted = 0
         opts = new_opts(structs.BpfMapBatchOpts)
-        fd = self.fd
-        start = 0
-        n = len(keys)
-        use_batch = self._batch_ok is not False
-        while start < n:
-            if use_batch:
-                chunk = b"".join(keys[start:])
-                count = ctypes.c_uint32(n - start)
-                ret = lib.bpf_map_delete_batch(fd, chunk, ctypes.byref(count), ctypes.byref(opts))
-                done = count.value
-                deleted += done
+        with self._h.pinned("delete_batch") as fd:
+            start = 0
+            n = len(keys)
+            use_batch = self._batch_ok is not False
+            while start < n:
+                if use_batch:
+                    chunk = b"".join(keys[start:])
+                    count = ctypes.c_uint32(n - start)
+                    ret = lib.bpf_map_delete_batch(fd, chunk, ctypes.byref(count), ctypes.byref(opts))
+                    done = count.value
+                    deleted += done
+                    if ret == 0:
+                        return deleted
+                    if ret == _ENOENT:
+                        start += done + 1  # skip the absent key and go on
+                        continue
+                    if ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and done == 0:
+                        use_batch = False
+                        continue
+                    raise self._fail(ret, "delete_batch")
+                ret = _delete(fd, keys[start])
                 if ret == 0:
-                    return deleted
-                if ret == _ENOENT:
-                    start += done + 1  # skip the absent key and go on
-                    continue
-                if ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and done == 0:
-                    use_batch = False
-                    continue
-                raise self._fail(ret, "delete_batch")
-            ret = _delete(fd, keys[start])
-            if ret == 0:
-                deleted += 1
-            elif ret != _ENOENT:
-                raise self._fail(ret, "delete")
-            start += 1
-        return deleted
+                    deleted += 1
+                elif ret != _ENOENT:
+                    raise self._fail(ret, "delete")
+                start += 1
+            return deleted
 
 
 def _struct_packer(codec: Codec) -> Callable[[Any], bytes] | None:

@@ -316,8 +316,7 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
         if pin is not None:
             _replace_pin(target.fd, pin)
         # From here on nothing can fail: the object takes the new map over its own fd number.
-        os.dup2(target.fd, m.fd, inheritable=False)
-        m._swap_fd(m.fd, spec)
+        m.replace_kernel_map(target.handle.detach(), spec)
     finally:
         target.close()
     if dropped:

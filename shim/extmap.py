@@ -38,6 +38,7 @@ from typing import Any
 
 from ebpfmaps import pinning
 from ebpfmaps._libbpf import lib
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, make_codec
 from ebpfmaps.errors import (
     BatchError,
@@ -121,6 +122,7 @@ class ExtensibleMap(Map):
     _stored_size: int
     _transforms: bool
     _release: weakref.finalize[..., ExtensibleMap]
+    _shim_open: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("create extensible maps with ebpfmaps.create(type_id, ...) after registering a provider")
@@ -134,10 +136,9 @@ class ExtensibleMap(Map):
         self = cls.__new__(cls)
         spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size, btf_fd=None,
                                    btf_key_type_id=0, btf_value_type_id=0)
-        Map._init_from_fd(self, base.fd, spec, kcodec, vcodec, writable=base.writable)
-        # The base map owns the fd; this object only borrows it (and closes the base when done).
-        self._finalizer.detach()
-        self._box = base._box
+        # The base map owns the fd; this object shares its handle (and closes the base when done).
+        Map._init_from_fd(self, base.handle, spec, kcodec, vcodec, writable=base.writable)
+        self._shim_open = True
         self._btf = None
         self._pin_path = base.pin_path
         self._base = base
@@ -195,7 +196,7 @@ class ExtensibleMap(Map):
         return dataclasses.replace(self._base.info(), type=self._spec.type, value_size=self._spec.value_size)
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        state = "closed" if self.closed else f"fd={self._h.num}"
         s = self._spec
         return (f"<ExtensibleMap type={s.type} provider={self._provider.provider_name} base={type_name(self._base.type)}"
                 f" {state} key_size={s.key_size} value_size={s.value_size} stored_value_size={self._stored_size}"
@@ -205,10 +206,14 @@ class ExtensibleMap(Map):
     def close(self) -> None:
         """Close this handle. The last handle of a map nobody else holds cleans the map up
         (MAP_CLEANUP notifications, then delete_map_notify)."""
-        if self._fd < 0:
+        if not self._shim_open:
             return
-        self._fd = -1
+        self._shim_open = False
         self._release()
+
+    @property
+    def closed(self) -> bool:
+        return not self._shim_open or self._h.closed
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         super().pin(path)
@@ -245,7 +250,7 @@ class ExtensibleMap(Map):
         return self._base
 
     def _require_open(self, op: str) -> None:
-        if self._fd < 0:
+        if self.closed:
             from ebpfmaps.errors import MapClosed
 
             raise MapClosed("the map is closed", op=op)
@@ -345,7 +350,7 @@ class ExtensibleMap(Map):
     def stored_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Client service: ``(key bytes, stored bytes)`` of every element, no callbacks."""
         self._require_open("stored_items")
-        return self._base._iter_raw(values=True)
+        return self._base.raw_pairs(values=True)
 
     def locked(self, key: Any) -> contextlib.AbstractContextManager[None]:
         """Client service: hold the write lock of ``key`` (across threads and processes) for a read-modify-write."""
@@ -432,7 +437,7 @@ class ExtensibleMap(Map):
     def _take_all(self) -> Iterator[tuple[bytes, bytes]]:
         """Remove every element with USER_DELETE notifications, yielding ``(key, stored)``; bounded passes."""
         for _ in range(8):
-            keys = [kb for kb, _ in self._base._iter_raw(values=False)]
+            keys = [kb for kb, _ in self._base.raw_pairs(values=False)]
             if not keys:
                 return
             for kb in keys:
@@ -450,15 +455,15 @@ class ExtensibleMap(Map):
         return sum(1 for _ in self._take_all())
 
     # ------------------------------------------------------------------ iteration
-    def _iter_raw(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+    def raw_pairs(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
         """``(key, user value)`` pairs: each element through get_next_key_and_value_notify (or find)."""
         self._require_open("iterate")
         if (self._dispatch.get_next_key_and_value_notify is None and self._dispatch.find_element_notify is None
                 and not values):
-            yield from self._base._iter_raw(values=False)
+            yield from self._base.raw_pairs(values=False)
             return
         prev: bytes | None = None
-        for kb, stored in self._base._iter_raw(values=True):
+        for kb, stored in self._base.raw_pairs(values=True):
             out = self._visit(prev, kb, stored)
             prev = kb
             if out is not None:
@@ -473,7 +478,7 @@ class ExtensibleMap(Map):
             source = ((kb, out) for kb, stored in self._take_all()
                       for out in (self._user_value(kb, stored),) if out is not None)
         else:
-            source = self._iter_raw(values=True)
+            source = self.raw_pairs(values=True)
         keys: list[bytes] = []
         vals: list[bytes] = []
         for kb, vb in source:
@@ -487,7 +492,7 @@ class ExtensibleMap(Map):
 
     def __len__(self) -> int:
         """Elements the provider reports present (a full walk)."""
-        return sum(1 for _ in self._iter_raw(values=True))
+        return sum(1 for _ in self.raw_pairs(values=True))
 
     # ------------------------------------------------------------------ batches
     def lookup_batch(self, keys: Iterable[Any] | None = None, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
@@ -545,7 +550,7 @@ class ExtensibleMap(Map):
             raise InvalidArgument(f"update_batch: {nk} keys but {nv} values", op="update_batch")
         if nk == 0:
             return 0
-        self._base._check_batch_keys(kb_all, nk)
+        self._base.check_packed_keys(kb_all, nk)
         ks, vs = self._ksize, self._vsize
         klist = [kb_all[i * ks : (i + 1) * ks] for i in range(nk)]
         vlist = [vb_all[i * vs : (i + 1) * vs] for i in range(nk)]
@@ -627,7 +632,7 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
         if not pinned and dispatch.delete_element_notify is not None and not base.closed:
             # Read the elements while we still hold the map: if we are its last holder they go with it.
             with contextlib.suppress(MapError):
-                snapshot = list(base._iter_raw(values=True))
+                snapshot = list(base.raw_pairs(values=True))
         base.close()
         if pinned or not _gone(map_id):
             _locks.forget_map(map_id)
@@ -653,9 +658,8 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
 def _dead_view(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
     """A closed handle to pass to cleanup callbacks when the last handle was garbage-collected."""
     view = ExtensibleMap.__new__(ExtensibleMap)
-    Map._init_from_fd(view, -1, spec, kcodec, vcodec, writable=False)
-    view._finalizer.detach()
-    view._fd = -1
+    Map._init_from_fd(view, FD.closed_handle(), spec, kcodec, vcodec, writable=False)
+    view._shim_open = False
     view._base = base
     view._binding = binding
     view._provider = binding.provider

@@ -7,6 +7,7 @@ import struct
 import threading
 from typing import Any, ClassVar
 
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, CtypesCodec, StructCodec
 from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize, MapBusy, NotSupported
 from ebpfmaps.map import Map, map_class
@@ -79,7 +80,7 @@ class IndexCodec(Codec):
     def encode_many(self, values: Any) -> tuple[bytes, int]:
         if isinstance(values, (bytes, bytearray, memoryview)):
             # Packed indices are bounds-checked like every other spelling: every index this codec
-            # returns is below max_entries (the array map relies on it, see _check_batch_keys).
+            # returns is below max_entries (the array map relies on it, see check_packed_keys).
             data, count = super().encode_many(values)
             if count:
                 hi = max(struct.unpack_from(f"={count}I", data))
@@ -125,22 +126,22 @@ class _ArrayBase(Map):
             raise InvalidKeySize(f"array keys are u32 indices: key_size must be 4, not {spec.key_size}", op="create")
         return super().prepare_spec(spec)
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec:  # raw 4-byte keys become indices that know the bounds
             kcodec = IndexCodec(spec.max_entries)
         elif isinstance(kcodec, IndexCodec):
             kcodec.max_entries = spec.max_entries
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
 
-    def _swap_fd(self, fd: int, spec: MapSpec) -> None:
-        super()._swap_fd(fd, spec)
+    def replace_kernel_map(self, fd: int, spec: MapSpec) -> None:
+        super().replace_kernel_map(fd, spec)
         if isinstance(self._kcodec, IndexCodec):
             self._kcodec.max_entries = spec.max_entries
 
     def __len__(self) -> int:
         return self._spec.max_entries
 
-    def _check_batch_keys(self, keys: bytes, count: int) -> None:
+    def check_packed_keys(self, keys: bytes, count: int) -> None:
         kcodec = self._kcodec
         if type(kcodec) is IndexCodec and kcodec.max_entries == self._spec.max_entries:
             return  # IndexCodec.encode_many has bounded every index already: skip a second pass
@@ -270,10 +271,10 @@ class ArrayMap(_ArrayBase):
         self._release_mapping()
         super().close()
 
-    def _swap_fd(self, fd: int, spec: MapSpec) -> None:
+    def replace_kernel_map(self, fd: int, spec: MapSpec) -> None:
         # Views made before a resize keep pointing at the old map's memory; new views map the new one.
         self._release_mapping()
-        super()._swap_fd(fd, spec)
+        super().replace_kernel_map(fd, spec)
 
     def freeze(self) -> None:
         """BPF_MAP_FREEZE; the kernel refuses it (EBUSY) while a writable mapping exists."""

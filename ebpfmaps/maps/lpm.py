@@ -29,6 +29,7 @@ import struct
 from typing import Any, ClassVar, Union
 
 from ebpfmaps._libbpf import lib
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
 from ebpfmaps.map import Map, map_class
@@ -204,7 +205,7 @@ class LpmTrieMap(Map):
         features.require_map_type(spec.type)
         return spec
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec:  # raw keys (open_pinned, open_by_id) become networks/prefix tuples
             kcodec = LpmKeyCodec(spec.key_size - 4)
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)

@@ -19,6 +19,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, PerCpuCodec
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize, KeyNotFound
 from ebpfmaps.map import Map, map_class
@@ -101,7 +102,7 @@ class _OfMapsBase(Map):
         finally:
             template.close()
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(vcodec) is Codec:
             vcodec = InnerMapCodec()
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from ebpfmaps import _libbpf
 from ebpfmaps._libbpf import lib
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
@@ -149,7 +150,7 @@ class IndexKeyedMap(_Probed):
                                  f"not {spec.key_size}", op="create")
         return super().prepare_spec(spec)
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec:
             kcodec = IndexCodec(spec.max_entries)
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
@@ -189,7 +190,7 @@ class _FdValued(Map):
                                    op="create")
         return super().prepare_spec(spec)
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(vcodec) is Codec:
             vcodec = self._value_codec(spec.value_size)
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
@@ -282,7 +283,7 @@ class _DevMapBase(_Probed):
         # write it) yet refuses it from the caller; keep the spec equal to what the kernel reports.
         self._spec = self._spec.replace(flags=self._spec.flags | BPF_F_RDONLY_PROG)
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(vcodec) is Codec:
             vcodec = DevMapValueCodec(spec.value_size)
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
@@ -373,7 +374,7 @@ class CpuMap(IndexKeyedMap):
     def _default_max_entries(cls) -> int:
         return possible_cpus()
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(vcodec) is Codec:
             vcodec = CpuMapValueCodec(spec.value_size)
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
@@ -456,7 +457,7 @@ class _CgroupStorageBase(_Probed):
         raise InvalidKeySize(f"cgroup storage keys are 16 bytes (struct bpf_cgroup_storage_key) or 8 (u64), "
                              f"not {size}", op="create")
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec:
             kcodec = self._key_codec(spec.key_size)
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
@@ -585,7 +586,7 @@ class _LocalStorage(_Probed):
             raise InvalidValueSize(f"{type_name(spec.type)} maps need value_size > 0", op="create")
         return super().prepare_spec(spec.replace(flags=spec.flags | BPF_F_NO_PREALLOC))
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec:
             kcodec = FdKeyCodec()
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
@@ -749,7 +750,7 @@ class StructOpsMap(_Probed):
     def _implicit_key_type(cls, key_size: int | None) -> Any:
         return "=I"  # the one key is the u32 0
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec:
             kcodec = StructCodec("=I", "key")
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)

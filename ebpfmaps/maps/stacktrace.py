@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any, ClassVar, NamedTuple
 
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import InvalidArgument, InvalidValueSize, KeyNotFound, NotSupported
 from ebpfmaps.map import Map, map_class
@@ -131,7 +132,7 @@ class StackTraceMap(Map):
                                    op="create")
         return super().prepare_spec(spec)
 
-    def _init_from_fd(self, fd: int, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
+    def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec and spec.key_size == 4:
             from ebpfmaps.codecs import StructCodec
 

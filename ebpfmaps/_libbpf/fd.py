@@ -1,0 +1,176 @@
+"""`FD`: the one owner of a kernel file descriptor (a map, program, link or BTF object).
+
+A bare fd number is dangerous to keep: once closed, the kernel hands the same number to the next
+object opened, and anything still holding the old number (a lazy iterator, another thread, a copy
+of the object) would then read, write or delete in an unrelated map. So nothing outside this
+module keeps a number across calls. Each syscall *enters* the handle, which counts it as in flight
+and returns the number, and *leaves* it afterwards. :meth:`FD.close` invalidates the handle at
+once (every later :meth:`enter` raises :class:`~ebpfmaps.errors.MapClosed`), but the number is
+released to the kernel only when the last in-flight call has left, so a call that raced with
+close() still runs on the object it was meant for and no other.
+
+The bookkeeping is lock-free on the hot path: ``list.append``/``list.pop`` are atomic under the
+GIL, and the order of the steps (a user appends *then* reads the number; close clears the number
+*then* looks for users) guarantees that either the user sees the handle closed or close sees the
+user in flight. Closing itself takes a lock, so two concurrent closes release the number once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+from ebpfmaps.errors import InvalidArgument, MapClosed
+
+_F = TypeVar("_F", bound="FD")
+
+_close_lock = threading.Lock()
+
+
+class FD:
+    """An owned file descriptor, valid until :meth:`close`.
+
+    ``num`` is the descriptor while the handle is open and ``-1`` after close; read it only
+    between :meth:`enter` and :meth:`leave` (or use :meth:`call`). ``users`` is the list of
+    in-flight calls; hot paths may append to and pop from it directly instead of calling
+    :meth:`enter`/:meth:`leave` (the same steps without two method calls).
+    """
+
+    __slots__ = ("__weakref__", "_pending", "kind", "num", "users")
+
+    def __init__(self, num: int, kind: str = "map") -> None:
+        if type(num) is not int or num < 0:
+            raise InvalidArgument(f"not a file descriptor: {num!r}", op="fd")
+        self.num = num
+        self.kind = kind
+        self.users: list[None] = []
+        self._pending: list[int] = []  # the number between close() and the last in-flight call leaving
+
+    @classmethod
+    def closed_handle(cls: type[_F], kind: str = "map") -> _F:
+        """A handle that was never open (for objects that describe a map already gone)."""
+        self = cls.__new__(cls)
+        self.num = -1
+        self.kind = kind
+        self.users = []
+        self._pending = []
+        return self
+
+    # ------------------------------------------------------------------ use
+    def enter(self, op: str = "fd") -> int:
+        """Count one call in flight and return the number; :class:`MapClosed` once closed."""
+        self.users.append(None)
+        num = self.num
+        if num < 0:
+            self.leave()
+            raise self.closed_error(op)
+        return num
+
+    def leave(self) -> None:
+        """End a call begun with :meth:`enter`; the last one out after a close releases the number."""
+        self.users.pop()
+        if self.num < 0 and not self.users:
+            self._release()
+
+    def settle(self) -> None:
+        """After a bare ``users.pop()`` on a closed handle: release the number if no call is left."""
+        if not self.users:
+            self._release()
+
+    @contextlib.contextmanager
+    def pinned(self, op: str = "fd") -> Iterator[int]:
+        """``with h.pinned("op") as num:`` the number, valid (and ours) for the whole block."""
+        num = self.enter(op)
+        try:
+            yield num
+        finally:
+            self.leave()
+
+    def closed_error(self, op: str) -> MapClosed:
+        return MapClosed(f"{op}: the {self.kind} is closed", op=op)
+
+    @property
+    def closed(self) -> bool:
+        return self.num < 0
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Invalidate the handle now; the kernel fd is closed when no call is in flight (idempotent)."""
+        with _close_lock:
+            num = self.num
+            if num < 0:
+                return
+            self._pending.append(num)  # before the number is cleared, so whoever releases finds it
+            self.num = -1
+        if not self.users:
+            self._release()
+
+    def _release(self) -> None:
+        try:
+            num = self._pending.pop()  # atomic: exactly one caller gets the number
+        except IndexError:
+            return
+        try:
+            os.close(num)
+        except OSError:
+            pass
+
+    def dup_number(self) -> int:
+        """A duplicate of the descriptor as a bare number, which the caller now owns and must close
+        (or hand to an owner such as a new :class:`FD`)."""
+        num = self.enter("dup")
+        try:
+            return os.dup(num)
+        finally:
+            self.leave()
+
+    def dup(self: _F) -> _F:
+        """A new handle on a duplicate of the descriptor (same kernel object, own lifetime)."""
+        return type(self)(self.dup_number(), self.kind)
+
+    def replace(self, new: int) -> None:
+        """Make this handle's number refer to the object behind ``new`` (``dup2``), then close ``new``.
+
+        The number stays the same, so calls in flight and code that printed the number carry on
+        with the new object: the atomic switch a map resize needs.
+        """
+        num = self.enter("replace")
+        try:
+            if new != num:
+                os.dup2(new, num)
+                os.close(new)
+        finally:
+            self.leave()
+
+    def detach(self) -> int:
+        """Give up ownership: the caller gets a duplicate it must close; this handle is closed."""
+        out = self.dup_number()
+        self.close()
+        return out
+
+    def __int__(self) -> int:
+        """The number, for callers that hand it to another owner right away (raises once closed)."""
+        if self.num < 0:
+            raise self.closed_error("fd")
+        return self.num
+
+    def __repr__(self) -> str:
+        state = "closed" if self.num < 0 else f"fd={self.num}"
+        return f"<FD {self.kind} {state}>"
+
+    def __copy__(self) -> FD:
+        return self.dup()
+
+    def __deepcopy__(self, memo: object) -> FD:
+        return self.dup()
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        raise TypeError("a file descriptor handle cannot be pickled (open the object by pin or id instead)")
+
+    def __del__(self) -> None:
+        # Objects own their handles; a handle dropped without close() still gives its number back.
+        if self.num >= 0:
+            self.close()
