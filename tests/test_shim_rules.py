@@ -466,7 +466,7 @@ def test_every_public_map_method_is_routed_or_harmless() -> None:
     harmless = {
         # properties and plain data
         "fd", "spec", "type", "key_size", "value_size", "max_entries", "flags", "name", "key_codec", "value_codec",
-        "closed", "writable", "pin_path", "id", "from_spec", "with_codecs", "handle", "replace_kernel_map",
+        "closed", "writable", "pin_path", "id", "from_spec", "with_codecs", "handle", "replace_kernel_map", "check_packed_keys",
         # delegate to methods ExtensibleMap overrides (lookup/update/delete/raw_pairs/_iter_batches_raw)
         "__getitem__", "__setitem__", "__delitem__", "__contains__", "get", "__iter__", "keys", "values", "items",
         "to_dict", "pop_item", "iter_batches", "iter_batches_raw", "__bool__", "__enter__", "__exit__",

@@ -102,7 +102,7 @@ def test_selfcheck_packages_are_installed_by_the_makefile() -> None:
     installed_by_make = set(_make_var("DEB_PACKAGES")) | set(_make_var("VM_DEB_PACKAGES"))
     for _, binary, package in _selfcheck_table():
         # Essential or Priority: required packages are on every Debian system (debootstrap's minbase has them).
-        essential, priority = (_dpkg("-W", "-f=${Essential} ${Priority}", package).split() + ["", ""])[:2]
+        essential, priority = [*_dpkg("-W", "-f=${Essential} ${Priority}", package).split(), "", ""][:2]
         base_system = essential == "yes" or priority == "required"
         assert base_system or package in installed_by_make, f"{binary}: package {package} is not installed by the Makefile"
 
