@@ -26,6 +26,7 @@ from ebpfmaps.errors import (
     PermissionDenied,
     ProgramLoadError,
 )
+from ebpfmaps.extension import unpin
 from ebpfmaps.factory import class_for, create, list_maps, map_ids, open_by_id, open_pinned
 from ebpfmaps.map import Map
 from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
@@ -72,7 +73,7 @@ from ebpfmaps.maptypes import (
     BPF_NOEXIST,
     MapType,
 )
-from ebpfmaps.pinning import is_bpffs, mount_bpffs, unpin
+from ebpfmaps.pinning import is_bpffs, mount_bpffs
 from ebpfmaps.pool import StaticPool
 from ebpfmaps.programs import BpfObject, Link, Program, ProgramType, TestRun
 from ebpfmaps.resize import ResizeResult, ResizeWarning

@@ -8,10 +8,12 @@ time an extensible type id is created or a pinned map is opened.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ebpfmaps import pinning
 from ebpfmaps.errors import NotSupported
 
 if TYPE_CHECKING:
@@ -137,3 +139,17 @@ def before_unpin(path: str) -> list[tuple[Extension, object]]:
 def after_unpin(tokens: list[tuple[Extension, object]]) -> None:
     for ext, token in tokens:
         ext.after_unpin(token)  # type: ignore[attr-defined]
+
+
+def unpin(path: str | os.PathLike[str]) -> None:
+    """Remove the pin at ``path``; the object lives on while anything else holds it.
+
+    Extensions hear about it (``before_unpin``/``after_unpin``): removing a pin may drop the last
+    holder of one of their maps.
+    """
+    p = pinning.require_bpffs(path, "unpin")
+    tokens = before_unpin(p) if os.path.lexists(p) else []
+    try:
+        pinning.unpin(p)
+    finally:
+        after_unpin(tokens)

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
-from ebpfmaps import _libbpf, errors
+from ebpfmaps import _libbpf, errors, extension, pinning, profile
 from ebpfmaps._libbpf import fast, lib, new_opts, structs
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuCodec, StructCodec, make_codec
+from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, PerCpuCodec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
     InvalidArgument,
@@ -47,6 +47,9 @@ from ebpfmaps.maptypes import (
     BPF_NOEXIST,
     EXTENSIBLE_MIN,
     MapType,
+    flag_names,
+    map_type_of,
+    parse_map_type,
     type_name,
 )
 from ebpfmaps.spec import MapInfo, MapSpec
@@ -187,8 +190,6 @@ class Map:
         btf_vmlinux_value_type_id: int = 0,
         ifindex: int = 0,
     ) -> None:
-        from ebpfmaps.maptypes import parse_map_type
-
         if map_type is None:
             if self.map_type is None:
                 raise InvalidArgument("the generic Map needs map_type=; or use a typed class such as HashMap", op="create")
@@ -235,8 +236,6 @@ class Map:
         fd = self._create_fd(spec, inner_fd)
         self._init_from_fd(fd, spec, kcodec, vcodec, writable=True)
         try:
-            from ebpfmaps import profile
-
             profile.after_create(self)
         except BaseException:
             self.close()
@@ -252,7 +251,8 @@ class Map:
 
     def prepare_spec(self, spec: MapSpec) -> MapSpec:
         """Check ``spec`` for this type and fill in defaults; subclasses extend this."""
-        if spec.max_entries <= 0 and spec.type not in _ZERO_ENTRY_TYPES:
+        kind = map_type_of(spec.type)
+        if spec.max_entries <= 0 and not (kind is not None and kind.allows_zero_entries):
             raise InvalidArgument(f"max_entries must be > 0, not {spec.max_entries}", op="create")
         if spec.flags < 0 or spec.flags > 0xFFFFFFFF:
             raise InvalidFlags(f"map flags {spec.flags:#x} do not fit in 32 bits", op="create")
@@ -261,8 +261,6 @@ class Map:
             spec = spec.replace(flags=spec.flags | BPF_F_NUMA_NODE)
         extra = spec.flags & ~self.allowed_flags
         if extra:
-            from ebpfmaps.maptypes import flag_names
-
             raise InvalidFlags(
                 f"{type_name(spec.type)} maps do not accept flags {flag_names(extra)} ({extra:#x})", op="create"
             )
@@ -279,8 +277,6 @@ class Map:
 
     @staticmethod
     def _create_fd(spec: MapSpec, inner_fd: int | None = None) -> int:
-        from ebpfmaps import profile
-
         profile.before_create(spec)
         opts = new_opts(
             structs.BpfMapCreateOpts,
@@ -467,8 +463,6 @@ class Map:
         if inner_map is not None or spec.inner_map is not None:
             kwargs["inner_map"] = inner_map if inner_map is not None else spec.inner_map
         if spec.type >= EXTENSIBLE_MIN:  # an extensible type: its extension creates it, as create() does
-            from ebpfmaps import extension
-
             return extension.create_extensible(spec.type, kwargs)
         if target is Map:
             kwargs["map_type"] = spec.type
@@ -601,19 +595,15 @@ class Map:
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin into a bpf filesystem; the map outlives this process until unpinned."""
-        from ebpfmaps import pinning
-
         with self._h.pinned("pin") as fd:
             self._pin_path = pinning.pin_fd(fd, path)
 
     def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         """Remove the pin (this map's own, or ``path``)."""
-        from ebpfmaps import pinning
-
         target = path if path is not None else self._pin_path
         if target is None:
             raise InvalidArgument("the map is not pinned by this object; pass the path", op="unpin")
-        pinning.unpin(target)
+        extension.unpin(target)
         if path is None or os.fspath(path) == self._pin_path:
             self._pin_path = None
 
@@ -1241,8 +1231,6 @@ def _trusted_codec(codec: Codec) -> bool:
     True for the library's own codec classes used as they are; a user's subclass may
     override encode, so its output is checked before it reaches the kernel.
     """
-    from ebpfmaps.maps.array import IndexCodec
-
     return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec)
 
 
@@ -1281,17 +1269,4 @@ _READ_OPS = frozenset({"lookup", "lookup_batch", "get_next_key", "lookup_and_del
 _EXCLUSIVE_FLAGS = (
     (BPF_F_RDONLY | BPF_F_WRONLY, "BPF_F_RDONLY and BPF_F_WRONLY"),
     (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG, "BPF_F_RDONLY_PROG and BPF_F_WRONLY_PROG"),
-)
-
-# Types whose max_entries may legitimately be 0 (the kernel sizes them itself).
-_ZERO_ENTRY_TYPES = frozenset(
-    {
-        int(MapType.PERF_EVENT_ARRAY),
-        int(MapType.CGROUP_STORAGE),
-        int(MapType.PERCPU_CGROUP_STORAGE),
-        int(MapType.SK_STORAGE),
-        int(MapType.INODE_STORAGE),
-        int(MapType.TASK_STORAGE),
-        int(MapType.CGRP_STORAGE),
-    }
 )

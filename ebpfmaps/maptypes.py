@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+import os
+
+from ebpfmaps.errors import InvalidArgument
 
 # Element operation flags (bpf_map_update_elem / lookup_elem_flags).
 BPF_ANY = 0
@@ -105,6 +108,88 @@ class MapType(enum.IntEnum):
         """The keyword spelling: ``LRU_PERCPU_HASH`` -> ``"lru-percpu-hash"``."""
         return self.name.lower().replace("_", "-")
 
+    # Facts about each type, recorded once here (as cilium/ebpf's types.go does) for every layer to ask.
+    @property
+    def is_lru(self) -> bool:
+        """Evicts the least recently used element when full."""
+        return self in _LRU
+
+    @property
+    def is_per_cpu(self) -> bool:
+        """Holds one value per possible CPU for each key."""
+        return self in _PER_CPU
+
+    @property
+    def is_hash_family(self) -> bool:
+        return self in _HASH_FAMILY
+
+    @property
+    def is_array_family(self) -> bool:
+        return self in _ARRAY_FAMILY
+
+    @property
+    def is_resizable(self) -> bool:
+        """Can be resized by migration (new map, copy, re-pin): the hash and array families."""
+        return self in _HASH_FAMILY or self in _ARRAY_FAMILY
+
+    @property
+    def allows_zero_entries(self) -> bool:
+        """``max_entries`` may be 0: the kernel sizes the map itself (per CPU, per socket, per cgroup...)."""
+        return self in _ZERO_ENTRIES
+
+    def memlock_estimate(self, key_size: int, value_size: int, max_entries: int, flags: int, ncpus: int) -> int:
+        """A lower bound of the kernel memory a map of this type holds (0 when unknown).
+
+        Only the element storage is counted, as the kernel's ``map_mem_usage`` callbacks add it up
+        (kernel/bpf/arraymap.c ``array_map_mem_usage``, hashtab.c ``htab_map_mem_usage``,
+        queue_stack_maps.c, ringbuf.c); headers, buckets and locks come on top, so the real
+        ``memlock`` is never smaller. ``ncpus`` is the number of possible CPUs.
+        """
+        n = max_entries
+        if n <= 0:
+            return 0
+        if self is MapType.ARRAY:
+            data = n * _round8(value_size)
+            return _page_align(data) if flags & BPF_F_MMAPABLE else data
+        if self is MapType.PERCPU_ARRAY:
+            return n * (8 + _round8(value_size) * ncpus)
+        preallocated = not flags & BPF_F_NO_PREALLOC
+        if self in (MapType.HASH, MapType.LRU_HASH) and preallocated:
+            return n * (_round8(key_size) + _round8(value_size))
+        if self in (MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH) and preallocated:
+            return n * (_round8(key_size) + _round8(value_size) * ncpus)
+        if self in (MapType.QUEUE, MapType.STACK):
+            return (n + 1) * value_size
+        if self is MapType.RINGBUF:
+            return n
+        return 0
+
+
+_LRU = frozenset({MapType.LRU_HASH, MapType.LRU_PERCPU_HASH})
+_PER_CPU = frozenset({MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH, MapType.PERCPU_ARRAY,
+                      MapType.PERCPU_CGROUP_STORAGE})
+_HASH_FAMILY = frozenset({MapType.HASH, MapType.LRU_HASH, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH})
+_ARRAY_FAMILY = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
+_ZERO_ENTRIES = frozenset({MapType.PERF_EVENT_ARRAY, MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE,
+                           MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORAGE, MapType.CGRP_STORAGE})
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _page_align(n: int) -> int:
+    return (n + _PAGE - 1) // _PAGE * _PAGE
+
+
+def map_type_of(type_id: int) -> MapType | None:
+    """The :class:`MapType` of a kernel type id, ``None`` for extensible or unknown ids."""
+    try:
+        return MapType(type_id)
+    except ValueError:
+        return None
+
 
 EXTENSIBLE_MIN = 4096
 
@@ -127,8 +212,6 @@ def parse_map_type(value: MapType | str | int) -> int:
     keyword or an id in the kernel's range that this library does not know raises
     :class:`~ebpfmaps.errors.InvalidArgument`.
     """
-    from ebpfmaps.errors import InvalidArgument
-
     if isinstance(value, MapType):
         return int(value)
     if isinstance(value, bool):

@@ -127,18 +127,16 @@ def pin_fd(fd: int, path: str | os.PathLike[str]) -> str:
 
 
 def unpin(path: str | os.PathLike[str]) -> None:
-    """Remove a pin. The object lives on while anything else holds it."""
-    from ebpfmaps import extension
+    """Remove a pin. The object lives on while anything else holds it.
 
+    This is the bare removal; :func:`ebpfmaps.unpin` (``ebpfmaps.extension.unpin``) also tells
+    the extensions, whose maps may lose their last holder with the pin.
+    """
     p = require_bpffs(path, "unpin")
-    # Extensions (extensible maps) hear about the unpin: it may drop the last holder of one of their maps.
-    tokens = extension.before_unpin(p) if os.path.lexists(p) else []
     try:
         os.unlink(p)
     except FileNotFoundError:
         raise errors.PinNotFound(f"unpin: nothing is pinned at {p}", errno=E.ENOENT, op="unpin") from None
-    finally:
-        extension.after_unpin(tokens)
 
 
 def obj_get(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False) -> int:

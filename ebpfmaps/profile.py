@@ -1,4 +1,4 @@
-"""Profiles (seed 001): ``cloud`` (the default) and ``embedded``.
+"""Profiles: ``cloud`` (the default) and ``embedded``.
 
 The profile is chosen per process: :func:`use` wins, then the environment
 variable ``EBPFMAPS_PROFILE``, then ``cloud``. What changes:
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import InvalidArgument, NotSupported, OutOfMemory
-from ebpfmaps.maptypes import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType, type_name
+from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, map_type_of, type_name
 from ebpfmaps.pool import StaticPool
 
 if TYPE_CHECKING:
@@ -49,10 +49,6 @@ PROFILE_ENV = "EBPFMAPS_PROFILE"
 _explicit: str | None = None
 _explicit_lock = threading.Lock()
 
-# Seed 001: "LRU maps available" is listed for the cloud profile only.
-LRU_TYPES = frozenset({int(MapType.LRU_HASH), int(MapType.LRU_PERCPU_HASH)})
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _check_name(name: str, source: str) -> str:
@@ -112,50 +108,24 @@ def using(name: str) -> Iterator[str]:
             _explicit = previous
 
 
-def _round8(n: int) -> int:
-    return (n + 7) & ~7
-
-
-def _page_align(n: int) -> int:
-    return (n + _PAGE - 1) // _PAGE * _PAGE
-
-
 def estimate_memlock(spec: MapSpec) -> int:
-    """A lower bound of the kernel memory a map of ``spec`` will hold (0 when unknown).
-
-    Only the element storage is counted, as the kernel's ``map_mem_usage``
-    callbacks add it up (kernel/bpf/arraymap.c ``array_map_mem_usage``,
-    hashtab.c ``htab_map_mem_usage``, queue_stack_maps.c, ringbuf.c); headers,
-    buckets and locks come on top, so the real ``memlock`` is never smaller. It
-    lets the embedded profile refuse a map that cannot fit before the syscall.
-    """
-    n = spec.max_entries
-    t = spec.type
-    if n <= 0:
+    """A lower bound of the kernel memory a map of ``spec`` will hold (0 when unknown; see
+    :meth:`MapType.memlock_estimate`). It lets the embedded profile refuse a map that cannot fit
+    before the syscall."""
+    t = map_type_of(spec.type)
+    if t is None:
         return 0
-    if t == MapType.ARRAY:
-        data = n * _round8(spec.value_size)
-        return _page_align(data) if spec.flags & BPF_F_MMAPABLE else data
-    if t == MapType.PERCPU_ARRAY:
-        return n * (8 + _round8(spec.value_size) * possible_cpus())
-    if t in (MapType.HASH, MapType.LRU_HASH) and not spec.flags & BPF_F_NO_PREALLOC:
-        return n * (_round8(spec.key_size) + _round8(spec.value_size))
-    if t in (MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH) and not spec.flags & BPF_F_NO_PREALLOC:
-        return n * (_round8(spec.key_size) + _round8(spec.value_size) * possible_cpus())
-    if t in (MapType.QUEUE, MapType.STACK):
-        return (n + 1) * spec.value_size
-    if t == MapType.RINGBUF:
-        return n
-    return 0
+    return t.memlock_estimate(spec.key_size, spec.value_size, spec.max_entries, spec.flags, possible_cpus())
 
 
 def before_create(spec: MapSpec) -> None:
     """Refuse what the active profile forbids, before the syscall."""
     if active() != EMBEDDED:
         return
-    if spec.type in LRU_TYPES:
+    t = map_type_of(spec.type)
+    if t is not None and t.is_lru:
         raise NotSupported(
-            f"{type_name(spec.type)} maps are not available in the embedded profile (seed 001: LRU maps are "
+            f"{type_name(spec.type)} maps are not available in the embedded profile (LRU maps are "
             f"cloud-only); use a hash map, or the cloud profile",
             op="create",
         )

@@ -50,11 +50,7 @@ from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
 from ebpfmaps.maptypes import BPF_F_NO_COMMON_LRU, BPF_F_RDONLY, BPF_F_WRONLY, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
-HASH_TYPES = frozenset({int(MapType.HASH), int(MapType.LRU_HASH), int(MapType.PERCPU_HASH),
-                        int(MapType.LRU_PERCPU_HASH)})
-ARRAY_TYPES = frozenset({int(MapType.ARRAY), int(MapType.PERCPU_ARRAY)})
-LRU_TYPES = frozenset({int(MapType.LRU_HASH), int(MapType.LRU_PERCPU_HASH)})
-RESIZABLE_TYPES = HASH_TYPES | ARRAY_TYPES
+RESIZABLE_TYPES = frozenset(int(t) for t in MapType if t.is_resizable)
 
 # The kernel stores max_entries as a u32.
 MAX_ENTRIES_LIMIT = 0xFFFFFFFF
@@ -259,7 +255,7 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
     old_max = info.max_entries
     if new_max_entries == old_max:
         return ResizeResult(old_max, old_max, copied=0, old_id=info.id, new_id=info.id)
-    is_array = info.type in ARRAY_TYPES
+    is_array = MapType(info.type).is_array_family
     chunks = _read_entries(m)
     ks, vs = info.key_size, m.value_codec.size
     kdec: Callable[[bytes], Any] = m.key_codec.decode
@@ -299,7 +295,7 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
     target = cls._adopt(new_fd)
     try:
         _write_entries(target, to_write,
-                       spread_cpus=info.type in LRU_TYPES and bool(info.flags & BPF_F_NO_COMMON_LRU))
+                       spread_cpus=MapType(info.type).is_lru and bool(info.flags & BPF_F_NO_COMMON_LRU))
         if not is_array:
             # Hash maps: read the new map back, since a full map or the LRU decides what stayed.
             present = _present_keys(target)

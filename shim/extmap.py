@@ -39,7 +39,7 @@ from typing import Any
 from ebpfmaps import pinning
 from ebpfmaps._libbpf import lib
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, make_codec
+from ebpfmaps.codecs import Codec, IndexCodec, make_codec
 from ebpfmaps.errors import (
     BatchError,
     IndexOutOfRange,
@@ -52,7 +52,6 @@ from ebpfmaps.errors import (
 )
 from ebpfmaps.factory import class_for
 from ebpfmaps.map import DEFAULT_BATCH, Map, map_info_from_fd
-from ebpfmaps.maps.array import IndexCodec
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
@@ -455,7 +454,7 @@ class ExtensibleMap(Map):
         return sum(1 for _ in self._take_all())
 
     # ------------------------------------------------------------------ iteration
-    def raw_pairs(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+    def raw_pairs(self, values: bool = True) -> Iterator[tuple[bytes, bytes]]:
         """``(key, user value)`` pairs: each element through get_next_key_and_value_notify (or find)."""
         self._require_open("iterate")
         if (self._dispatch.get_next_key_and_value_notify is None and self._dispatch.find_element_notify is None

@@ -8,7 +8,7 @@ import threading
 from typing import Any, ClassVar
 
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, CtypesCodec, StructCodec
+from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, StructCodec
 from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize, MapBusy, NotSupported
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maptypes import (
@@ -33,78 +33,6 @@ ARRAY_FLAGS = (
 
 _U32 = struct.Struct("=I")
 _pack_u32 = _U32.pack
-
-
-class IndexCodec(Codec):
-    """u32 array indices: ints (or 4 raw bytes), checked against max_entries before any syscall."""
-
-    def __init__(self, max_entries: int | None = None) -> None:
-        super().__init__(4, "key")
-        self.max_entries = max_entries
-
-    @property
-    def max_entries(self) -> int | None:
-        return self._max_entries
-
-    @max_entries.setter
-    def max_entries(self, value: int | None) -> None:
-        # encode() runs once per element op: keep its bound check to one comparison chain.
-        self._max_entries = value
-        self._limit = value if value is not None else 1 << 32
-
-    def __repr__(self) -> str:
-        return f"IndexCodec(max_entries={self.max_entries})"
-
-    def encode(self, value: Any) -> bytes:
-        if type(value) is int:
-            if 0 <= value < self._limit:
-                return _pack_u32(value)
-            raise IndexOutOfRange(f"index {value} is outside the array (max_entries={self.max_entries})", op="encode")
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            data = bytes(value)
-            if len(data) != 4:
-                raise InvalidKeySize(f"array keys are 4-byte u32 indices, got {len(data)} bytes", op="encode")
-            # Raw keys are bounds-checked too: the kernel would answer E2BIG, which reads as "map full".
-            index = _U32.unpack(data)[0]
-            if self.max_entries is not None and index >= self.max_entries:
-                raise IndexOutOfRange(f"index {index} is outside the array (max_entries={self.max_entries})",
-                                      op="encode")
-            return data
-        if hasattr(value, "__index__"):
-            return self.encode(value.__index__())
-        raise InvalidArgument(f"array keys are int indices, not {type(value).__name__}", op="encode")
-
-    def decode(self, data: bytes) -> int:
-        return int(_U32.unpack(data)[0])
-
-    def encode_many(self, values: Any) -> tuple[bytes, int]:
-        if isinstance(values, (bytes, bytearray, memoryview)):
-            # Packed indices are bounds-checked like every other spelling: every index this codec
-            # returns is below max_entries (the array map relies on it, see check_packed_keys).
-            data, count = super().encode_many(values)
-            if count:
-                hi = max(struct.unpack_from(f"={count}I", data))
-                if hi >= self._limit:
-                    raise IndexOutOfRange(f"index {hi} is outside the array (max_entries={self.max_entries})",
-                                          op="encode")
-            return data, count
-        items = values if isinstance(values, (list, tuple)) else list(values)
-        if items:
-            # Whole batch in C: struct refuses non-integers and anything outside u32 (negatives
-            # included), then one max() bounds the indices. Anything odd takes the per-element
-            # path below, which raises the precise error for the first bad index.
-            try:
-                data = struct.pack(f"={len(items)}I", *items)
-                in_range = max(items) < self._limit
-            except (struct.error, TypeError, ValueError, OverflowError):
-                pass
-            else:
-                if in_range:
-                    return data, len(items)
-        return b"".join([self.encode(v) for v in items]), len(items)
-
-    def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
-        return list(struct.unpack_from(f"={count}I", data))
 
 
 class _ArrayBase(Map):

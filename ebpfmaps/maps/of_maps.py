@@ -20,10 +20,9 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, PerCpuCodec
+from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize, KeyNotFound
 from ebpfmaps.map import Map, map_class
-from ebpfmaps.maps.array import IndexCodec
 from ebpfmaps.maps.hash import HASH_FLAGS
 from ebpfmaps.maps.special import FD_ARRAY_FLAGS, IndexKeyedMap, fd_of
 from ebpfmaps.maptypes import BPF_ANY, BPF_F_INNER_MAP, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG, MapType, type_name

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 from ebpfmaps import _libbpf
 from ebpfmaps._libbpf import lib
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, StructCodec, make_codec
+from ebpfmaps.codecs import Codec, IndexCodec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
     InvalidArgument,
@@ -41,7 +41,6 @@ from ebpfmaps.errors import (
     from_errno,
 )
 from ebpfmaps.map import Map, map_class
-from ebpfmaps.maps.array import IndexCodec
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK, LengthUnknown
 from ebpfmaps.maptypes import (
     BPF_F_CLONE,
