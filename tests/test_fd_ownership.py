@@ -91,7 +91,8 @@ def test_threads_racing_close_never_write_into_the_next_map() -> None:
         stop = threading.Event()
         errors: list[BaseException] = []
 
-        def writer(target: ebpfmaps.Map = m) -> None:
+        def writer(target: ebpfmaps.Map = m, stop: threading.Event = stop,
+                   errors: list[BaseException] = errors) -> None:
             i = 0
             while not stop.is_set():
                 try:
