@@ -3,7 +3,7 @@
 bcc creates a ``BPF_HASH(u32 -> u64)`` and ebpfmaps opens the very same map by id, both typed
 (bcc: ctypes ``c_uint32``/``c_uint64`` keys and leaves, prepared in advance so bcc pays no
 key construction; ebpfmaps: ``key_type=c_uint32, value_type=c_uint64``, taking and returning
-Python ints). Issue 4 asks ebpfmaps to be at least 1.5x faster: here the "C" column holds bcc's
+Python ints). The target is for ebpfmaps to be at least 1.5x faster: here the "C" column holds bcc's
 time and the target ratio (ebpfmaps / bcc) is 1/1.5 = 0.67. Iteration is compared with bcc's
 ``items()`` (get_next_key + lookup per key) and, in its own row, ``items_lookup_batch()``.
 

@@ -19,8 +19,8 @@ from harness import Result, c_baseline, make_result
 import ebpfmaps
 from ebpfmaps import map as map_module
 
-SINGLE_TARGET = 1.3  # issue 2, item 8: a single op at most 1.3x C
-BATCH_TARGET = 1.1  # issue 2, item 8: batched, per element, at most 1.1x C
+SINGLE_TARGET = 1.3  # target: a single op at most 1.3x C
+BATCH_TARGET = 1.1  # target: batched, per element, at most 1.1x C
 
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mmapable array reads against syscall lookups (issue 3 asks for at least 20x faster per element).
+"""Mmapable array reads against syscall lookups (the target is at least 20x faster per element).
 
 Both sides read every element of the same ARRAY map once per round, from Python:
 * syscall: ``m.lookup(i)`` (one bpf(BPF_MAP_LOOKUP_ELEM) per element through libbpf);

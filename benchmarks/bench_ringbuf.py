@@ -4,8 +4,7 @@ One ring buffer map is shared by fd with a C program (rb_consumer.c: ring_buffer
 ring_buffer__consume). Before every round, untimed, the producer program
 (tests/bpf/rb_producer.bpf.c, reserve + submit of 64-byte records in a bpf_loop) fills the
 ring through BPF_PROG_TEST_RUN; then one side drains it, timed. Both sides copy each
-record out of the ring ("decode"). Issue 4 asks the Python reader, decoding in batches,
-to reach at least a third of C's rate: per record, at most 3x C's time (target 3.0).
+record out of the ring ("decode"). The target for the Python reader, decoding in batches, is to reach at least a third of C's rate: per record, at most 3x C's time (target 3.0).
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ import harness  # noqa: E402
 # One line per benchmark module; each exposes run(quick: bool) -> list[harness.Result].
 MODULES: list[str] = [
     "bench_core",
-    "bench_ringbuf",  # issue 4: RingBufReader vs libbpf ring_buffer__consume
-    "bench_bcc",  # issue 4: ebpfmaps vs bcc table API
-    "bench_mmap",  # issue 3: mmapable array reads vs syscall lookups (target >= 20x)
+    "bench_ringbuf",  # RingBufReader vs libbpf ring_buffer__consume
+    "bench_bcc",  # ebpfmaps vs bcc table API
+    "bench_mmap",  # mmapable array reads vs syscall lookups (target >= 20x)
 ]
 
 

@@ -138,7 +138,7 @@ __all__ = [
     "unpin",
 ]
 
-# Every other kernel map type (issue 3).
+# Every other kernel map type.
 __all__ += [
     "ArenaMap", "ArrayOfMaps", "BloomFilterMap", "CgroupArray", "CgroupStorage", "CgrpStorage", "CpuMap", "DevMap",
     "DevMapHash", "HashOfMaps", "InodeStorage", "LpmTrieMap", "PerCpuCgroupStorage", "PerfEventArray", "ProgArray",
@@ -146,11 +146,11 @@ __all__ += [
     "StructOpsMap", "TaskStorage", "UserRingBufMap", "XskMap",
 ]
 
-# BPF programs that share maps with Python (issue 4): the assembler and the programs package.
+# BPF programs that share maps with Python: the assembler and the programs package.
 __all__ += ["AssemblerError", "BpfObject", "Link", "Program", "ProgramLoadError", "ProgramType", "TestRun", "asm",
             "programs"]
 
-# Streaming maps read and written through their shared memory, and XDP attachment (issue 4, readers).
+# Streaming maps read and written through their shared memory, and XDP attachment.
 from ebpfmaps import readers, xdp  # noqa: E402
 from ebpfmaps.readers import PerfEventReader, PerfSample, RingBufReader, UserRingBufWriter  # noqa: E402
 

@@ -657,7 +657,7 @@ class Map:
             except self._absent_key_errors:
                 return None
         # A buffer of the map's own value size from this map's free list: list.pop/append are
-        # atomic under the GIL, so two threads never hold the same buffer (DESIGN 6).
+        # atomic under the GIL, so two threads never hold the same buffer (ctypes drops the GIL during the call).
         if flags:
             self._check_lookup_flags(flags)
         pool = self._vpool

@@ -1,12 +1,11 @@
 """The embedded profile's static memory pool: a bump allocator charged with real kernel memory.
 
-Seed 001 describes the pool as "64KB total size, bump allocator (fast, no
-fragmentation), cannot free individual allocations, reset clears entire pool".
-Here the bytes are not Python buffers: each map created under the embedded
+The pool is 64 KiB by default, a bump allocator: fast, no fragmentation, no
+freeing of single allocations, and a reset clears the whole pool. Here the bytes are not Python buffers: each map created under the embedded
 profile is charged with the kernel memory it really holds, which the kernel
 reports as ``memlock`` in ``/proc/self/fdinfo/<fd>`` (the map type's
 ``map_mem_usage``). Closing a map does not give its bytes back; only
-:meth:`StaticPool.reset` does, as with the seed's pool.
+:meth:`StaticPool.reset` does.
 
 The pool is per process (class-level state, guarded by a lock so that threads
 creating maps at once are charged one after the other).
@@ -22,7 +21,7 @@ from typing import ClassVar
 
 from ebpfmaps.errors import InvalidArgument, OutOfMemory
 
-#: The seed's pool size: "64KB total size".
+#: The default pool size: 64 KiB.
 DEFAULT_POOL_SIZE = 64 * 1024
 POOL_SIZE_ENV = "EBPFMAPS_POOL_SIZE"
 
@@ -103,7 +102,7 @@ class StaticPool:
 
     @classmethod
     def allocate(cls, size: int, label: str = "") -> int | None:
-        """Take ``size`` bytes; their offset in the pool, or ``None`` when they do not fit (the seed's API)."""
+        """Take ``size`` bytes; their offset in the pool, or ``None`` when they do not fit (a bump allocator's API)."""
         try:
             return cls.charge(size, label or f"{size} bytes").offset
         except OutOfMemory:
@@ -130,7 +129,7 @@ class StaticPool:
 
     @classmethod
     def reset(cls) -> None:
-        """Give every byte back (meant for tests, as in the seed). Live maps are not touched."""
+        """Give every byte back (meant for tests). Live maps are not touched."""
         with cls._lock:
             cls._used = 0
             cls._allocations = []

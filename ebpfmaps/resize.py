@@ -240,7 +240,7 @@ def resize(m: Map, new_max_entries: int) -> ResizeResult:
 def _resize(m: Map, new_max_entries: int, stacklevel: int) -> ResizeResult:
     """``resize`` with the warnings attributed to the caller ``stacklevel`` frames up."""
     if profile.active() == profile.EMBEDDED:
-        raise NotSupported("resize: the embedded profile has no resize (seed 001)", op="resize")
+        raise NotSupported("resize: the embedded profile has no resize (its maps have a fixed size)", op="resize")
     _check_resizable(m, new_max_entries)
     notes: list[str] = []
     with _lock_for(m):  # one resize of an object at a time
@@ -328,7 +328,7 @@ class Resizable:
     """The ``resize`` attribute of resizable map classes: present in the cloud profile, absent in embedded.
 
     In the embedded profile looking it up raises :class:`AttributeError`, so
-    ``hasattr(m, "resize")`` is False (the seed's "compile-time erased" method);
+    ``hasattr(m, "resize")`` is False (the method is erased from the embedded profile, as a compile-time feature would be);
     the profile is consulted on every lookup, so switching profiles takes effect
     at once.
     """

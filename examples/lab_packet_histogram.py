@@ -1,4 +1,4 @@
-"""Lab 2.2 (seed 002): a packet-size histogram in an array map filled by XDP, printed as a log2 histogram.
+"""Lab: a packet-size histogram in an array map filled by XDP, printed as a log2 histogram.
 
 The XDP program is written with ebpfmaps.asm (no compiler needed). It looks at IPv4 UDP
 frames to one port and adds 1 to slot k of a 32-entry array for a frame of length

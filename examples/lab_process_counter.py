@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Lab: a process counter. A tracepoint program counts openat() calls per process into a hash map
-that Python reads (seed 002's "counters with maps", built with ebpfmaps.asm, no C compiler needed).
+that Python reads (counters in maps, built with ebpfmaps.asm, no C compiler needed).
 
     python examples/lab_process_counter.py --seconds 3 [--top 10] [--tracepoint syscalls/sys_enter_openat]
 """
@@ -23,7 +23,7 @@ BPF_NOEXIST = 1
 
 
 def counter_program(counts: ebpfmaps.Map) -> list[object]:
-    """counts[tgid] += 1 for the current process (the insert-or-add idiom of seed 002)."""
+    """counts[tgid] += 1 for the current process (the insert-or-add idiom)."""
     return [
         asm.call("get_current_pid_tgid"),
         asm.rsh64(R0, 32),  # the upper half is the tgid: the process id as user space knows it

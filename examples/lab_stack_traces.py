@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lab: a stack trace collector. A tracepoint program records the kernel stack of every event in a
 stack trace map (bpf_get_stackid) and counts each distinct stack in a hash map; Python prints the
-hottest stacks with symbols from /proc/kallsyms (seed 002's stack trace map).
+hottest stacks with symbols from /proc/kallsyms (a stack trace map).
 
     python examples/lab_stack_traces.py --seconds 2 [--tracepoint syscalls/sys_enter_openat] [--pid PID]
 """

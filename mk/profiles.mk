@@ -1,7 +1,7 @@
-# Profiles (issue 6): run seed 001's examples under both profiles, each in a fresh process.
+# Profiles: run the profile examples under both profiles, each in a fresh process.
 #   make profiles-examples
 
-PROFILE_EXAMPLES := $(wildcard examples/seed001_*.py)
+PROFILE_EXAMPLES := $(wildcard examples/profile_*.py)
 
 .PHONY: profiles-examples
 profiles-examples: setup

@@ -1,4 +1,4 @@
-# The suite inside VMs booting Debian's other kernels (issue 7). Scripts in vm/, everything built in vm/cache/.
+# The suite inside VMs booting Debian's other kernels. Scripts in vm/, everything built in vm/cache/.
 #   make vm-test KERNEL=6.1        one kernel (6.1 or 6.12); VM_PYTEST_ARGS="tests/test_smoke.py" narrows the run
 #   make vm-test-all               every kernel in VM_KERNELS, one after the other; fails if any failed
 #   make vm-root                   just build the guest root (cached)

@@ -1,4 +1,4 @@
-"""Helpers for the profile tests (issue 6): profile switching, independent fdinfo reads, map lookups by name."""
+"""Helpers for the profile tests: profile switching, independent fdinfo reads, map lookups by name."""
 
 from __future__ import annotations
 

@@ -241,7 +241,7 @@ def test_atomics_in_the_kernel() -> None:
 
 
 def test_helper_call_lookup_and_atomic_add_by_label() -> None:
-    """The seed's counter: look a key up, add to it atomically, skip when missing (labels, not offsets)."""
+    """A counter: look a key up, add to it atomically, skip when missing (labels, not offsets)."""
     with ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=4) as m:
         m[7] = 100
         insns = [

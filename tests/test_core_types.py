@@ -85,7 +85,7 @@ def test_create_refuses_unknown_types_before_syscall() -> None:
         ebpfmaps.HashMap(key_size=4, value_size=8, max_entries=4, map_type="array")
 
 
-def test_array_defaults_from_seed_spelling() -> None:
+def test_array_defaults_from_with_entries_spelling() -> None:
     with ebpfmaps.ArrayMap.with_entries(value_size=4, max_entries=100) as a:
         assert (a.key_size, a.value_size, a.max_entries) == (4, 4, 100)
         a.update(5, (42).to_bytes(4, "little"))

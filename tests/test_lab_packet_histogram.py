@@ -1,4 +1,4 @@
-"""The seed 002 lab 2.2 example: XDP (built with ebpfmaps.asm) fills a histogram from real veth traffic."""
+"""The packet histogram lab: XDP (built with ebpfmaps.asm) fills a histogram from real veth traffic."""
 
 from __future__ import annotations
 

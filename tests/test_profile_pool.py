@@ -1,4 +1,4 @@
-"""Issue 6: profile selection and the embedded profile's static pool, on the real kernel.
+"""Profile selection and the embedded profile's static pool, on the real kernel.
 
 The pool is charged with each map's kernel memory; every charge is checked
 against /proc/self/fdinfo (read here independently) and against bpftool's

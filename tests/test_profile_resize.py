@@ -1,4 +1,4 @@
-"""Issue 6: ``resize`` by migration in the cloud profile, on the real kernel.
+"""``resize`` by migration in the cloud profile, on the real kernel.
 
 Every resize is checked by reading the map back, by the kernel's own info
 (max_entries, id) and by bpftool; pinned maps are checked by opening the pin,

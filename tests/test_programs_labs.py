@@ -1,4 +1,4 @@
-"""The seed 002 labs of issue 4 that run tracepoint programs: the process counter and the stack trace collector."""
+"""The labs that run tracepoint programs: the process counter and the stack trace collector."""
 
 from __future__ import annotations
 

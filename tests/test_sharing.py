@@ -1,4 +1,4 @@
-"""Proof that Python and kernel programs share maps (issue 4, item 8).
+"""Proof that Python and kernel programs share maps .
 
 1. A value written by Python is read and changed by a program, and Python sees the change.
 2. Two processes and a program hammer one counter with atomic adds; no increment is lost.

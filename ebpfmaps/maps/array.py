@@ -46,7 +46,7 @@ class _ArrayBase(Map):
 
     @classmethod
     def with_entries(cls, value_size: int | None = None, max_entries: int | None = None, **kwargs: Any) -> Any:
-        """The seed's spelling: ``ArrayMap.with_entries(value_size, max_entries)``."""
+        """The spelling of maps declared by size: ``ArrayMap.with_entries(value_size, max_entries)``."""
         return cls(value_size=value_size, max_entries=max_entries, **kwargs)
 
     def prepare_spec(self, spec: MapSpec) -> MapSpec:

@@ -1,4 +1,4 @@
-// XDP packet counter and packet-size log2 histogram (ebpfmaps tests/bpf; also the seed 002 lab 2.2).
+// XDP packet counter and packet-size log2 histogram (ebpfmaps tests/bpf; also the packet histogram lab).
 // Counts IPv4 UDP packets to the port in xdp_cfg[0] (0: every frame), and always passes them on.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

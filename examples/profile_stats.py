@@ -1,4 +1,4 @@
-"""Seed 001's statistics map: one ``Stats`` record per interface (256 entries).
+"""A statistics map: one ``Stats`` record per interface (256 entries).
 
 Runs unchanged in both profiles: 256 x 24 bytes plus the array's header is
 about 6.3 KiB, inside the embedded profile's 64 KiB pool.
@@ -19,7 +19,7 @@ class Stats(ctypes.Structure):
 
 def main() -> None:
     print(f"profile: {ebpfmaps.profile.active()}")
-    stats_map = ebpfmaps.ArrayMap.with_entries(value_type=Stats, max_entries=256, name="seed1_stats")
+    stats_map = ebpfmaps.ArrayMap.with_entries(value_type=Stats, max_entries=256, name="stats")
 
     # Something (a BPF program in real life) records traffic on a few interfaces.
     for ifindex, (packets, nbytes) in {1: (10, 840), 5: (1200, 1_500_000), 7: (3, 180)}.items():

@@ -1,12 +1,12 @@
-"""Seed 001's counter map: ``increment`` with a retry loop, used from several threads.
+"""A counter map: ``increment`` with a retry loop, used from several threads.
 
 Runs unchanged in both profiles (EBPFMAPS_PROFILE=cloud or embedded): a small
 array fits the embedded pool.
 
-The seed's ``increment`` reads, adds one, and writes back, retrying on
+``increment`` reads, adds one, and writes back, retrying on
 KeyExists. The bpf() syscall has no compare-and-swap, so that read-modify-write
 is not atomic between threads or processes: two threads incrementing one index
-at once can lose an update. Following the seed's "avoid hot keys" advice, each
+at once can lose an update. To avoid hot keys, each
 thread here owns its own counter index, and a shared total is guarded by a lock.
 """
 
@@ -23,7 +23,7 @@ ROUNDS = 250
 
 
 def increment(counters: ebpfmaps.ArrayMap, index: int) -> int:
-    """The seed's increment: look up the old value (0 when absent), write old + 1, retry on KeyExists."""
+    """increment: look up the old value (0 when absent), write old + 1, retry on KeyExists."""
     while True:
         old = counters.lookup(index)
         new = (old or 0) + 1
@@ -37,7 +37,7 @@ def increment(counters: ebpfmaps.ArrayMap, index: int) -> int:
 def main() -> None:
     print(f"profile: {ebpfmaps.profile.active()}")
     # ArrayMap::with_entries(8, 10): 10 counters of 8 bytes, read as u64.
-    counters = ebpfmaps.ArrayMap.with_entries(value_type=ctypes.c_uint64, max_entries=10, name="seed1_counters")
+    counters = ebpfmaps.ArrayMap.with_entries(value_type=ctypes.c_uint64, max_entries=10, name="counters")
     total_index = THREADS
     total_lock = threading.Lock()
 

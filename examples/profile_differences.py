@@ -1,9 +1,9 @@
-"""Seed 001's "Profile Differences": the same code under the cloud and the embedded profile.
+"""Profile differences: the same code under the cloud and the embedded profile.
 
 Run it twice::
 
-    EBPFMAPS_PROFILE=cloud    python examples/seed001_profiles.py
-    EBPFMAPS_PROFILE=embedded python examples/seed001_profiles.py
+    EBPFMAPS_PROFILE=cloud    python examples/profile_differences.py
+    EBPFMAPS_PROFILE=embedded python examples/profile_differences.py
 
 Cloud: the array grows with ``resize`` (a migration to a new kernel map) and
 an LRU map evicts when full. Embedded: there is no ``resize`` attribute, LRU

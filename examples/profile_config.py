@@ -1,6 +1,6 @@
-"""Seed 001's configuration map: one entry holding a ctypes Structure.
+"""A configuration map: one entry holding a ctypes Structure.
 
-Runs unchanged in both profiles. The seed writes the struct's raw bytes; with
+Runs unchanged in both profiles. A C program would write the struct's raw bytes; with
 ``value_type=Config`` the map encodes and decodes the Structure itself, and the
 raw bytes are still there for a C program or a BPF program reading the map.
 """
@@ -21,7 +21,7 @@ class Config(ctypes.Structure):
 def main() -> None:
     print(f"profile: {ebpfmaps.profile.active()}")
     # ArrayMap::with_entries(size_of::<Config>(), 1)
-    config_map = ebpfmaps.ArrayMap.with_entries(value_type=Config, max_entries=1, name="seed1_config")
+    config_map = ebpfmaps.ArrayMap.with_entries(value_type=Config, max_entries=1, name="config")
     assert config_map.value_size == ctypes.sizeof(Config) == 12
 
     config_map.update(0, Config(enabled=1, threshold=100, timeout_ms=5000), 0)
@@ -29,7 +29,7 @@ def main() -> None:
     cfg = config_map[0]
     print(f"config: enabled={cfg.enabled} threshold={cfg.threshold} timeout_ms={cfg.timeout_ms}")
     assert (cfg.enabled, cfg.threshold, cfg.timeout_ms) == (1, 100, 5000)
-    # The same bytes the seed's slice::from_raw_parts would hand over.
+    # The same bytes a raw copy of the struct would hand over.
     raw = config_map.lookup_bytes(0)
     assert raw == bytes(Config(1, 100, 5000)), raw
     print(f"raw bytes: {raw.hex() if raw else None}")
