@@ -45,6 +45,7 @@ from ebpfmaps.errors import (
     NotSupported,
     OutOfMemory,
     PermissionDenied,
+    from_errno,
 )
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
 from ebpfmaps.maptypes import BPF_F_NO_COMMON_LRU, BPF_F_RDONLY, BPF_F_WRONLY, MapType, type_name
@@ -222,8 +223,6 @@ def _replace_pin(new_fd: int, path: str) -> None:
             os.unlink(temp)
         except OSError:
             pass
-        from ebpfmaps.errors import from_errno
-
         raise from_errno(exc.errno or 0, "resize", f"rename {temp} -> {path}") from exc
 
 
