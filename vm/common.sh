@@ -50,17 +50,64 @@ in_root() {
   return "$rc"
 }
 
-# The newest Debian kernel image package of a series: 6.1 -> linux-image-6.1.0-N-amd64,
-# 6.12 -> linux-image-6.12.N+deb12-amd64 (the signed images; they boot under QEMU like the unsigned ones).
+# The Debian release whose archive holds a kernel series: bookworm (the host's, and the guest root's) has 6.1 and
+# 6.12; 5.10 is bullseye's kernel.
+kernel_suite() {
+  case "$1" in
+    6.1 | 6.12) echo "$SUITE" ;;
+    5.10) echo bullseye ;;
+    *) die "unknown KERNEL=$1 (use 5.10, 6.1 or 6.12)" ;;
+  esac
+}
+
+# apt-get/apt-cache on another release's archives (the host's mirrors, other suite names), with a private apt
+# state under vm/cache/apt-SUITE so the host's apt configuration and lists are left alone. Used only to look up
+# and download packages (never to install them on the host):  apt_in_suite SUITE apt-get|apt-cache ARGS...
+apt_in_suite() {
+  local suite="$1" tool="$2"
+  shift 2
+  if [ "$suite" = "$SUITE" ]; then
+    "$tool" "$@"
+    return
+  fi
+  local dir="$VM_CACHE/apt-$suite"
+  mkdir -p "$dir/lists/partial" "$dir/archives/partial"
+  if [ ! -s "$dir/sources.list" ]; then
+    debian_archives | awk -v host="$SUITE" -v other="$suite" '{ sub("^" host, other, $2); print "deb", $1, $2, "main" }' \
+      >"$dir/sources.list"
+  fi
+  "$tool" -q -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+    -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir" -o Dir::Cache::pkgcache="" \
+    -o Dir::Cache::srcpkgcache="" "$@"
+}
+
+# Refresh a foreign suite's package lists once a day (the host's own lists are apt's business).
+apt_lists_fresh() {
+  local suite="$1"
+  [ "$suite" = "$SUITE" ] && return 0
+  local stamp="$VM_CACHE/apt-$suite/lists/.updated"
+  if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
+    log "apt-get update for $suite (private lists in $VM_CACHE/apt-$suite)"
+    apt_in_suite "$suite" apt-get update >/dev/null 2>&1 || die "apt-get update of the $suite archives failed"
+    touch "$stamp"
+  fi
+}
+
+# The newest Debian kernel image package of a series: 5.10 -> linux-image-5.10.0-N-amd64 (bullseye),
+# 6.1 -> linux-image-6.1.0-N-amd64, 6.12 -> linux-image-6.12.N+deb12-amd64 (the signed images; they boot under QEMU
+# like the unsigned ones).
 kernel_package() {
-  local series="$1" pattern
+  local series="$1" pattern suite
   case "$series" in
+    5.10) pattern='^linux-image-5\.10\.0-[0-9]+-amd64$' ;;
     6.1) pattern='^linux-image-6\.1\.0-[0-9]+-amd64$' ;;
     6.12) pattern='^linux-image-6\.12\.[0-9]+\+deb12-amd64$' ;;
-    *) die "unknown KERNEL=$series (use 6.1 or 6.12)" ;;
+    *) die "unknown KERNEL=$series (use 5.10, 6.1 or 6.12)" ;;
   esac
+  suite="$(kernel_suite "$series")"
+  apt_lists_fresh "$suite"
   local pkg
-  pkg="$(apt-cache search --names-only "$pattern" | awk '{ print $1 }' | sort -V | tail -n 1)"
-  [ -n "$pkg" ] || die "apt knows no package matching $pattern (run apt-get update?)"
+  pkg="$(apt_in_suite "$suite" apt-cache search --names-only "$pattern" | awk '{ print $1 }' | sort -V | tail -n 1)"
+  [ -n "$pkg" ] || die "apt knows no package matching $pattern in $suite (run apt-get update?)"
   printf '%s\n' "$pkg"
 }

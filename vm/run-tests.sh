@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run the test suite in a VM booting Debian's kernel of a series, against this project tree:
-#   vm/run-tests.sh 6.1|6.12 [pytest args...]
+#   vm/run-tests.sh 5.10|6.1|6.12 [pytest args...]
 # Builds/reuses the guest root (vm/build-root.sh), fetches the kernel (vm/fetch-kernel.sh), installs the project
 # (editable) into the guest's venv, boots with virtme-ng (KVM when it works, QEMU's TCG otherwise) and exits with
 # the guest's pytest status. The report lands in vm/cache/reports/KERNEL/ (console.log, pytest.log, junit.xml).
 # Environment: VM_ACCEL=auto|kvm|tcg, VM_CPUS (2), VM_MEMORY (2G), VM_TIMEOUT seconds for the whole boot (5400).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-series="${1:?usage: run-tests.sh 6.1|6.12 [pytest args...]}"
+series="${1:?usage: run-tests.sh 5.10|6.1|6.12 [pytest args...]}"
 shift
 [ "$(id -u)" = 0 ] || die "needs root (chroot for the project install); users without root: see vagrant/"
 [ -x "$VM_TOOLS/bin/vng" ] || die "virtme-ng is missing (make vm-deps installs it)"
