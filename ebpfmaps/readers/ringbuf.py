@@ -39,6 +39,7 @@ busy record by spinning briefly and then sleeping in growing steps (up to 1 ms).
 
 from __future__ import annotations
 
+import asyncio
 import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -231,6 +232,7 @@ class RingBufReader:
         headers are checked and the payloads copied by numpy, not record by record in Python.
         """
         try:
+            # Imported on first use: numpy is an optional dependency (the [numpy] extra).
             import numpy as np
         except ImportError as exc:  # pragma: no cover - numpy is in the [numpy]/[dev] extras
             raise NotSupported("read_array needs numpy (pip install 'ebpfmaps[numpy]')", op="read_array") from exc
@@ -322,8 +324,6 @@ class RingBufReader:
     # ------------------------------------------------------------------ asyncio
     async def wait_async(self) -> None:
         """Wait in the running event loop until a committed record is available."""
-        import asyncio
-
         pause = 0.00002
         while True:
             self._check_open()
