@@ -195,7 +195,7 @@ class PerfEventReader:
     def _check_open(self) -> None:
         if self._closed:
             raise MapClosed("the perf event reader is closed", op="perf")
-        if self._map.closed:
+        if self._map.handle.num < 0:
             # The Map was closed under the reader: the reader ends with it (its number may be reused).
             self.close()
             raise MapClosed("the perf event reader's map is closed", op="perf")

@@ -137,7 +137,7 @@ class RingBufReader:
     def _check_open(self) -> None:
         if self._closed:
             raise MapClosed("the ring buffer reader is closed", op="ringbuf")
-        if self._map.closed:
+        if self._map.handle.num < 0:
             # The Map was closed under the reader: the reader ends with it (its number may be reused).
             self.close()
             raise MapClosed("the ring buffer reader's map is closed", op="ringbuf")

@@ -128,7 +128,7 @@ class UserRingBufWriter:
     def _check_open(self) -> None:
         if self._closed:
             raise MapClosed("the user ring buffer writer is closed", op="user_ringbuf")
-        if self._map.closed:
+        if self._map.handle.num < 0:
             # The Map was closed under the writer: the writer ends with it, discarding its reservations.
             self.close()
             raise MapClosed("the user ring buffer writer's map is closed", op="user_ringbuf")
