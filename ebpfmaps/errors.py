@@ -16,12 +16,18 @@ ENOTSUPP = 524
 
 
 class MapError(Exception):
-    """Base of every ebpfmaps error."""
+    """Base of every ebpfmaps error.
 
-    def __init__(self, message: str, *, errno: int | None = None, op: str | None = None) -> None:
+    ``call`` names the libbpf function or system call that failed, when one did (``None`` when
+    the error was decided before any, or the raiser did not say).
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None, op: str | None = None,
+                 call: str | None = None) -> None:
         super().__init__(message)
         self.errno = errno
         self.op = op
+        self.call = call
         self.message = message
 
     def __str__(self) -> str:
@@ -109,8 +115,8 @@ class ProgramLoadError(MapError):
     """The kernel refused a BPF program; ``log`` is the verifier's log, ``disassembly`` our listing."""
 
     def __init__(self, message: str, *, errno: int | None = None, op: str | None = None, log: str = "",
-                 disassembly: str = "") -> None:
-        super().__init__(message, errno=errno, op=op)
+                 disassembly: str = "", call: str | None = None) -> None:
+        super().__init__(message, errno=errno, op=op, call=call)
         self.log = log
         self.disassembly = disassembly
 

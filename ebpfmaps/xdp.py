@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Union
 
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.errors import InvalidArgument, InvalidFlags, NotSupported, from_errno
 
 # include/uapi/linux/if_link.h
@@ -37,6 +38,7 @@ Interface = Union[int, str]
 
 def _pyroute2() -> Any:
     try:
+        # Imported on first use: pyroute2 is an optional dependency (the [net] extra).
         import pyroute2
     except ImportError as exc:
         raise NotSupported("XDP attachment needs pyroute2 (pip install 'ebpfmaps[net]')", op="xdp") from exc
@@ -81,7 +83,11 @@ def _set_xdp(interface: Interface, fd: int, flags: int, netns: str | None, op: s
             raise from_errno(exc.code, op, f"interface {interface!r}: {exc}") from exc
 
 
-def _prog_fd(program: Any) -> int:
+def _prog_handle(program: Any) -> FD | int:
+    """The program's handle (entered around the netlink request) or, for a bare fd, the caller's number."""
+    handle = getattr(program, "handle", None)
+    if isinstance(handle, FD):
+        return handle
     fd = getattr(program, "fd", program)
     if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
         raise InvalidArgument(f"attach() needs a Program or a program fd, not {program!r}", op="xdp_attach")
@@ -98,7 +104,13 @@ def attach(interface: Interface, program: Any, *, mode: str = "auto", netns: str
     library's error).
     """
     flags = _mode_flags(mode) | (0 if replace else XDP_FLAGS_UPDATE_IF_NOEXIST)
-    _set_xdp(interface, _prog_fd(program), flags, netns, "xdp_attach")
+    target = _prog_handle(program)
+    if isinstance(target, int):
+        _set_xdp(interface, target, flags, netns, "xdp_attach")
+        return
+    # The number goes into a netlink message: hold the program open until the kernel has taken it.
+    with target.pinned("xdp_attach") as fd:
+        _set_xdp(interface, fd, flags, netns, "xdp_attach")
 
 
 def detach(interface: Interface, *, mode: str = "auto", netns: str | None = None) -> None:

@@ -24,25 +24,23 @@ after :meth:`BpfObject.close`, which releases only libbpf's references.
 
 from __future__ import annotations
 
-import ctypes
 import errno as E
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ebpfmaps import errors, pinning
-from ebpfmaps._libbpf import lib, new_opts, printlog, structs
+from ebpfmaps._libbpf import objects as obj_calls
+from ebpfmaps._libbpf.fd import FD
+from ebpfmaps._libbpf.objects import ObjectHandle
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapError, ProgramLoadError
-from ebpfmaps.map import Map
+from ebpfmaps.factory import class_for
+from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
-from ebpfmaps.programs.program import Program, _dup, _tail
+from ebpfmaps.programs.program import Program, _tail
 from ebpfmaps.programs.types import ProgramType
 
 __all__ = ["BpfObject"]
-
-
-def _text(ptr: bytes | None) -> str:
-    return ptr.decode(errors="replace") if ptr is not None else ""
 
 
 class _Names(Mapping[str, Any]):
@@ -68,9 +66,9 @@ class _Names(Mapping[str, Any]):
 class BpfObject:
     """One BPF ELF object opened (and, after :meth:`load`, loaded) by libbpf."""
 
-    def __init__(self, ptr: int, path: str, reuse: dict[str, Map]) -> None:
-        # Use open(); this wraps a ``struct bpf_object *`` we own.
-        self._ptr: int | None = ptr
+    def __init__(self, handle: ObjectHandle, path: str, reuse: dict[str, Map]) -> None:
+        # Use open(); this takes over the handle of a ``struct bpf_object *``.
+        self._obj = handle
         self.path = path
         self.loaded = False
         self._reuse = reuse
@@ -79,11 +77,7 @@ class BpfObject:
         self.load_log: list[str] = []
         # Names as the ELF declares them, taken at open: libbpf 1.1's bpf_map__reuse_fd renames its map
         # to the reused kernel map's own name (often ""), so name lookups through libbpf would then fail.
-        self._map_ptrs: dict[str, int] = {}
-        cur = lib.bpf_object__next_map(ptr, None)
-        while cur:
-            self._map_ptrs[_text(lib.bpf_map__name(cur))] = int(cur)
-            cur = lib.bpf_object__next_map(ptr, cur)
+        self._map_ptrs: dict[str, int] = obj_calls.map_ptrs(handle)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -102,24 +96,16 @@ class BpfObject:
         fspath = os.fspath(path)
         if not os.path.isfile(fspath):
             raise InvalidArgument(f"no BPF object file at {fspath!r}", errno=E.ENOENT, op="object_open")
-        keep: list[Any] = []
-        opts = new_opts(structs.BpfObjectOpenOpts)
+        root = None
         if pin_root is not None:
             root = os.fspath(pin_root)
             pinning.require_bpffs(os.path.join(root, "x"), "object_open")  # checks the directory of a pin in it
-            raw_root = root.encode()
-            keep.append(raw_root)
-            opts.pin_root_path = raw_root
-        if object_name is not None:
-            opts.object_name = object_name.encode()
-        with printlog.capture() as messages:
-            ptr = lib.bpf_object__open_file(fspath.encode(), ctypes.byref(opts))
-        if not ptr:
-            err = ctypes.get_errno() or E.EINVAL
-            detail = "\n".join(messages[-20:])
-            raise ProgramLoadError(f"object_open: libbpf cannot open {fspath}: {os.strerror(err)}"
-                                   + (f"\n{detail}" if detail else ""), errno=err, op="object_open", log=detail)
-        obj = cls(ptr, fspath, {})
+        handle = obj_calls.object_open(fspath, pin_root=root, object_name=object_name)
+        try:
+            obj = cls(handle, fspath, {})
+        except BaseException:
+            handle.close()
+            raise
         try:
             obj._configure(reuse or {}, pin_paths or {}, max_entries or {}, autoload or {})
         except BaseException:
@@ -128,47 +114,44 @@ class BpfObject:
         return obj
 
     def _map_ptr(self, name: str) -> int:
-        self._handle  # noqa: B018 - raises once closed
+        self._check_open()
         if name not in self._map_ptrs:
             raise KeyError(f"{self.path} has no map named {name!r}; it has: {', '.join(self.map_names()) or 'none'}")
         return self._map_ptrs[name]
 
     def _prog_ptr(self, name: str) -> int:
-        ptr = lib.bpf_object__find_program_by_name(self._handle, name.encode())
-        if not ptr:
+        ptr = obj_calls.program_ptr(self._obj, name)
+        if ptr is None:
             raise KeyError(f"{self.path} has no program named {name!r}; it has: "
                            f"{', '.join(self.program_names()) or 'none'}")
-        return int(ptr)
+        return ptr
 
     def _configure(self, reuse: Mapping[str, Map], pin_paths: Mapping[str, str | os.PathLike[str]],
                    max_entries: Mapping[str, int], autoload: Mapping[str, bool]) -> None:
         for name, entries in max_entries.items():
             if isinstance(entries, bool) or not isinstance(entries, int) or entries <= 0:
                 raise InvalidArgument(f"max_entries for {name!r} must be a positive int", op="object_open")
-            _check(lib.bpf_map__set_max_entries(self._map_ptr(name), entries), "set_max_entries", name)
+            obj_calls.map_set_max_entries(self._obj, self._map_ptr(name), entries, name)
         for name, m in reuse.items():
             if not isinstance(m, Map):
                 raise InvalidArgument(f"reuse[{name!r}] must be an ebpfmaps Map, not {m!r}", op="object_open")
             ptr = self._map_ptr(name)
             self._check_compatible(name, ptr, m)
-            _check(lib.bpf_map__reuse_fd(ptr, m.fd), "reuse_fd", name)
+            obj_calls.map_reuse_fd(self._obj, ptr, m.handle, name)
             self._reuse[name] = m
         for name, path in pin_paths.items():
             ptr = self._map_ptr(name)
             pinning.require_bpffs(path, "object_open")
-            _check(lib.bpf_map__set_pin_path(ptr, os.fspath(path).encode()), "set_pin_path", name)
+            obj_calls.map_set_pin_path(self._obj, ptr, os.fspath(path), name)
         for name, flag in autoload.items():
-            _check(lib.bpf_program__set_autoload(self._prog_ptr(name), bool(flag)), "set_autoload", name)
+            obj_calls.program_set_autoload(self._obj, self._prog_ptr(name), bool(flag), name)
 
     def _check_compatible(self, name: str, ptr: int, m: Map) -> None:
         # libbpf 1.1's bpf_map__reuse_fd takes the fd's definition over the ELF's without comparing;
         # a mismatch would only surface as a verifier refusal (or worse, a program reading past a value).
         info = m.info()
-        want = {
-            "type": int(lib.bpf_map__type(ptr)),
-            "key_size": int(lib.bpf_map__key_size(ptr)),
-            "value_size": int(lib.bpf_map__value_size(ptr)),
-        }
+        mtype, key_size, value_size = obj_calls.map_definition(self._obj, ptr)
+        want = {"type": mtype, "key_size": key_size, "value_size": value_size}
         have = {"type": info.type, "key_size": info.key_size, "value_size": info.value_size}
         diffs = []
         for field, value in want.items():
@@ -185,40 +168,35 @@ class BpfObject:
         :class:`~ebpfmaps.errors.ProgramLoadError` with libbpf's report (verifier log included)."""
         if self.loaded:
             raise MapError("the object is already loaded", op="object_load")
-        with printlog.capture() as messages:
-            ret = lib.bpf_object__load(self._handle)
+        err, messages = obj_calls.object_load(self._obj)
         self.load_log = messages
-        if ret < 0:
-            err = -ret
+        if err:
             log = "\n".join(messages)
             msg = f"object_load: libbpf could not load {self.path}: {os.strerror(err)} ({E.errorcode.get(err, err)})"
             if log:
                 msg += "\n--- libbpf ---\n" + _tail(log, 60)
             if err == E.EPERM:
-                raise errors.PermissionDenied(msg, errno=err, op="object_load")
-            raise ProgramLoadError(msg, errno=err, op="object_load", log=log)
+                raise errors.PermissionDenied(msg, errno=err, op="object_load", call="bpf_object__load")
+            raise ProgramLoadError(msg, errno=err, op="object_load", log=log, call="bpf_object__load")
         self.loaded = True
         return self
 
     # ------------------------------------------------------------------ maps and programs
-    @property
-    def _handle(self) -> int:
-        if self._ptr is None:
+    def _check_open(self) -> None:
+        if self._obj.closed:
             raise errors.MapClosed("the BPF object is closed", op="object")
-        return self._ptr
+
+    @property
+    def closed(self) -> bool:
+        return self._obj.closed
 
     def map_names(self) -> list[str]:
         """Names of the object's maps as its source declares them (internal ones such as ``.bss`` included)."""
-        self._handle  # noqa: B018 - raises once closed
+        self._check_open()
         return list(self._map_ptrs)
 
     def program_names(self) -> list[str]:
-        names = []
-        ptr = lib.bpf_object__next_program(self._handle, None)
-        while ptr:
-            names.append(_text(lib.bpf_program__name(ptr)))
-            ptr = lib.bpf_object__next_program(self._handle, ptr)
-        return names
+        return list(obj_calls.program_ptrs(self._obj))
 
     def _require_loaded(self, what: str) -> None:
         if not self.loaded:
@@ -234,23 +212,18 @@ class BpfObject:
 
     def map(self, name: str, *, key_type: Any = None, value_type: Any = None) -> Map:
         """A new Map object (its own fd) on the object's map ``name``, with optional codecs."""
-        from ebpfmaps.factory import class_for
-        from ebpfmaps.map import map_info_from_fd
-
         self._require_loaded("maps")
         ptr = self._map_ptr(name)
-        fd = lib.bpf_map__fd(ptr)
-        if fd < 0:
-            raise errors.from_errno(-fd, "object_map", f"{name} (not created: is it an unused internal map?)")
-        own = _dup(fd)
+        own = obj_calls.map_dup_fd(self._obj, ptr, name)
         try:
             info = map_info_from_fd(own)
         except BaseException:
             os.close(own)
             raise
+        # _adopt owns ``own`` from here on, closing it if it fails.
         m = class_for(info.type)._adopt(own, info, key_type=key_type, value_type=value_type)
-        path = _text(lib.bpf_map__pin_path(ptr))
-        if path and lib.bpf_map__is_pinned(ptr):
+        path = obj_calls.map_pin_path(self._obj, ptr)
+        if path:
             m._pin_path = path
         return m
 
@@ -258,10 +231,16 @@ class BpfObject:
         self._require_loaded("programs")
         if name not in self._programs:
             ptr = self._prog_ptr(name)
-            fd = lib.bpf_program__fd(ptr)
-            if fd < 0:
+            fd = obj_calls.program_dup_fd(self._obj, ptr)
+            if fd is None:
                 raise MapError(f"program {name!r} was not loaded (autoload off?)", op="object_program")
-            prog = Program.from_fd(_dup(fd), name=name, section=_text(lib.bpf_program__section_name(ptr)))
+            handle = FD(fd, "program")
+            try:
+                section = obj_calls.program_section(self._obj, ptr)
+            except BaseException:
+                handle.close()
+                raise
+            prog = Program.from_fd(handle, name=name, section=section)
             self._programs[name] = prog
         return self._programs[name]
 
@@ -277,8 +256,8 @@ class BpfObject:
 
     def program_types(self) -> dict[str, ProgramType | int]:
         out: dict[str, ProgramType | int] = {}
-        for name in self.program_names():
-            t = int(lib.bpf_program__type(self._prog_ptr(name)))
+        for name, ptr in obj_calls.program_ptrs(self._obj).items():
+            t = obj_calls.program_type(self._obj, ptr)
             try:
                 out[name] = ProgramType(t)
             except ValueError:
@@ -287,10 +266,21 @@ class BpfObject:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Release libbpf's object (idempotent). Maps and Programs already taken from it stay usable."""
-        ptr, self._ptr = self._ptr, None
-        if ptr is not None:
-            lib.bpf_object__close(ptr)
+        """Release libbpf's object (idempotent). Maps and Programs already taken from it stay usable.
+
+        Every later call raises :class:`~ebpfmaps.errors.MapClosed`; libbpf frees the object once calls
+        in flight in other threads have finished.
+        """
+        self._obj.close()
+
+    def __copy__(self) -> BpfObject:
+        raise TypeError("a BpfObject cannot be copied (libbpf's object has one owner); open the file again")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BpfObject:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a BpfObject cannot be pickled: pin its maps and programs to share them")
 
     def __enter__(self) -> BpfObject:
         return self
@@ -298,17 +288,7 @@ class BpfObject:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
-        state = "closed" if self._ptr is None else ("loaded" if self.loaded else "opened")
+        state = "closed" if self._obj.closed else ("loaded" if self.loaded else "opened")
         return f"<BpfObject {self.path!r} {state}>"
 
-
-def _check(ret: int, op: str, name: str) -> None:
-    if ret < 0:
-        raise errors.from_errno(-ret, op, name)

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import ctypes
 import errno as E
-import fcntl
 import os
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ebpfmaps import _libbpf, errors, pinning
-from ebpfmaps._libbpf import lib, new_opts, structs
-from ebpfmaps.asm import Assembled, assemble
+from ebpfmaps import errors, pinning
+from ebpfmaps._libbpf import new_opts, progs, structs
+from ebpfmaps._libbpf.fd import FD
+from ebpfmaps.asm import Assembled, assemble, disassemble
 from ebpfmaps.errors import InvalidArgument, MapClosed, ProgramLoadError
 from ebpfmaps.fdinfo import read_fdinfo
+from ebpfmaps.programs.tracing import Link, attach_raw_tracepoint, attach_tracepoint
 from ebpfmaps.programs.types import AttachType, ProgramType, parse_prog_type
-
-if TYPE_CHECKING:
-    from ebpfmaps.programs.tracing import Link
 
 __all__ = ["BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "ProgInfo", "Program", "TestRun"]
 
@@ -103,8 +100,6 @@ def _check_map_refs(asm: Assembled) -> None:
 def _code_of(insns: Any) -> tuple[bytes, tuple[Any, ...], str]:
     """(bytes, objects to keep alive, listing) from an Assembled, raw bytes or a list of instructions."""
     if isinstance(insns, (bytes, bytearray, memoryview)):
-        from ebpfmaps.asm import disassemble
-
         code = bytes(insns)
         return code, (), disassemble(code)
     if not isinstance(insns, Assembled) and isinstance(insns, Iterable):
@@ -123,23 +118,9 @@ def _tail(log: str, lines: int) -> str:
     return f"... ({len(parts) - lines} earlier lines in .log)\n" + "\n".join(parts[-lines:])
 
 
-def _dup(fd: int) -> int:
-    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
-
-
-def _close_fd(box: list[int]) -> None:
-    fd, box[0] = box[0], -1
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-def prog_info_from_fd(fd: int) -> ProgInfo:
-    info = structs.BpfProgInfo()
-    length = ctypes.c_uint32(ctypes.sizeof(info))
-    _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length)), "prog_info")
+def prog_info(h: FD) -> ProgInfo:
+    """What the kernel reports about the program behind ``h``."""
+    info = progs.prog_info(h)
     return ProgInfo(
         id=info.id, type=info.type, name=info.name.decode(errors="replace"), tag=bytes(info.tag).hex(),
         xlated_prog_len=info.xlated_prog_len, jited_prog_len=info.jited_prog_len, map_ids_count=info.nr_map_ids,
@@ -154,11 +135,11 @@ class Program:
     or open a pinned one with :meth:`open_pinned`.
     """
 
-    def __init__(self, fd: int, prog_type: ProgramType | int, name: str = "", *, refs: tuple[Any, ...] = (),
+    def __init__(self, fd: int | FD, prog_type: ProgramType | int, name: str = "", *, refs: tuple[Any, ...] = (),
                  disassembly: str = "", verifier_log: str = "", section: str = "") -> None:
-        """Wrap ``fd``, which this object now owns and will close."""
-        self._box = [fd]
-        self._finalizer = weakref.finalize(self, _close_fd, self._box)
+        """Wrap ``fd`` (a number or an :class:`FD`), which this object now owns and will close."""
+        # The FD is the only holder of the number: close() invalidates it for every user at once.
+        self._h = fd if isinstance(fd, FD) else FD(fd, "program")
         try:
             self.type: ProgramType | int = ProgramType(prog_type)
         except ValueError:
@@ -212,38 +193,34 @@ class Program:
         cname = _validate_prog_name(name)
         code_buf = ctypes.create_string_buffer(code, len(code))
         lic = license.encode()
+        eat = int(expected_attach_type) if expected_attach_type is not None else None
 
-        def attempt(level: int, size: int) -> tuple[int, str]:
-            opts = new_opts(structs.BpfProgLoadOpts, kern_version=kern_version, prog_flags=prog_flags,
-                            attach_btf_id=attach_btf_id)
-            if expected_attach_type is not None:
-                opts.expected_attach_type = int(expected_attach_type)
-            log_buf = None
-            if level:
-                log_buf = ctypes.create_string_buffer(size)
-                opts.log_level, opts.log_size, opts.log_buf = level, size, ctypes.addressof(log_buf)
-            fd = lib.bpf_prog_load(int(ptype), cname, lic, code_buf, count, ctypes.byref(opts))
-            return fd, (log_buf.value.decode(errors="replace") if log_buf is not None else "")
+        def attempt(level: int, size: int) -> progs.LoadAttempt:
+            return progs.prog_load_attempt(int(ptype), cname, lic, code_buf, count, expected_attach_type=eat,
+                                           kern_version=kern_version, prog_flags=prog_flags,
+                                           attach_btf_id=attach_btf_id, log_level=level, log_size=size)
 
-        fd, log = attempt(log_level, log_size)
+        res = attempt(log_level, log_size)
         size = log_size
-        while fd == -E.ENOSPC and log_level and size < LOG_SIZE_MAX:
+        while res.err == E.ENOSPC and log_level and size < LOG_SIZE_MAX:
             size *= 2
-            fd, log = attempt(log_level, size)
-        if fd < 0 and not log_level and fd != -E.EPERM:
+            res = attempt(log_level, size)
+        if res.handle is None and not log_level and res.err != E.EPERM:
             # The fast first attempt ran without a log; repeat with one so the refusal explains itself.
             level = 1
-            fd2, log = attempt(level, size)
-            while fd2 == -E.ENOSPC and size < LOG_SIZE_MAX:
+            res2 = attempt(level, size)
+            while res2.err == E.ENOSPC and size < LOG_SIZE_MAX:
                 size *= 2
-                fd2, log = attempt(level, size)
-            if fd2 >= 0:  # loaded the second time (a transient failure such as EAGAIN): keep it
-                fd = fd2
-            elif fd2 != -E.ENOSPC:
-                fd = fd2
-        if fd < 0:
-            raise cls._load_error(-fd, ptype, name, log, listing)
-        return cls(fd, ptype, name, refs=refs, disassembly=listing, verifier_log=log if log_level else "")
+                res2 = attempt(level, size)
+            if res2.handle is not None:  # loaded the second time (a transient failure such as EAGAIN): keep it
+                res = res2
+            elif res2.err != E.ENOSPC:
+                res = res2
+            else:
+                res = progs.LoadAttempt(None, res.err, res2.log)
+        if res.handle is None:
+            raise cls._load_error(res.err, ptype, name, res.log, listing)
+        return cls(res.handle, ptype, name, refs=refs, disassembly=listing, verifier_log=res.log if log_level else "")
 
     @staticmethod
     def _load_error(err: int, ptype: ProgramType, name: str, log: str, listing: str) -> errors.MapError:
@@ -262,20 +239,22 @@ class Program:
             msg += "or expected_attach_type)"
         if listing:
             msg += "\n--- program ---\n" + _tail(listing, 80)
-        return ProgramLoadError(msg, errno=err, op="prog_load", log=log, disassembly=listing)
+        return ProgramLoadError(msg, errno=err, op="prog_load", log=log, disassembly=listing, call="bpf_prog_load")
 
     # ------------------------------------------------------------------ opening existing programs
     @classmethod
-    def from_fd(cls, fd: int, *, name: str = "", section: str = "") -> Program:
-        """Wrap an fd this object will own (the type and name come from the kernel)."""
+    def from_fd(cls, fd: int | FD, *, name: str = "", section: str = "") -> Program:
+        """Wrap an fd (a number or an :class:`FD`) this object will own (the type and name come from the kernel)."""
+        h = fd if isinstance(fd, FD) else FD(fd, "program")
         try:
-            if "prog_type" not in read_fdinfo(fd):
-                raise InvalidArgument(f"fd {fd} is not a BPF program", op="open")
-            info = prog_info_from_fd(fd)
+            with h.pinned("open") as num:
+                if "prog_type" not in read_fdinfo(num):
+                    raise InvalidArgument(f"fd {num} is not a BPF program", op="open")
+            info = prog_info(h)
         except BaseException:
-            os.close(fd)
+            h.close()
             raise
-        return cls(fd, info.type, name or info.name, section=section)
+        return cls(h, info.type, name or info.name, section=section)
 
     @classmethod
     def open_pinned(cls, path: str | os.PathLike[str]) -> Program:
@@ -286,29 +265,35 @@ class Program:
 
     @classmethod
     def open_by_id(cls, prog_id: int) -> Program:
-        fd = lib.bpf_prog_get_fd_by_id(prog_id)
-        if fd == -E.ENOENT:
-            raise errors.KeyNotFound(f"open_by_id: no program has id {prog_id}", errno=E.ENOENT, op="prog_open_by_id")
-        _libbpf.check(fd, "prog_open_by_id", f"id {prog_id}")
-        return cls.from_fd(fd)
+        return cls.from_fd(progs.prog_open_by_id(prog_id))
 
     # ------------------------------------------------------------------ properties and lifecycle
     @property
     def fd(self) -> int:
-        if self._box[0] < 0:
+        """The program's descriptor number now (raises :class:`MapClosed` once closed).
+
+        Hand it at once to something that takes its own reference; keep the Program (or :attr:`handle`).
+        """
+        num = self._h.num
+        if num < 0:
             raise MapClosed("the program is closed", op="prog_fd")
-        return self._box[0]
+        return num
+
+    @property
+    def handle(self) -> FD:
+        """The :class:`~ebpfmaps._libbpf.fd.FD` that owns the descriptor; closed together with the program."""
+        return self._h
 
     @property
     def closed(self) -> bool:
-        return self._box[0] < 0
+        return self._h.closed
 
     @property
     def pin_path(self) -> str | None:
         return self._pin_path
 
     def info(self) -> ProgInfo:
-        return prog_info_from_fd(self.fd)
+        return prog_info(self._h)
 
     @property
     def id(self) -> int:
@@ -316,13 +301,29 @@ class Program:
 
     def dup(self) -> Program:
         """Another Program object on a duplicate fd (closing one leaves the other working)."""
-        p = Program(_dup(self.fd), self.type, self.name, refs=self._refs, disassembly=self.disassembly,
-                    section=self.section)
+        p = Program(self._h.dup(), self.type, self.name, refs=self._refs, disassembly=self.disassembly,
+                    section=self.section, verifier_log=self.verifier_log)
+        p._pin_path = self._pin_path
         return p
 
     def close(self) -> None:
-        """Close the fd (idempotent). Attached links and pins keep the program alive in the kernel."""
-        self._finalizer()
+        """Close the fd (idempotent). Attached links and pins keep the program alive in the kernel.
+
+        Every later call through this object raises :class:`MapClosed`; calls already in flight in
+        other threads finish on this program before the descriptor is released.
+        """
+        self._h.close()
+
+    def __copy__(self) -> Program:
+        """As :meth:`dup`: a second object on a duplicate descriptor of the same kernel program."""
+        return self.dup()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Program:
+        """As :meth:`dup`: the kernel program is shared, not copied."""
+        return self.dup()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Program cannot be pickled: pin it and Program.open_pinned() it in the other process")
 
     def __enter__(self) -> Program:
         return self
@@ -331,13 +332,15 @@ class Program:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self._box[0]}"
+        num = self._h.num
+        state = "closed" if num < 0 else f"fd={num}"
         tname = self.type.name.lower() if isinstance(self.type, ProgramType) else str(self.type)
         return f"<Program {self.name!r} {tname} {state}>"
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin into a bpf filesystem: the program outlives this process until unpinned."""
-        self._pin_path = pinning.pin_fd(self.fd, path)
+        with self._h.pinned("pin") as num:
+            self._pin_path = pinning.pin_fd(num, path)
 
     def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         target = path if path is not None else self._pin_path
@@ -406,17 +409,7 @@ class Program:
                 ctx_out_buf = ctypes.create_string_buffer(ctx_out_size)
                 keep.append(ctx_out_buf)
                 opts.ctx_out, opts.ctx_size_out = ctypes.addressof(ctx_out_buf), ctx_out_size
-        ret = lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
-        if ret < 0:
-            err = -ret
-            if err == E.ENOSPC and out_buf is not None and opts.data_size_out > len(out_buf):
-                raise InvalidArgument(f"test_run: the program's output ({opts.data_size_out} bytes) exceeds "
-                                      f"data_out_size={len(out_buf)}; pass a larger data_out_size", errno=err,
-                                      op="test_run")
-            if err in (errors.ENOTSUPP, E.EOPNOTSUPP):
-                raise errors.NotSupported(f"test_run: the kernel cannot test-run {self!r} (no BPF_PROG_TEST_RUN for "
-                                          "this program type)", errno=err, op="test_run")
-            raise errors.from_errno(err, "test_run", repr(self))
+        progs.prog_test_run(self._h, opts, repr(self), len(out_buf) if out_buf is not None else None)
         data_out = out_buf.raw[: opts.data_size_out] if out_buf is not None else None
         ctx_out: bytes | None = None
         if ctx_out_buf is not None:
@@ -429,14 +422,10 @@ class Program:
     # ------------------------------------------------------------------ attaching
     def attach_raw_tracepoint(self, name: str) -> Link:
         """Attach to raw tracepoint ``name`` (e.g. ``"sys_enter"``, ``"sched_switch"``); detach by closing the link."""
-        from ebpfmaps.programs.tracing import attach_raw_tracepoint
-
         return attach_raw_tracepoint(self, name)
 
     def attach_tracepoint(self, category: str, name: str) -> Link:
         """Attach to tracepoint ``category/name`` (e.g. ``"syscalls", "sys_enter_openat"``) via a perf event."""
-        from ebpfmaps.programs.tracing import attach_tracepoint
-
         return attach_tracepoint(self, category, name)
 
     def attach(self, target: str | None = None) -> Link:

@@ -13,100 +13,58 @@ Closing a link's fd detaches; a pinned link stays attached until unpinned.
 
 from __future__ import annotations
 
-import ctypes
 import errno as E
-import fcntl
 import os
-import platform
-import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ebpfmaps import _libbpf, errors, pinning
-from ebpfmaps._libbpf import lib
+from ebpfmaps import errors, pinning
+from ebpfmaps._libbpf import perf, progs
+from ebpfmaps._libbpf.fd import FD
+from ebpfmaps._libbpf.perf import (
+    PERF_EVENT_IOC_DISABLE,
+    PERF_EVENT_IOC_ENABLE,
+    PERF_EVENT_IOC_SET_BPF,
+    PERF_FLAG_FD_CLOEXEC,
+    PerfEventAttr,
+)
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.programs.types import AttachType, ProgramType
 
 if TYPE_CHECKING:
+    # Only for annotations: program.py imports this module to attach its programs.
     from ebpfmaps.programs.program import Program
 
 __all__ = [
-    "PERF_FLAG_FD_CLOEXEC", "PERF_TYPE_TRACEPOINT", "Link", "PerfEventAttr", "attach_raw_tracepoint",
-    "attach_tracepoint", "perf_event_open", "tracefs", "tracepoint_id",
+    "PERF_EVENT_IOC_DISABLE", "PERF_EVENT_IOC_ENABLE", "PERF_EVENT_IOC_SET_BPF", "PERF_FLAG_FD_CLOEXEC",
+    "PERF_TYPE_TRACEPOINT", "Link", "PerfEventAttr", "attach_raw_tracepoint", "attach_tracepoint",
+    "perf_event_open", "tracefs", "tracepoint_id",
 ]
 
 # uapi linux/perf_event.h
 PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 0, 1, 2
 PERF_SAMPLE_RAW = 1 << 10
-PERF_FLAG_FD_CLOEXEC = 1 << 3
-# _IO('$', n) and _IOW('$', 8, __u32) from the same header, encoded per asm-generic/ioctl.h.
-PERF_EVENT_IOC_ENABLE = 0x2400
-PERF_EVENT_IOC_DISABLE = 0x2401
-PERF_EVENT_IOC_SET_BPF = 0x40042408
-# perf_event_open(2) syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h).
-_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "arm64": 241, "riscv64": 241, "s390x": 331, "ppc64le": 319}
 
 TRACEFS_DEFAULT = "/sys/kernel/tracing"
-
-
-class PerfEventAttr(ctypes.Structure):
-    """``struct perf_event_attr`` up to ``sig_data`` (PERF_ATTR_SIZE_VER7, 128 bytes); the bit
-    fields (disabled, inherit, ..., watermark at bit 14) are one u64 ``flags``."""
-
-    _fields_ = [
-        ("type", ctypes.c_uint32),
-        ("size", ctypes.c_uint32),
-        ("config", ctypes.c_uint64),
-        ("sample_period", ctypes.c_uint64),  # union with sample_freq
-        ("sample_type", ctypes.c_uint64),
-        ("read_format", ctypes.c_uint64),
-        ("flags", ctypes.c_uint64),
-        ("wakeup_events", ctypes.c_uint32),  # union with wakeup_watermark
-        ("bp_type", ctypes.c_uint32),
-        ("config1", ctypes.c_uint64),
-        ("config2", ctypes.c_uint64),
-        ("branch_sample_type", ctypes.c_uint64),
-        ("sample_regs_user", ctypes.c_uint64),
-        ("sample_stack_user", ctypes.c_uint32),
-        ("clockid", ctypes.c_int32),
-        ("sample_regs_intr", ctypes.c_uint64),
-        ("aux_watermark", ctypes.c_uint32),
-        ("sample_max_stack", ctypes.c_uint16),
-        ("_reserved_2", ctypes.c_uint16),
-        ("aux_sample_size", ctypes.c_uint32),
-        ("_reserved_3", ctypes.c_uint32),
-        ("sig_data", ctypes.c_uint64),
-    ]
-
 
 # perf_event_attr flag bits (the bit-field order of the header).
 PERF_ATTR_FLAG_DISABLED = 1 << 0
 PERF_ATTR_FLAG_WATERMARK = 1 << 14
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_mount = _libc.mount
-_mount.restype = ctypes.c_int
-_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-
 
 def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: int = -1,
                     flags: int = PERF_FLAG_FD_CLOEXEC) -> int:
-    """The perf_event_open(2) syscall; returns the new fd (``attr.size`` is filled in if 0)."""
-    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
-    if nr is None:
-        raise NotSupported(f"perf_event_open: syscall number unknown for {platform.machine()}", op="perf_event_open")
-    if not attr.size:
-        attr.size = ctypes.sizeof(PerfEventAttr)
-    fd = _syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_int(pid), ctypes.c_int(cpu),
-                  ctypes.c_int(group_fd), ctypes.c_ulong(flags))
-    if fd < 0:
-        err = ctypes.get_errno()
-        if err == E.ENOENT:
-            raise NotSupported(f"perf_event_open: no such event (type {attr.type}, config {attr.config})",
-                               errno=err, op="perf_event_open")
-        raise errors.from_errno(err, "perf_event_open", f"type {attr.type} config {attr.config}")
-    return int(fd)
+    """The perf_event_open(2) syscall; returns the new fd, which the caller owns (``attr.size`` is filled in if 0).
+
+    ``group_fd`` is the caller's own descriptor for the group leader (-1: none).
+    """
+    if group_fd < 0:
+        return perf.perf_event_open_number(attr, pid, cpu, None, flags)
+    # Borrow the caller's number for the call only; the caller keeps owning it.
+    leader = FD(os.dup(group_fd), "perf event")
+    try:
+        return perf.perf_event_open_number(attr, pid, cpu, leader, flags)
+    finally:
+        leader.close()
 
 
 def tracefs(mount: bool = True) -> str:
@@ -120,8 +78,8 @@ def tracefs(mount: bool = True) -> str:
         return legacy
     if not mount:
         raise NotSupported("tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)", op="tracefs")
-    if _mount(b"tracefs", TRACEFS_DEFAULT.encode(), b"tracefs", 0, None) != 0:
-        err = ctypes.get_errno()
+    err = perf.mount("tracefs", TRACEFS_DEFAULT, "tracefs")
+    if err:
         if err == E.EBUSY and os.path.isdir(os.path.join(TRACEFS_DEFAULT, "events")):
             return TRACEFS_DEFAULT  # mounted by someone else meanwhile
         raise errors.from_errno(err, "mount tracefs", f"at {TRACEFS_DEFAULT} (CONFIG_TRACING off, or not root?)")
@@ -153,46 +111,57 @@ class Link:
     ``program`` keeps the attached Program object alive while the link is.
     """
 
-    def __init__(self, fd: int, kind: str, target: str, program: Program | None = None, *, perf_fd: int = -1,
-                 is_bpf_link: bool = True) -> None:
-        self._fds = [fd, perf_fd]
-        self._finalizer = weakref.finalize(self, Link._release, self._fds, is_bpf_link)
+    def __init__(self, fd: int | FD, kind: str, target: str, program: Program | None = None, *,
+                 perf_fd: int | FD = -1, is_bpf_link: bool = True) -> None:
+        """Wrap ``fd`` (and ``perf_fd``), numbers or :class:`FD` handles this object now owns."""
+        self._h = fd if isinstance(fd, FD) else FD(fd, "link")
+        self._perf: FD | None = None
+        if isinstance(perf_fd, FD):
+            self._perf = perf_fd
+        elif perf_fd >= 0:
+            self._perf = FD(perf_fd, "perf event")
         self.kind = kind
         self.target = target
         self.program = program
         self.is_bpf_link = is_bpf_link
         self._pin_path: str | None = None
 
-    @staticmethod
-    def _release(fds: list[int], is_bpf_link: bool) -> None:
-        fd, perf_fd = fds
-        fds[0] = fds[1] = -1
-        if fd >= 0 and not is_bpf_link:
-            # Attached with PERF_EVENT_IOC_SET_BPF: the fd is the perf event; stop it before closing.
-            try:
-                fcntl.ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
-            except OSError:
-                pass
-        for f in (fd, perf_fd):
-            if f >= 0:
-                try:
-                    os.close(f)
-                except OSError:
-                    pass
-
     @property
     def fd(self) -> int:
-        if self._fds[0] < 0:
+        """The link's descriptor number now (raises :class:`MapClosed` once detached)."""
+        num = self._h.num
+        if num < 0:
             raise MapClosed("the link is detached", op="link_fd")
-        return self._fds[0]
+        return num
+
+    @property
+    def handle(self) -> FD:
+        """The :class:`~ebpfmaps._libbpf.fd.FD` that owns the link's descriptor."""
+        return self._h
 
     @property
     def attached(self) -> bool:
-        return self._fds[0] >= 0
+        return not self._h.closed
+
+    @property
+    def closed(self) -> bool:
+        return self._h.closed
 
     def detach(self) -> None:
-        """Detach now (idempotent). A pinned BPF link stays attached until its pin is removed too."""
-        self._finalizer()
+        """Detach now (idempotent). A pinned BPF link stays attached until its pin is removed too.
+
+        Every later call through this object raises :class:`MapClosed`; the descriptors are released
+        when calls in flight in other threads have finished.
+        """
+        if not self.is_bpf_link:
+            # Attached with PERF_EVENT_IOC_SET_BPF: the fd is the perf event; stop it before closing.
+            try:
+                perf.perf_ioctl(self._h, PERF_EVENT_IOC_DISABLE, "link_detach")
+            except errors.MapError:
+                pass  # already closed (by another thread), or the event is gone: closing is all that is left
+        self._h.close()
+        if self._perf is not None:
+            self._perf.close()
 
     close = detach
 
@@ -202,8 +171,27 @@ class Link:
     def __exit__(self, *exc: object) -> None:
         self.detach()
 
+    def __del__(self) -> None:
+        # The handles release their numbers on their own; this stops an ioctl-attached event first.
+        try:
+            if not self._h.closed:
+                self.detach()
+        except Exception:
+            pass
+
+    def __copy__(self) -> Link:
+        raise TypeError("a Link cannot be copied: a duplicate descriptor would keep the program attached after "
+                        "close(); share the Link object itself")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Link:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Link cannot be pickled: pin it to keep the attachment beyond this process")
+
     def __repr__(self) -> str:
-        state = f"fd={self._fds[0]}" if self.attached else "detached"
+        num = self._h.num
+        state = f"fd={num}" if num >= 0 else "detached"
         return f"<Link {self.kind} {self.target!r} {state}>"
 
     def pin(self, path: str | os.PathLike[str]) -> None:
@@ -211,7 +199,8 @@ class Link:
         if not self.is_bpf_link:
             raise NotSupported("this kernel attached through PERF_EVENT_IOC_SET_BPF, which makes no pinnable link",
                                op="link_pin")
-        self._pin_path = pinning.pin_fd(self.fd, path)
+        with self._h.pinned("link_pin") as num:
+            self._pin_path = pinning.pin_fd(num, path)
 
     @property
     def pin_path(self) -> str | None:
@@ -228,11 +217,7 @@ def attach_raw_tracepoint(prog: Program, name: str) -> Link:
     """Attach a raw_tracepoint program to ``name`` (``sys_enter``, ``sched_switch``...)."""
     _require_type(prog, (ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE), "a raw tracepoint")
     _check_name(name, "name")
-    fd = lib.bpf_raw_tracepoint_open(name.encode(), prog.fd)
-    if fd == -E.ENOENT:
-        raise NotSupported(f"no raw tracepoint {name!r} on this kernel", errno=E.ENOENT, op="attach_raw_tracepoint")
-    _libbpf.check(fd, "attach_raw_tracepoint", name)
-    return Link(fd, "raw_tracepoint", name, prog)
+    return Link(progs.raw_tracepoint_open(name, prog.handle), "raw_tracepoint", name, prog)
 
 
 def attach_tracepoint(prog: Program, category: str, name: str) -> Link:
@@ -240,28 +225,25 @@ def attach_tracepoint(prog: Program, category: str, name: str) -> Link:
     _require_type(prog, (ProgramType.TRACEPOINT,), "a tracepoint")
     tp_id = tracepoint_id(category, name)
     attr = PerfEventAttr(type=PERF_TYPE_TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1)
-    pfd = perf_event_open(attr, pid=-1, cpu=0)
+    event = perf.perf_event_open(attr, pid=-1, cpu=0)
     target = f"{category}/{name}"
     try:
-        link_fd = lib.bpf_link_create(prog.fd, pfd, int(AttachType.PERF_EVENT), None)
-        if link_fd >= 0:
-            link = Link(link_fd, "tracepoint", target, prog, perf_fd=pfd)
-        elif -link_fd in (E.EINVAL, E.EOPNOTSUPP, errors.ENOTSUPP):
+        try:
+            link = Link(progs.link_create(prog.handle, event, int(AttachType.PERF_EVENT), "attach_tracepoint", target),
+                        "tracepoint", target, prog, perf_fd=event)
+        except errors.MapError as exc:
+            if exc.errno not in (E.EINVAL, E.EOPNOTSUPP, errors.ENOTSUPP) or isinstance(exc, MapClosed):
+                raise
             # Kernels before 5.15 have no perf-event links: bind the program with the ioctl instead;
             # the perf event fd is then the attachment itself.
-            try:
-                fcntl.ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog.fd)
-            except OSError as exc:
-                raise errors.from_errno(exc.errno or E.EINVAL, "attach_tracepoint", target) from None
-            link = Link(pfd, "tracepoint", target, prog, is_bpf_link=False)
-        else:
-            raise errors.from_errno(-link_fd, "attach_tracepoint", target)
+            perf.perf_set_bpf(event, prog.handle, "attach_tracepoint", target)
+            link = Link(event, "tracepoint", target, prog, is_bpf_link=False)
     except BaseException:
-        os.close(pfd)
+        event.close()
         raise
     try:
-        fcntl.ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0)
-    except OSError as exc:
+        perf.perf_ioctl(event, PERF_EVENT_IOC_ENABLE, "attach_tracepoint", f"enable {target}")
+    except BaseException:
         link.detach()
-        raise errors.from_errno(exc.errno or E.EINVAL, "attach_tracepoint", f"enable {target}") from None
+        raise
     return link

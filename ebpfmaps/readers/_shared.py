@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import mmap
+import os
 import select
 import time
-from typing import Any, Union
+from typing import Union
 
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.errors import InvalidArgument, MapClosed
 from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
@@ -16,28 +18,64 @@ from ebpfmaps.spec import MapInfo
 PAGE_SIZE = mmap.PAGESIZE
 
 #: What the readers accept as "the map": a live :class:`~ebpfmaps.Map` (kept alive by the
-#: reader) or a raw map fd that the caller keeps open for the reader's lifetime.
+#: reader, which stops working when the map is closed) or a raw map fd, which the reader
+#: duplicates at once (the caller may close its own number whenever it likes).
 MapLike = Union[Map, int]
 
 
-def resolve_map(target: MapLike, expected_type: int, role: str) -> tuple[int, MapInfo]:
-    """The fd and kernel info of ``target``, checked to be a map of ``expected_type``.
+class MapRef:
+    """The map a reader works on: the handle of its descriptor, which every syscall, epoll
+    registration and mmap enters, and whether the reader owns that handle (a raw fd it duplicated)
+    or borrows the Map's own (closing the Map then closes it for the reader too)."""
+
+    __slots__ = ("handle", "map", "owned")
+
+    def __init__(self, handle: FD, owner: Map | None) -> None:
+        self.handle = handle
+        self.map = owner  # keeps the Map (and so its descriptor) alive while the reader is
+        self.owned = owner is None
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def release(self) -> None:
+        """The reader is done with the map: close the handle if it is ours, drop the Map otherwise."""
+        if self.owned:
+            self.handle.close()
+        self.map = None
+
+
+def resolve_map(target: MapLike, expected_type: int, role: str) -> tuple[MapRef, MapInfo]:
+    """The map of ``target`` and its kernel info, checked to be a map of ``expected_type``.
 
     Sizes always come from the kernel's own view of the map (BPF_OBJ_GET_INFO_BY_FD),
     never from what the caller believes, so the mmap lengths match what the kernel maps.
     """
     if isinstance(target, Map):
-        fd = target.fd  # raises MapClosed
+        ref = MapRef(target.handle, target)
     elif isinstance(target, int) and not isinstance(target, bool):
-        fd = target
+        if target < 0:
+            raise InvalidArgument(f"{role} needs a map fd, not {target}", op=role)
+        try:
+            num = os.dup(target)  # our own reference: the caller's number may be closed and reused later
+        except OSError as exc:
+            raise MapClosed(f"{role}: fd {target} is not open ({exc.strerror})", errno=exc.errno, op=role) from None
+        ref = MapRef(FD(num, "map"), None)
     else:
         raise InvalidArgument(f"{role} needs an ebpfmaps Map or a map fd, not {type(target).__name__}", op=role)
-    info = map_info_from_fd(fd)
-    if info.type != expected_type:
-        raise InvalidArgument(
-            f"{role} needs a {type_name(expected_type)} map; map id {info.id} is a {type_name(info.type)} map", op=role
-        )
-    return fd, info
+    try:
+        with ref.handle.pinned(role) as fd:
+            info = map_info_from_fd(fd)
+        if info.type != expected_type:
+            raise InvalidArgument(
+                f"{role} needs a {type_name(expected_type)} map; map id {info.id} is a {type_name(info.type)} map",
+                op=role,
+            )
+    except BaseException:
+        ref.release()
+        raise
+    return ref, info
 
 
 def timeout_ms(timeout: float | None) -> int:
@@ -68,51 +106,84 @@ class Deadline:
         return self.end is not None and time.monotonic() >= self.end
 
 
-class Waiter:
-    """An epoll set over one or more fds, usable from blocking code, select() and asyncio."""
+class EpollFD(FD):
+    """An epoll instance owned like any other descriptor: :meth:`close` invalidates it at once and
+    the epoll object is closed when the last call in flight (a thread blocked in poll) has left."""
 
-    def __init__(self, fds: list[int], events: int) -> None:
-        self._ep: select.epoll | None = select.epoll()
+    __slots__ = ("ep",)
+
+    def __init__(self) -> None:
+        ep = select.epoll()
+        super().__init__(ep.fileno(), "reader")
+        self.ep = ep
+
+    def _release(self) -> None:
         try:
-            for fd in fds:
-                self._ep.register(fd, events)
+            self._pending.pop()  # atomic: exactly one caller closes it
+        except IndexError:
+            return
+        self.ep.close()  # the epoll object owns the number; it closes it once
+
+    def dup(self) -> EpollFD:
+        raise TypeError("an epoll set is not duplicated")
+
+
+class Waiter:
+    """An epoll set over one or more descriptors, usable from blocking code, select() and asyncio.
+
+    Each descriptor is registered while its handle is entered, so a closed one is never registered
+    through a number that has been reused.
+    """
+
+    def __init__(self, handles: list[FD], events: int) -> None:
+        self._h = EpollFD()
+        try:
+            for h in handles:
+                with h.pinned("epoll_ctl") as fd:
+                    self._h.ep.register(fd, events)
         except BaseException:
-            self._ep.close()
+            self._h.close()
             raise
 
     def fileno(self) -> int:
-        if self._ep is None:
+        num = self._h.num
+        if num < 0:
             raise MapClosed("the reader is closed", op="fileno")
-        return self._ep.fileno()
+        return num
 
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         """Block until an fd is ready or ``timeout`` seconds pass; returns the (fd, events) ready."""
-        if self._ep is None:
-            raise MapClosed("the reader is closed", op="poll")
         ms = timeout_ms(timeout)
-        # select.epoll.poll takes seconds; PEP 475 makes it retry on EINTR with the remaining time.
-        return self._ep.poll(-1 if ms < 0 else ms / 1000.0)
+        h = self._h
+        h.enter("poll")
+        try:
+            # select.epoll.poll takes seconds; PEP 475 makes it retry on EINTR with the remaining time.
+            return h.ep.poll(-1 if ms < 0 else ms / 1000.0)
+        finally:
+            h.leave()
 
     async def wait_async(self) -> None:
         """Wait in the running asyncio loop until the epoll set reports readiness."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        fd = self.fileno()
+        h = self._h
+        fd = h.enter("poll")  # held while the loop watches the number, so close() cannot free it meanwhile
 
         def ready() -> None:
             if not fut.done():
                 fut.set_result(None)
 
-        loop.add_reader(fd, ready)
         try:
-            await fut
+            loop.add_reader(fd, ready)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
         finally:
-            loop.remove_reader(fd)
+            h.leave()
 
     def close(self) -> None:
-        if self._ep is not None:
-            self._ep.close()
-            self._ep = None
+        self._h.close()
 
 
 def release_views(views: list[memoryview]) -> None:
@@ -143,20 +214,22 @@ class RingMapping:
     consumes), the producer page and data for USER_RINGBUF (Python produces).
     """
 
-    def __init__(self, fd: int, info: MapInfo, *, python_consumes: bool) -> None:
+    def __init__(self, handle: FD, info: MapInfo, *, python_consumes: bool) -> None:
         size = info.max_entries
         if size <= 0 or size & (size - 1) or size % PAGE_SIZE:
             # The kernel enforces this at creation; checked again so position masks are right.
             raise InvalidArgument(f"ring buffer size {size} is not a power-of-2 multiple of the page size", op="mmap")
         self.size = size
         rw, ro = mmap.PROT_READ | mmap.PROT_WRITE, mmap.PROT_READ
-        self._cons_mm = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, rw if python_consumes else ro, offset=0)
-        try:
-            self._prod_mm = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED, ro if python_consumes else rw,
-                                      offset=PAGE_SIZE)
-        except BaseException:
-            self._cons_mm.close()
-            raise
+        # The mappings hold their own reference to the map: they stay valid whatever happens to the number.
+        with handle.pinned("mmap") as fd:
+            self._cons_mm = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, rw if python_consumes else ro, offset=0)
+            try:
+                self._prod_mm = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED, ro if python_consumes else rw,
+                                          offset=PAGE_SIZE)
+            except BaseException:
+                self._cons_mm.close()
+                raise
         self._cons_page = memoryview(self._cons_mm)
         self.cons = self._cons_page[:8].cast("Q")  # consumer_pos
         self._prod_page = memoryview(self._prod_mm)
@@ -168,7 +241,3 @@ class RingMapping:
         release_views([self.hdr, self.data, self.prod, self._prod_page, self.cons, self._cons_page])
         close_mappings([self._prod_mm, self._cons_mm])
 
-
-def keepalive(target: MapLike) -> Any:
-    """The object whose lifetime keeps the map fd open (a Map), or None for a raw fd."""
-    return target if isinstance(target, Map) else None

@@ -26,29 +26,22 @@ perf_event_open(2) and ``struct perf_event_attr`` are shared with the tracepoint
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import mmap
-import os
 import select
 import struct
 from collections.abc import AsyncIterator, Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ebpfmaps import errors
-from ebpfmaps._libbpf import lib
+from ebpfmaps._libbpf import perf
+from ebpfmaps._libbpf.fd import FD
+from ebpfmaps._libbpf.perf import PERF_EVENT_IOC_DISABLE, PERF_EVENT_IOC_ENABLE, PerfEventAttr
 from ebpfmaps.cpus import online_cpus
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.maptypes import MapType
-from ebpfmaps.programs.tracing import (
-    PERF_ATTR_FLAG_WATERMARK,
-    PERF_EVENT_IOC_DISABLE,
-    PERF_EVENT_IOC_ENABLE,
-    PERF_SAMPLE_RAW,
-    PERF_TYPE_SOFTWARE,
-    PerfEventAttr,
-    perf_event_open,
-)
-from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, keepalive, resolve_map
+from ebpfmaps.programs.tracing import PERF_ATTR_FLAG_WATERMARK, PERF_SAMPLE_RAW, PERF_TYPE_SOFTWARE
+from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, resolve_map
+from ebpfmaps.spec import MapInfo
 
 # include/uapi/linux/perf_event.h (the rest, and perf_event_attr, come with the tracepoint code)
 PERF_COUNT_SW_BPF_OUTPUT = 10
@@ -69,24 +62,25 @@ SampleCallback = Callable[[int, bytes], object]
 LostCallback = Callable[[int, int], object]
 
 
-def _open_bpf_output(attr: PerfEventAttr, cpu: int) -> int:
+def _open_bpf_output(attr: PerfEventAttr, cpu: int) -> FD:
     try:
-        return perf_event_open(attr, pid=-1, cpu=cpu)
+        return perf.perf_event_open(attr, pid=-1, cpu=cpu)
     except NotSupported as exc:
         raise NotSupported("the kernel has no PERF_COUNT_SW_BPF_OUTPUT event", errno=exc.errno,
                            op="perf_event_open") from None
 
 
 class _CpuRing:
-    """One CPU's perf event fd and its mmapped ring."""
+    """One CPU's perf event (owned through its handle) and its mmapped ring."""
 
-    __slots__ = ("cpu", "data", "data_size", "fd", "head", "mm", "tail")
+    __slots__ = ("cpu", "data", "data_size", "event", "head", "mm", "tail")
 
-    def __init__(self, cpu: int, fd: int, pages: int) -> None:
+    def __init__(self, cpu: int, event: FD, pages: int) -> None:
         self.cpu = cpu
-        self.fd = fd
+        self.event = event
         self.data_size = pages * PAGE_SIZE
-        self.mm = mmap.mmap(fd, (pages + 1) * PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        with event.pinned("mmap") as fd:
+            self.mm = mmap.mmap(fd, (pages + 1) * PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         whole = memoryview(self.mm)
         self.head = whole[_DATA_HEAD:_DATA_HEAD + 8].cast("Q")
         self.tail = whole[_DATA_TAIL:_DATA_TAIL + 8].cast("Q")
@@ -97,7 +91,7 @@ class _CpuRing:
         for view in (self.head, self.tail, self.data):
             view.release()
         self.mm.close()
-        os.close(self.fd)
+        self.event.close()
 
 
 _HEADER = struct.Struct("=IHH")
@@ -117,7 +111,50 @@ class PerfEventReader:
     def __init__(self, perf_map: MapLike, callback: SampleCallback | None = None,
                  lost_callback: LostCallback | None = None, *, pages: int = 8, wakeup_events: int = 1,
                  wakeup_bytes: int | None = None, cpus: list[int] | None = None) -> None:
-        fd, info = resolve_map(perf_map, MapType.PERF_EVENT_ARRAY, "PerfEventReader")
+        ref, info = resolve_map(perf_map, MapType.PERF_EVENT_ARRAY, "PerfEventReader")
+        try:
+            self._setup(info, pages, wakeup_events, wakeup_bytes, cpus)
+        except BaseException:
+            ref.release()
+            raise
+        self._map = ref
+        self.map_id = info.id
+        self.callback = callback
+        self.lost_callback = lost_callback
+        self.lost: dict[int, int] = {}
+        self._rings: list[_CpuRing] = []
+        self._closed = False
+        attr = PerfEventAttr()
+        attr.type = PERF_TYPE_SOFTWARE
+        attr.size = ctypes.sizeof(PerfEventAttr)
+        attr.config = PERF_COUNT_SW_BPF_OUTPUT
+        attr.sample_period = 1
+        attr.sample_type = PERF_SAMPLE_RAW
+        if wakeup_bytes is not None:
+            attr.flags = PERF_ATTR_FLAG_WATERMARK
+            attr.wakeup_events = wakeup_bytes  # the union's wakeup_watermark with the watermark flag
+        else:
+            attr.wakeup_events = wakeup_events
+        try:
+            for cpu in self._cpus:
+                event = _open_bpf_output(attr, cpu)
+                try:
+                    ring = _CpuRing(cpu, event, pages)
+                except BaseException:
+                    event.close()
+                    raise
+                self._rings.append(ring)
+                perf.perf_ioctl(event, PERF_EVENT_IOC_ENABLE, "PerfEventReader", f"enable CPU {cpu}")
+                perf.set_event_slot(ref.handle, cpu, event)
+            self._waiter = Waiter([r.event for r in self._rings], select.EPOLLIN)
+        except BaseException:
+            self._release_rings()
+            ref.release()
+            raise
+
+    def _setup(self, info: MapInfo, pages: int, wakeup_events: int, wakeup_bytes: int | None,
+               cpus: list[int] | None) -> None:
+        """Check the arguments against the map; sets the CPUs to open rings on."""
         if pages <= 0 or pages & (pages - 1):
             raise InvalidArgument(f"pages must be a power of 2, not {pages}", op="PerfEventReader")
         if wakeup_events < 1:
@@ -144,43 +181,7 @@ class PerfEventReader:
             if bad:
                 raise InvalidArgument(f"CPUs {bad} are offline or beyond the map's {info.max_entries} entries",
                                       op="PerfEventReader")
-        self._map = keepalive(perf_map)
-        self._map_fd = fd
-        self.map_id = info.id
-        self.callback = callback
-        self.lost_callback = lost_callback
-        self.lost: dict[int, int] = {}
-        self._rings: list[_CpuRing] = []
-        self._closed = False
-        attr = PerfEventAttr()
-        attr.type = PERF_TYPE_SOFTWARE
-        attr.size = ctypes.sizeof(PerfEventAttr)
-        attr.config = PERF_COUNT_SW_BPF_OUTPUT
-        attr.sample_period = 1
-        attr.sample_type = PERF_SAMPLE_RAW
-        if wakeup_bytes is not None:
-            attr.flags = PERF_ATTR_FLAG_WATERMARK
-            attr.wakeup_events = wakeup_bytes  # the union's wakeup_watermark with the watermark flag
-        else:
-            attr.wakeup_events = wakeup_events
-        try:
-            for cpu in cpus:
-                pfd = _open_bpf_output(attr, cpu)
-                try:
-                    ring = _CpuRing(cpu, pfd, pages)
-                except BaseException:
-                    os.close(pfd)
-                    raise
-                self._rings.append(ring)
-                fcntl.ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0)
-                ret = lib.bpf_map_update_elem(fd, _U32.pack(cpu), _U32.pack(pfd), 0)
-                if ret < 0:
-                    raise errors.from_errno(-ret, "update", f"perf event array slot {cpu}")
-            self._waiter = Waiter([r.fd for r in self._rings], select.EPOLLIN)
-        except BaseException:
-            self._release_rings()
-            raise
-        self._by_fd = {r.fd: r for r in self._rings}
+        self._cpus = cpus
 
     @property
     def cpus(self) -> list[int]:
@@ -194,6 +195,10 @@ class PerfEventReader:
     def _check_open(self) -> None:
         if self._closed:
             raise MapClosed("the perf event reader is closed", op="perf")
+        if self._map.handle.num < 0:
+            # The Map was closed under the reader: the reader ends with it (its number may be reused).
+            self.close()
+            raise MapClosed("the perf event reader's map is closed", op="perf")
 
     # ------------------------------------------------------------------ reading
     def _drain_ring(self, ring: _CpuRing, cb: SampleCallback, lost_cb: LostCallback | None) -> int:
@@ -297,19 +302,13 @@ class PerfEventReader:
 
     # ------------------------------------------------------------------ lifetime
     def _release_rings(self) -> None:
-        map_open = True
-        try:
-            if self._map is not None:
-                self._map.fd  # noqa: B018 - raises MapClosed when the caller closed the map first
-        except MapClosed:
-            map_open = False  # its fd number may already belong to something else
         for ring in self._rings:
-            # Empty the map slot first so programs stop writing to a ring nobody reads.
-            if map_open:
-                lib.bpf_map_delete_elem(self._map_fd, _U32.pack(ring.cpu))
+            # Empty the map slot first so programs stop writing to a ring nobody reads (skipped, through the
+            # handle, when the caller closed the map first: its number may belong to something else by now).
+            perf.clear_event_slot(self._map.handle, ring.cpu)
             try:
-                fcntl.ioctl(ring.fd, PERF_EVENT_IOC_DISABLE, 0)
-            except OSError:
+                perf.perf_ioctl(ring.event, PERF_EVENT_IOC_DISABLE, "PerfEventReader")
+            except errors.MapError:
                 pass
             ring.close()
         self._rings = []
@@ -321,7 +320,16 @@ class PerfEventReader:
         self._closed = True
         self._waiter.close()
         self._release_rings()
-        self._map = None
+        self._map.release()
+
+    def __copy__(self) -> PerfEventReader:
+        raise TypeError("a PerfEventReader cannot be copied: its rings have one reader; share the reader")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PerfEventReader:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a PerfEventReader cannot be pickled")
 
     def __enter__(self) -> PerfEventReader:
         return self

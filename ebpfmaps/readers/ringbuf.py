@@ -39,6 +39,7 @@ busy record by spinning briefly and then sleeping in growing steps (up to 1 ms).
 
 from __future__ import annotations
 
+import asyncio
 import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -51,7 +52,6 @@ from ebpfmaps.readers._shared import (
     MapLike,
     RingMapping,
     Waiter,
-    keepalive,
     release_views,
     resolve_map,
 )
@@ -87,11 +87,19 @@ class RingBufReader:
     """
 
     def __init__(self, ringbuf: MapLike, callback: RecordCallback | None = None) -> None:
-        fd, info = resolve_map(ringbuf, MapType.RINGBUF, "RingBufReader")
-        # Consumer page: ours to write. Producer page + twice the data area: read-only.
-        self._ring = RingMapping(fd, info, python_consumes=True)
-        self._map = keepalive(ringbuf)
-        self._fd = fd
+        ref, info = resolve_map(ringbuf, MapType.RINGBUF, "RingBufReader")
+        try:
+            # Consumer page: ours to write. Producer page + twice the data area: read-only.
+            self._ring = RingMapping(ref.handle, info, python_consumes=True)
+            try:
+                self._waiter = Waiter([ref.handle], select.EPOLLIN)
+            except BaseException:
+                self._ring.close()
+                raise
+        except BaseException:
+            ref.release()
+            raise
+        self._map = ref
         self.map_id = info.id
         self.data_size = self._ring.size
         self._mask = self.data_size - 1
@@ -99,7 +107,6 @@ class RingBufReader:
         self._busy_seen = False
         # The hot paths read these attributes directly.
         self._cons, self._prod, self._data, self._hdr = self._ring.cons, self._ring.prod, self._ring.data, self._ring.hdr
-        self._waiter = Waiter([fd], select.EPOLLIN)
         self._closed = False
         # The zero-copy view currently lent to the caller (views() or a zero_copy callback): close()
         # releases it, so a reader closed mid-record leaves no live window into the ring.
@@ -130,6 +137,10 @@ class RingBufReader:
     def _check_open(self) -> None:
         if self._closed:
             raise MapClosed("the ring buffer reader is closed", op="ringbuf")
+        if self._map.handle.num < 0:
+            # The Map was closed under the reader: the reader ends with it (its number may be reused).
+            self.close()
+            raise MapClosed("the ring buffer reader's map is closed", op="ringbuf")
 
     # ------------------------------------------------------------------ consuming
     def consume(self, callback: RecordCallback | None = None, *, limit: int | None = None,
@@ -221,6 +232,7 @@ class RingBufReader:
         headers are checked and the payloads copied by numpy, not record by record in Python.
         """
         try:
+            # Imported on first use: numpy is an optional dependency (the [numpy] extra).
             import numpy as np
         except ImportError as exc:  # pragma: no cover - numpy is in the [numpy]/[dev] extras
             raise NotSupported("read_array needs numpy (pip install 'ebpfmaps[numpy]')", op="read_array") from exc
@@ -312,8 +324,6 @@ class RingBufReader:
     # ------------------------------------------------------------------ asyncio
     async def wait_async(self) -> None:
         """Wait in the running event loop until a committed record is available."""
-        import asyncio
-
         pause = 0.00002
         while True:
             self._check_open()
@@ -416,7 +426,16 @@ class RingBufReader:
         lent, self._lent = self._lent, None
         release_views([lent] if lent is not None else [])
         self._ring.close()
-        self._map = None
+        self._map.release()
+
+    def __copy__(self) -> RingBufReader:
+        raise TypeError("a RingBufReader cannot be copied: a ring has one consumer position; share the reader")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RingBufReader:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a RingBufReader cannot be pickled")
 
     def __enter__(self) -> RingBufReader:
         return self

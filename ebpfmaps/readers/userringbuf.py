@@ -24,6 +24,7 @@ import select
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from ebpfmaps.errors import InvalidArgument, MapClosed, OutOfMemory
 from ebpfmaps.maptypes import MapType
@@ -32,7 +33,6 @@ from ebpfmaps.readers._shared import (
     MapLike,
     RingMapping,
     Waiter,
-    keepalive,
     release_views,
     resolve_map,
 )
@@ -90,16 +90,24 @@ class UserRingBufWriter:
     """
 
     def __init__(self, user_ringbuf: MapLike) -> None:
-        fd, info = resolve_map(user_ringbuf, MapType.USER_RINGBUF, "UserRingBufWriter")
-        # Consumer page: the kernel's (read-only here). Producer page + twice the data area: ours to write.
-        self._ring = RingMapping(fd, info, python_consumes=False)
-        self._map = keepalive(user_ringbuf)
+        ref, info = resolve_map(user_ringbuf, MapType.USER_RINGBUF, "UserRingBufWriter")
+        try:
+            # Consumer page: the kernel's (read-only here). Producer page + twice the data area: ours to write.
+            self._ring = RingMapping(ref.handle, info, python_consumes=False)
+            try:
+                # The kernel reports EPOLLOUT while the ring has free space (ringbuf_map_poll_user).
+                self._waiter = Waiter([ref.handle], select.EPOLLOUT)
+            except BaseException:
+                self._ring.close()
+                raise
+        except BaseException:
+            ref.release()
+            raise
+        self._map = ref
         self.map_id = info.id
         self.data_size = self._ring.size
         self._mask = self.data_size - 1
         self._cons, self._prod, self._data, self._hdr = self._ring.cons, self._ring.prod, self._ring.data, self._ring.hdr
-        # The kernel reports EPOLLOUT while the ring has free space (ringbuf_map_poll_user).
-        self._waiter = Waiter([fd], select.EPOLLOUT)
         self._lock = threading.Lock()
         self._closed = False
         # Reserved but not yet submitted or discarded: close() discards them, so a forgotten
@@ -120,6 +128,10 @@ class UserRingBufWriter:
     def _check_open(self) -> None:
         if self._closed:
             raise MapClosed("the user ring buffer writer is closed", op="user_ringbuf")
+        if self._map.handle.num < 0:
+            # The Map was closed under the writer: the writer ends with it, discarding its reservations.
+            self.close()
+            raise MapClosed("the user ring buffer writer's map is closed", op="user_ringbuf")
 
     def _check_size(self, size: int) -> int:
         if size < 0 or size > MAX_SAMPLE or size > LEN_MASK:
@@ -135,8 +147,10 @@ class UserRingBufWriter:
     def try_reserve(self, size: int) -> UserRingBufReservation | None:
         """Reserve ``size`` bytes now, or return None when the ring is too full."""
         span = self._check_size(size)
+        self._check_open()  # outside the lock: on a closed map it closes the writer, which takes the lock
         with self._lock:
-            self._check_open()
+            if self._closed:
+                raise MapClosed("the user ring buffer writer is closed", op="user_ringbuf")
             prod = self._prod[0]
             if self.data_size - (prod - self._cons[0]) < span:
                 return None
@@ -174,6 +188,8 @@ class UserRingBufWriter:
 
     def _finish(self, res: UserRingBufReservation, flag: int) -> None:
         """Submit (flag 0) or discard (DISCARD_BIT) a reservation of this writer."""
+        if not self._closed and self._map.closed:
+            self.close()  # the map went first: discard every reservation, this one included
         with self._lock:
             if self._closed:
                 raise MapClosed("the user ring buffer writer was closed, which discarded this reservation",
@@ -234,7 +250,16 @@ class UserRingBufWriter:
             self._closed = True
             self._waiter.close()
             self._ring.close()
-            self._map = None
+            self._map.release()
+
+    def __copy__(self) -> UserRingBufWriter:
+        raise TypeError("a UserRingBufWriter cannot be copied: a ring has one producer; share the writer")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> UserRingBufWriter:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a UserRingBufWriter cannot be pickled")
 
     def __enter__(self) -> UserRingBufWriter:
         return self

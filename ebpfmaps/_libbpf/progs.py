@@ -1,0 +1,144 @@
+"""Typed syscalls for BPF programs and links: load, test-run, info, open by id, raw tracepoints, links.
+
+Everything that hands a program or link descriptor to the kernel takes its :class:`FD` and enters it
+for the call, so a closed object can never act on a number the kernel has since reused. Functions
+that make a descriptor return it as a new :class:`FD` the caller owns. Failures become the library's
+exceptions here, naming the libbpf call (``exc.call``) and carrying the errno.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as E
+
+from ebpfmaps import errors
+from ebpfmaps._libbpf import lib, new_opts, structs
+from ebpfmaps._libbpf.fd import FD
+
+__all__ = [
+    "LoadAttempt", "fail", "link_create", "prog_info", "prog_load_attempt", "prog_open_by_id", "prog_test_run",
+    "raw_tracepoint_open",
+]
+
+
+def fail(err: int, op: str, detail: str, call: str) -> errors.MapError:
+    """``errors.from_errno`` for a failed ``call``, with the call named in the message and ``.call``."""
+    exc = errors.from_errno(err, op, f"{detail} [{call}]" if detail else f"[{call}]")
+    exc.call = call
+    return exc
+
+
+def _checked(ret: int, op: str, detail: str, call: str) -> int:
+    if ret < 0:
+        raise fail(-ret, op, detail, call)
+    return ret
+
+
+# ---------------------------------------------------------------------- loading
+class LoadAttempt:
+    """One ``bpf_prog_load`` call's outcome: the program (``handle``) or ``-errno`` (``err``), and the log."""
+
+    __slots__ = ("err", "handle", "log")
+
+    def __init__(self, handle: FD | None, err: int, log: str) -> None:
+        self.handle = handle
+        self.err = err
+        self.log = log
+
+
+def prog_load_attempt(prog_type: int, name: bytes | None, license: bytes, code: ctypes.Array[ctypes.c_char],
+                      count: int, *, expected_attach_type: int | None, kern_version: int, prog_flags: int,
+                      attach_btf_id: int, log_level: int, log_size: int) -> LoadAttempt:
+    """``bpf_prog_load`` once; with ``log_level`` > 0 the verifier writes its log into a ``log_size`` buffer.
+
+    A refusal is returned rather than raised: the caller decides whether to retry (a bigger log
+    buffer on ENOSPC, a log on a silent refusal) and how to report it.
+    """
+    opts = new_opts(structs.BpfProgLoadOpts, kern_version=kern_version, prog_flags=prog_flags,
+                    attach_btf_id=attach_btf_id)
+    if expected_attach_type is not None:
+        opts.expected_attach_type = expected_attach_type
+    log_buf = None
+    if log_level:
+        log_buf = ctypes.create_string_buffer(log_size)
+        opts.log_level, opts.log_size, opts.log_buf = log_level, log_size, ctypes.addressof(log_buf)
+    ret = int(lib.bpf_prog_load(prog_type, name, license, code, count, ctypes.byref(opts)))
+    log = log_buf.value.decode(errors="replace") if log_buf is not None else ""
+    if ret < 0:
+        return LoadAttempt(None, -ret, log)
+    return LoadAttempt(FD(ret, "program"), 0, log)
+
+
+# ---------------------------------------------------------------------- running
+def prog_test_run(h: FD, opts: structs.BpfTestRunOpts, what: str, out_capacity: int | None) -> None:
+    """``bpf_prog_test_run_opts`` on the program ``h``; the kernel fills ``opts`` (retval, duration, sizes).
+
+    ``out_capacity`` is the data_out buffer's size, to say so when the program's output outgrew it.
+    """
+    num = h.enter("test_run")
+    try:
+        ret = int(lib.bpf_prog_test_run_opts(num, ctypes.byref(opts)))
+    finally:
+        h.leave()
+    if ret >= 0:
+        return
+    err, call = -ret, "bpf_prog_test_run_opts"
+    if err == E.ENOSPC and out_capacity is not None and opts.data_size_out > out_capacity:
+        raise errors.InvalidArgument(f"test_run: the program's output ({opts.data_size_out} bytes) exceeds "
+                                     f"data_out_size={out_capacity}; pass a larger data_out_size", errno=err,
+                                     op="test_run", call=call)
+    if err in (errors.ENOTSUPP, E.EOPNOTSUPP):
+        raise errors.NotSupported(f"test_run: the kernel cannot test-run {what} (no BPF_PROG_TEST_RUN for "
+                                  "this program type)", errno=err, op="test_run", call=call)
+    raise fail(err, "test_run", what, call)
+
+
+# ---------------------------------------------------------------------- info and ids
+def prog_info(h: FD) -> structs.BpfProgInfo:
+    """BPF_OBJ_GET_INFO_BY_FD on a program."""
+    info = structs.BpfProgInfo()
+    length = ctypes.c_uint32(ctypes.sizeof(info))
+    num = h.enter("prog_info")
+    try:
+        ret = int(lib.bpf_obj_get_info_by_fd(num, ctypes.addressof(info), ctypes.byref(length)))
+    finally:
+        h.leave()
+    _checked(ret, "prog_info", "", "bpf_obj_get_info_by_fd")
+    return info
+
+
+def prog_open_by_id(prog_id: int) -> FD:
+    """A new descriptor for the program with id ``prog_id`` (:class:`KeyNotFound` when there is none)."""
+    ret = int(lib.bpf_prog_get_fd_by_id(prog_id))
+    if ret == -E.ENOENT:
+        raise errors.KeyNotFound(f"open_by_id: no program has id {prog_id}", errno=E.ENOENT, op="prog_open_by_id",
+                                 call="bpf_prog_get_fd_by_id")
+    return FD(_checked(ret, "prog_open_by_id", f"id {prog_id}", "bpf_prog_get_fd_by_id"), "program")
+
+
+# ---------------------------------------------------------------------- attaching
+def raw_tracepoint_open(name: str, prog: FD) -> FD:
+    """Attach ``prog`` to raw tracepoint ``name``; the new link's descriptor."""
+    num = prog.enter("attach_raw_tracepoint")
+    try:
+        ret = int(lib.bpf_raw_tracepoint_open(name.encode(), num))
+    finally:
+        prog.leave()
+    if ret == -E.ENOENT:
+        raise errors.NotSupported(f"no raw tracepoint {name!r} on this kernel", errno=E.ENOENT,
+                                  op="attach_raw_tracepoint", call="bpf_raw_tracepoint_open")
+    return FD(_checked(ret, "attach_raw_tracepoint", name, "bpf_raw_tracepoint_open"), "link")
+
+
+def link_create(prog: FD, target: FD, attach_type: int, op: str, detail: str) -> FD:
+    """``bpf_link_create(prog, target, attach_type)`` with default options; the new link's descriptor."""
+    pnum = prog.enter(op)
+    try:
+        tnum = target.enter(op)
+        try:
+            ret = int(lib.bpf_link_create(pnum, tnum, attach_type, None))
+        finally:
+            target.leave()
+    finally:
+        prog.leave()
+    return FD(_checked(ret, op, detail, "bpf_link_create"), "link")
