@@ -21,14 +21,13 @@ starts with the empty string.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ebpfmaps import errors
-from ebpfmaps._libbpf import lib, new_opts, structs
+from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps._libbpf.fd import FD
 
 __all__ = ["BTF_KIND_INT", "BTF_KIND_STRUCT", "Btf", "BtfBuilder", "SpinLockBtf", "spin_lock_value_btf"]
 
@@ -148,26 +147,23 @@ class BtfBuilder:
     def load(self) -> Btf:
         """Load the blob into the kernel (BPF_BTF_LOAD); the verifier's log is in the error when it refuses."""
         blob = self.encode()
-        fd = lib.bpf_btf_load(blob, len(blob), None)
-        if fd < 0:
-            err = -fd
-            exc = errors.from_errno(err, "btf_load", "the kernel refused the BTF blob")
+        h, err, _ = _maps.btf_load(blob)
+        if h is None:
+            exc = errors.from_errno(err, "btf_load", "the kernel refused the BTF blob", call="bpf_btf_load")
             log = _load_log(blob)
             if log:
                 exc.message += "\nkernel log:\n" + log
             raise exc
-        return Btf(fd, dict(self._names))
+        return Btf(h, dict(self._names))
 
 
 def _load_log(blob: bytes) -> str:
     """Load again with a log buffer, to explain why the kernel refused ``blob``."""
-    buf = ctypes.create_string_buffer(_LOG_SIZE)
-    opts = new_opts(structs.BpfBtfLoadOpts, log_buf=ctypes.addressof(buf), log_level=1, log_size=_LOG_SIZE)
-    fd = lib.bpf_btf_load(blob, len(blob), ctypes.byref(opts))
-    if fd >= 0:  # it loaded this time; nothing to explain
-        os.close(fd)
+    h, _, log = _maps.btf_load(blob, log_size=_LOG_SIZE)
+    if h is not None:  # it loaded this time; nothing to explain
+        h.close()
         return ""
-    return buf.value.decode(errors="replace").strip()
+    return log
 
 
 class Btf:
@@ -178,19 +174,26 @@ class Btf:
     their own reference in the kernel.
     """
 
-    def __init__(self, fd: int, type_ids: dict[str, int]) -> None:
-        self._fd = fd
+    def __init__(self, fd: FD | int, type_ids: dict[str, int]) -> None:
+        # A number is taken over: the handle closes it.
+        self._h = fd if isinstance(fd, FD) else FD(fd, "btf")
         self.type_ids = type_ids
 
     @property
     def fd(self) -> int:
-        if self._fd < 0:
+        """The descriptor number now; hand it on at once (a map creation takes its own reference)."""
+        if self._h.closed:
             raise errors.MapClosed("the BTF object is closed", op="btf")
-        return self._fd
+        return self._h.num
+
+    @property
+    def handle(self) -> FD:
+        """The :class:`~ebpfmaps._libbpf.fd.FD` that owns the descriptor."""
+        return self._h
 
     @property
     def closed(self) -> bool:
-        return self._fd < 0
+        return self._h.closed
 
     def type_id(self, name: str) -> int:
         try:
@@ -199,9 +202,7 @@ class Btf:
             raise errors.InvalidArgument(f"this BTF has no type named {name!r}", op="btf") from None
 
     def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        self._h.close()
 
     def __enter__(self) -> Btf:
         return self
@@ -211,13 +212,12 @@ class Btf:
 
     def __del__(self) -> None:
         # A forgotten Btf must not leak its fd; close() is idempotent.
-        try:
-            self.close()
-        except Exception:
-            pass
+        h = getattr(self, "_h", None)
+        if h is not None:
+            h.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        state = "closed" if self._h.closed else f"fd={self._h.num}"
         return f"<Btf {state} types={self.type_ids}>"
 
 

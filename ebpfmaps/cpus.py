@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from ebpfmaps._libbpf import check, lib
+from ebpfmaps._libbpf import maps as _maps
 
 
 def parse_cpu_list(text: str) -> list[int]:
@@ -24,7 +24,7 @@ def parse_cpu_list(text: str) -> list[int]:
 @functools.lru_cache(maxsize=1)
 def possible_cpus() -> int:
     """How many CPUs the kernel sizes per-CPU map values for (libbpf_num_possible_cpus)."""
-    return check(lib.libbpf_num_possible_cpus(), "num_possible_cpus")
+    return _maps.num_possible_cpus()
 
 
 def online_cpus() -> list[int]:

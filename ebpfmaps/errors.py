@@ -1,7 +1,8 @@
 """The library's exceptions, and the one place where an errno becomes one.
 
 Every exception derives from :class:`MapError` and carries ``errno`` (``None``
-when the library refused before any syscall) and ``op`` (what was attempted).
+when the library refused before any syscall), ``op`` (what was attempted) and,
+where a libbpf function failed, ``call`` (its name).
 Some also derive from the built-in that Python code expects: ``KeyNotFound`` is a
 ``KeyError`` so the dict protocol behaves, size and flag errors are ``ValueError``.
 """
@@ -102,7 +103,7 @@ class BatchError(MapError):
     """A batch operation that stopped part way; ``done`` elements were processed."""
 
     def __init__(self, message: str, *, done: int, cause: MapError) -> None:
-        super().__init__(message, errno=cause.errno, op=cause.op)
+        super().__init__(message, errno=cause.errno, op=cause.op, call=cause.call)
         self.done = done
         self.cause = cause
 
@@ -159,8 +160,8 @@ _ELEMENT_OPS = frozenset(
 )
 
 
-def from_errno(err: int, op: str, detail: str = "") -> MapError:
-    """The exception for a failed operation ``op`` that returned ``-err``.
+def from_errno(err: int, op: str, detail: str = "", *, call: str | None = None) -> MapError:
+    """The exception for a failed operation ``op`` that returned ``-err`` (from the libbpf function ``call``).
 
     ``op`` decides between readings of one errno: ENOENT is a missing key for
     element operations but a missing pin for ``obj_get``; E2BIG is a full map on
@@ -172,26 +173,26 @@ def from_errno(err: int, op: str, detail: str = "") -> MapError:
     text = f"{where}: {reason} ({name})"
     if err == _errno.ENOENT:
         if op == "obj_get":
-            return PinNotFound(text, errno=err, op=op)
-        return KeyNotFound(text, errno=err, op=op)
+            return PinNotFound(text, errno=err, op=op, call=call)
+        return KeyNotFound(text, errno=err, op=op, call=call)
     if err == _errno.EEXIST:
         if op in _ELEMENT_OPS or op.startswith("update"):
-            return KeyExists(text, errno=err, op=op)
-        return MapError(text, errno=err, op=op)
+            return KeyExists(text, errno=err, op=op, call=call)
+        return MapError(text, errno=err, op=op, call=call)
     if err == _errno.E2BIG:
         if op.startswith("update") or op == "push":
-            return OutOfMemory(f"{where}: the map is full (E2BIG)", errno=err, op=op)
-        return InvalidArgument(text, errno=err, op=op)
+            return OutOfMemory(f"{where}: the map is full (E2BIG)", errno=err, op=op, call=call)
+        return InvalidArgument(text, errno=err, op=op, call=call)
     if err == _errno.ENOMEM:
-        return OutOfMemory(text, errno=err, op=op)
+        return OutOfMemory(text, errno=err, op=op, call=call)
     if err in (_errno.EPERM, _errno.EACCES):
-        return PermissionDenied(f"{text}; {_capability_hint()}", errno=err, op=op)
+        return PermissionDenied(f"{text}; {_capability_hint()}", errno=err, op=op, call=call)
     if err in (_errno.EOPNOTSUPP, ENOTSUPP):
-        return NotSupported(text, errno=err, op=op)
+        return NotSupported(text, errno=err, op=op, call=call)
     if err == _errno.EINVAL:
-        return InvalidArgument(text, errno=err, op=op)
+        return InvalidArgument(text, errno=err, op=op, call=call)
     if err == _errno.EBADF:
-        return MapClosed(text, errno=err, op=op)
+        return MapClosed(text, errno=err, op=op, call=call)
     if err in (_errno.EBUSY, _errno.EAGAIN):
-        return MapBusy(text, errno=err, op=op)
-    return MapError(text, errno=err, op=op)
+        return MapBusy(text, errno=err, op=op, call=call)
+    return MapError(text, errno=err, op=op, call=call)

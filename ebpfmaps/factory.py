@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno as E
 import os
 from typing import Any
 
-from ebpfmaps import _libbpf, extension, pinning
-from ebpfmaps._libbpf import lib
+from ebpfmaps import extension, pinning
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError
 from ebpfmaps.fdinfo import read_fdinfo
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
@@ -93,43 +91,33 @@ def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, reado
 
 def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None) -> Map:
     """Open a live map by its kernel id (needs CAP_SYS_ADMIN)."""
-    if readonly and lib.bpf_map_get_fd_by_id_opts is not None:
-        opts = _libbpf.new_opts(_libbpf.structs.BpfGetFdByIdOpts, open_flags=BPF_F_RDONLY)
-        fd = lib.bpf_map_get_fd_by_id_opts(map_id, ctypes.byref(opts))
-    else:
-        fd = lib.bpf_map_get_fd_by_id(map_id)
-    if fd == -E.ENOENT:
-        raise KeyNotFound(f"open_by_id: no map has id {map_id}", errno=E.ENOENT, op="open_by_id")
-    _libbpf.check(fd, "open_by_id", f"id {map_id}")
+    fd = _maps.map_get_fd_by_id(map_id, BPF_F_RDONLY if readonly else 0).detach()
     return _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}")
 
 
 def map_ids() -> list[int]:
     """Ids of every map in the system, in order."""
     ids: list[int] = []
-    cur = ctypes.c_uint32(0)
-    nxt = ctypes.c_uint32(0)
-    while True:
-        ret = lib.bpf_map_get_next_id(cur.value, ctypes.byref(nxt))
-        if ret == -E.ENOENT:
-            return ids
-        _libbpf.check(ret, "map_get_next_id")
-        ids.append(nxt.value)
-        cur.value = nxt.value
+    nxt = _maps.map_get_next_id(0)
+    while nxt is not None:
+        ids.append(nxt)
+        nxt = _maps.map_get_next_id(nxt)
+    return ids
 
 
 def list_maps() -> list[MapInfo]:
     """Info on every map in the system (maps that vanish while listing are left out)."""
     out: list[MapInfo] = []
     for map_id in map_ids():
-        fd = lib.bpf_map_get_fd_by_id(map_id)
-        if fd == -E.ENOENT:
-            continue
-        _libbpf.check(fd, "open_by_id", f"id {map_id}")
         try:
-            out.append(map_info_from_fd(fd))
+            h = _maps.map_get_fd_by_id(map_id)
+        except KeyNotFound:
+            continue
+        try:
+            with h.pinned("map_info") as fd:
+                out.append(map_info_from_fd(fd))
         except MapError:
             pass
         finally:
-            os.close(fd)
+            h.close()
     return out

@@ -20,11 +20,16 @@ import functools
 import json
 import os
 import platform
+import struct
 import sys
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ebpfmaps.errors import NotSupported
-from ebpfmaps.maptypes import BPF_F_MMAPABLE, MapType, type_name
+from ebpfmaps import asm, errors, fdinfo
+from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps.asm import R0, R1, R2, R3, R4, R6, R10
+from ebpfmaps.maptypes import BPF_F_LINK, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType, type_name
 
 
 @dataclass(frozen=True)
@@ -88,48 +93,80 @@ TYPE_DOCS: dict[MapType, TypeDoc] = {
 }
 
 
-def _create_raw(type_id: int, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> int:
-    """bpf_map_create with only flags set; the fd or -errno."""
-    from ebpfmaps._libbpf import lib, new_opts, structs
+# Errnos that say nothing about the kernel's features: the probe could not run (no privilege, no free
+# descriptor, no memory). They are raised to the caller and never cached as an answer.
+_UNANSWERED = frozenset({E.EPERM, E.EACCES, E.EMFILE, E.ENFILE, E.ENOMEM})
 
-    opts = new_opts(structs.BpfMapCreateOpts, map_flags=flags)
-    return int(lib.bpf_map_create(type_id, None, key_size, value_size, max_entries, ctypes.byref(opts)))
+_map_type_cache: dict[int, bool] = {}
+_cache_lock = threading.Lock()
+
+
+def _raise_unanswered(err: int, what: str) -> None:
+    if err in _UNANSWERED:
+        raise errors.from_errno(err, "probe", what)
+
+
+def _probe_create(type_id: int, key_size: int, value_size: int, max_entries: int, flags: int = 0, **kwargs: int) -> bool:
+    """Whether the kernel creates this map (closed at once); errors that answer nothing propagate."""
+    try:
+        _maps.map_create(type_id, None, key_size, value_size, max_entries, flags=flags, op="probe", **kwargs).close()
+    except errors.MapError as exc:
+        if exc.errno is None:
+            raise
+        _raise_unanswered(exc.errno, f"creating a {type_name(type_id)} map")
+        return False
+    return True
 
 
 def _own_probe(type_id: int) -> bool | None:
     """Probes for types the loaded libbpf does not know; None when we have no probe either."""
     if type_id == MapType.ARENA:
         # The smallest arena: one page, MMAPABLE (kernel/bpf/arena.c requires it). An unknown type is EINVAL.
-        fd = _create_raw(type_id, 0, 0, 1, BPF_F_MMAPABLE)
-        if fd >= 0:
-            os.close(fd)
-            return True
-        return False
+        return _probe_create(type_id, 0, 0, 1, BPF_F_MMAPABLE)
     return None
 
 
-@functools.cache
 def map_type_supported(map_type: MapType | int) -> bool:
-    """Whether the running kernel creates maps of ``map_type`` (cached)."""
-    from ebpfmaps._libbpf import lib
+    """Whether the running kernel creates maps of ``map_type`` (cached once answered).
 
+    A probe that cannot run says nothing about the kernel: EPERM/EACCES raise
+    :class:`PermissionDenied`, EMFILE/ENFILE/ENOMEM the matching error, and the next
+    call probes again.
+    """
     tid = int(map_type)
-    ret = int(lib.libbpf_probe_bpf_map_type(tid, None))
+    cached = _map_type_cache.get(tid)
+    if cached is not None:
+        return cached
+    ret, err = _maps.probe_map_type(tid)
     if ret == 1:
-        return True
-    if ret == 0:
-        return False
-    if ret in (-E.EOPNOTSUPP, -E.EINVAL):  # libbpf has no probe for this type
-        own = _own_probe(tid)
-        if own is not None:
-            return own
-    raise NotSupported(f"cannot probe {type_name(tid)} maps: libbpf returned {ret}", errno=-ret, op="probe")
+        answer = True
+    else:
+        _raise_unanswered(-ret if ret < 0 else err, f"probing {type_name(tid)} maps")
+        if ret == 0:
+            answer = False
+        else:
+            own = _own_probe(tid) if ret in (-E.EOPNOTSUPP, -E.EINVAL) else None  # libbpf has no probe for it
+            if own is None:
+                raise errors.NotSupported(f"cannot probe {type_name(tid)} maps: libbpf returned {ret}", errno=-ret,
+                                          op="probe")
+            answer = own
+    with _cache_lock:
+        _map_type_cache[tid] = answer
+    return answer
+
+
+def _cache_clear() -> None:
+    with _cache_lock:
+        _map_type_cache.clear()
+
+
+map_type_supported.cache_clear = _cache_clear  # type: ignore[attr-defined]  # as functools.cache offered
 
 
 def require_map_type(map_type: MapType | int) -> None:
     """Raise :class:`NotSupported` (before any creation syscall) when the kernel lacks ``map_type``."""
     if not map_type_supported(map_type):
-        raise NotSupported(
+        raise errors.NotSupported(
             f"the running kernel ({platform.release()}) does not support {type_name(int(map_type))} maps "
             f"(probed with a minimal map of the type)",
             op="create",
@@ -139,13 +176,6 @@ def require_map_type(map_type: MapType | int) -> None:
 def probe_all() -> dict[MapType, bool]:
     """Every map type this library knows, and whether the running kernel has it."""
     return {t: map_type_supported(t) for t in MapType if t is not MapType.UNSPEC}
-
-
-def _class_names() -> dict[int, str]:
-    import ebpfmaps  # noqa: F401  (importing the package registers every family's classes)
-    from ebpfmaps.map import MAP_CLASSES
-
-    return {tid: cls.__name__ for tid, cls in MAP_CLASSES.items()}
 
 
 # --- behaviours that differ between kernels (found when running the suite on Debian's 6.1 in vm/) ----------------
@@ -160,22 +190,17 @@ def memlock_tracks_usage() -> bool:
     (``bpf_map_memory_footprint``), which ignores preallocation and is 0 for a ring buffer.
     Probe: a NO_PREALLOC hash's memlock grows when an element is inserted only when it is live usage.
     """
-    from ebpfmaps import fdinfo
-    from ebpfmaps._libbpf import lib
-    from ebpfmaps.maptypes import BPF_F_NO_PREALLOC
-
-    fd = _create_raw(MapType.HASH, 4, 256, 16, BPF_F_NO_PREALLOC)
-    if fd < 0:
-        raise NotSupported("cannot create a hash map to probe memlock accounting", errno=-fd, op="probe")
+    h = _maps.map_create(MapType.HASH, None, 4, 256, 16, flags=BPF_F_NO_PREALLOC, op="probe")
     try:
-        before = fdinfo.memlock(fd)
-        key, value = ctypes.create_string_buffer(4), ctypes.create_string_buffer(256)
-        ret = int(lib.bpf_map_update_elem(fd, key, value, 0))
+        with h.pinned("probe") as fd:
+            before = fdinfo.memlock(fd)
+        ret = _maps.map_update_elem(h, bytes(4), bytes(256), 0, "probe")
         if ret < 0:
-            raise NotSupported("cannot insert into a hash map to probe memlock accounting", errno=-ret, op="probe")
-        after = fdinfo.memlock(fd)
+            raise errors.from_errno(-ret, "probe", "inserting into a hash map to probe memlock accounting")
+        with h.pinned("probe") as fd:
+            after = fdinfo.memlock(fd)
     finally:
-        os.close(fd)
+        h.close()
     return before is not None and after is not None and after > before
 
 
@@ -183,19 +208,38 @@ def memlock_tracks_usage() -> bool:
 def struct_ops_link_supported() -> bool:
     """Whether struct_ops maps accept BPF_F_LINK (struct_ops attached as links; Linux 6.4).
 
-    Probe: create a ``tcp_congestion_ops`` struct_ops map with the flag; older kernels refuse it with EINVAL.
+    Probe, as libbpf probes the type itself: a struct_ops map with the flag and a value type id that
+    names no struct_ops. Kernels that accept the flag get as far as looking the type up and refuse
+    it with ENOTSUPP; older ones refuse the flag with EINVAL.
     """
-    from ebpfmaps.errors import InvalidArgument
-    from ebpfmaps.maps.special import StructOpsMap
-    from ebpfmaps.maptypes import BPF_F_LINK
-
     if not map_type_supported(MapType.STRUCT_OPS):
         return False
     try:
-        StructOpsMap("tcp_congestion_ops", flags=BPF_F_LINK).close()
-    except InvalidArgument:
-        return False
+        _maps.map_create(MapType.STRUCT_OPS, None, 4, 4, 1, flags=BPF_F_LINK, btf_vmlinux_value_type_id=1,
+                         op="probe").close()
+    except errors.MapError as exc:
+        if exc.errno is None:
+            raise
+        _raise_unanswered(exc.errno, "creating a struct_ops map with BPF_F_LINK")
+        return exc.errno in (errors.ENOTSUPP, E.EOPNOTSUPP)
     return True
+
+
+_BPF_PROG_TYPE_TRACEPOINT = 5
+_TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+
+def _tracepoint_id(category: str, name: str) -> int:
+    for root in _TRACEFS:
+        try:
+            with open(f"{root}/events/{category}/{name}/id") as f:
+                return int(f.read())
+        except FileNotFoundError:
+            continue
+        except PermissionError as exc:
+            raise errors.PermissionDenied(f"probe: cannot read the id of tracepoint {category}/{name}: {exc}",
+                                          errno=exc.errno, op="probe") from None
+    raise errors.NotSupported(f"probe: no tracepoint {category}/{name} in tracefs", op="probe")
 
 
 @functools.cache
@@ -206,46 +250,63 @@ def syscall_tracepoint_kernel_stacks() -> bool:
     and the helper fails with EFAULT; newer ones fetch the caller's kernel registers first. Probe: a tracepoint
     program on ``sys_enter_openat`` stores the helper's result, and this process opens /dev/null.
     """
-    import ebpfmaps
-    from ebpfmaps import asm
-    from ebpfmaps.asm import R0, R1, R2, R3, R4, R6, R10
-    from ebpfmaps.maps.stacktrace import StackTraceMap
-    from ebpfmaps.programs import Program
-
     not_run = -(1 << 40)  # no errno: tells "the program never ran" from a helper failure
-    with StackTraceMap(max_entries=8, depth=16) as stacks, \
-            ebpfmaps.create("array", key_type=ctypes.c_uint32, value_type=ctypes.c_int64, max_entries=1) as result:
-        result[0] = not_run
-        insns = [
-            asm.mov64(R6, R1),
-            asm.mov64(R1, R6),
-            asm.ld_map_fd(R2, stacks),
-            asm.mov64(R3, 0),  # the kernel stack, no frames skipped
-            asm.call("get_stackid"),
-            asm.stx(8, R10, R0, -8),
-            asm.st(4, R10, -12, 0),
-            asm.ld_map_fd(R1, result),
-            asm.mov64(R2, R10),
-            asm.add64(R2, -12),
-            asm.mov64(R3, R10),
-            asm.add64(R3, -8),
-            asm.mov64(R4, 0),
-            asm.call("map_update_elem"),
-            asm.mov64(R0, 0),
-            asm.exit_(),
-        ]
-        with Program.load("tracepoint", insns, name="probe_tp_stack") as prog, \
-                prog.attach_tracepoint("syscalls", "sys_enter_openat"):
-            os.close(os.open("/dev/null", os.O_RDONLY))
-        outcome = int(result[0])
+    tp_id = _tracepoint_id("syscalls", "sys_enter_openat")
+    stacks = _maps.map_create(MapType.STACK_TRACE, None, 4, 16 * 8, 8, op="probe")
+    try:
+        result = _maps.map_create(MapType.ARRAY, None, 4, 8, 1, op="probe")
+        try:
+            zero = bytes(4)
+            ret = _maps.map_update_elem(result, zero, struct.pack("=q", not_run), 0, "probe")
+            if ret < 0:
+                raise errors.from_errno(-ret, "probe", "initialising the probe's result")
+            # The instructions carry the maps' numbers only until the load; the program then holds the maps.
+            with stacks.pinned("probe") as stacks_fd, result.pinned("probe") as result_fd:
+                code = asm.assemble([
+                    asm.mov64(R6, R1),
+                    asm.mov64(R1, R6),
+                    asm.ld_map_fd(R2, stacks_fd),
+                    asm.mov64(R3, 0),  # the kernel stack, no frames skipped
+                    asm.call("get_stackid"),
+                    asm.stx(8, R10, R0, -8),
+                    asm.st(4, R10, -12, 0),
+                    asm.ld_map_fd(R1, result_fd),
+                    asm.mov64(R2, R10),
+                    asm.add64(R2, -12),
+                    asm.mov64(R3, R10),
+                    asm.add64(R3, -8),
+                    asm.mov64(R4, 0),
+                    asm.call("map_update_elem"),
+                    asm.mov64(R0, 0),
+                    asm.exit_(),
+                ])
+                prog = _maps.prog_load_probe(_BPF_PROG_TYPE_TRACEPOINT, bytes(code), "probe_tp_stack")
+            try:
+                event = _maps.attach_tracepoint_probe(prog, tp_id)
+                try:
+                    os.close(os.open("/dev/null", os.O_RDONLY))
+                finally:
+                    event.close()
+            finally:
+                prog.close()
+            buf = ctypes.create_string_buffer(8)
+            ret = _maps.map_lookup_elem(result, zero, buf, "probe")
+            if ret < 0:
+                raise errors.from_errno(-ret, "probe", "reading the probe's result")
+            outcome = int(struct.unpack("=q", buf.raw)[0])
+        finally:
+            result.close()
+    finally:
+        stacks.close()
     if outcome == not_run:
-        raise NotSupported("the sys_enter_openat probe program never ran", op="probe")
+        raise errors.NotSupported("the sys_enter_openat probe program never ran", op="probe")
     return outcome >= 0
 
 
-def markdown_table() -> str:
-    """The README table: every map type, its class, semantics, operations, support on this kernel."""
-    names = _class_names()
+def markdown_table(class_names: Mapping[int, str] | None = None) -> str:
+    """The README table: every map type, its class (``class_names``: type id to class name, as
+    ``ebpfmaps.map.MAP_CLASSES`` registers them), semantics, operations, support on this kernel."""
+    names = class_names or {}
     support = probe_all()
     lines = [
         f"Kernel support as probed on `{platform.release()}` by `python -m ebpfmaps.features --markdown`.",
@@ -263,7 +324,7 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, class_names: Mapping[int, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ebpfmaps.features",
                                      description="Probe which BPF map types the running kernel supports.")
     group = parser.add_mutually_exclusive_group()
@@ -271,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--json", action="store_true", help="print {type keyword: supported}")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown_table())
+        print(markdown_table(class_names))
     elif args.json:
         print(json.dumps({t.keyword: ok for t, ok in probe_all().items()}, indent=2))
     else:
@@ -281,4 +342,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a program: the package registers every family's map class, which the table names. (This
+    # module itself sits below the map classes, whose constructors consult its probes.)
+    from ebpfmaps.map import MAP_CLASSES
+
+    sys.exit(main(class_names={tid: cls.__name__ for tid, cls in MAP_CLASSES.items()}))

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
-from ebpfmaps import _libbpf, errors, extension, pinning, profile
-from ebpfmaps._libbpf import fast, lib, new_opts, structs
+from ebpfmaps import errors, extension, pinning, profile
+from ebpfmaps._libbpf import fast
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, PerCpuCodec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
@@ -108,13 +109,8 @@ def validate_name(name: str) -> bytes:
 
 
 def map_info_from_fd(fd: int) -> MapInfo:
-    """BPF_OBJ_GET_INFO_BY_FD plus fdinfo (memlock, frozen) for a map fd."""
-    info = structs.BpfMapInfo()
-    length = ctypes.c_uint32(ctypes.sizeof(info))
-    if lib.bpf_map_get_info_by_fd is not None:
-        _libbpf.check(lib.bpf_map_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(length)), "map_info")
-    else:
-        _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length)), "map_info")
+    """BPF_OBJ_GET_INFO_BY_FD plus fdinfo (memlock, frozen) for a map fd the caller holds open."""
+    info = _maps.map_info(fd)
     try:
         fdi = read_fdinfo(fd)
     except OSError:
@@ -278,30 +274,13 @@ class Map:
     @staticmethod
     def _create_fd(spec: MapSpec, inner_fd: int | None = None) -> int:
         profile.before_create(spec)
-        opts = new_opts(
-            structs.BpfMapCreateOpts,
-            map_flags=spec.flags,
-            map_extra=spec.map_extra,
-            numa_node=spec.numa_node or 0,
-            map_ifindex=spec.ifindex,
-            btf_key_type_id=spec.btf_key_type_id,
-            btf_value_type_id=spec.btf_value_type_id,
-            btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id,
+        h = _maps.map_create(
+            spec.type, spec.name, spec.key_size, spec.value_size, spec.max_entries, flags=spec.flags,
+            map_extra=spec.map_extra, numa_node=spec.numa_node or 0, ifindex=spec.ifindex, btf_fd=spec.btf_fd,
+            btf_key_type_id=spec.btf_key_type_id, btf_value_type_id=spec.btf_value_type_id,
+            btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id, inner_map_fd=inner_fd,
         )
-        if spec.btf_fd is not None:
-            opts.btf_fd = spec.btf_fd
-        if inner_fd is not None:
-            opts.inner_map_fd = inner_fd
-        fd = lib.bpf_map_create(
-            spec.type, spec.name.encode() or None, spec.key_size, spec.value_size, spec.max_entries, ctypes.byref(opts)
-        )
-        if fd < 0:
-            err = -fd
-            if err == E.EINVAL and lib.libbpf_probe_bpf_map_type(spec.type, None) == 0:
-                raise NotSupported(f"the running kernel does not support {type_name(spec.type)} maps", errno=err, op="create")
-            raise errors.from_errno(err, "create", f"{type_name(spec.type)} key_size={spec.key_size} "
-                                    f"value_size={spec.value_size} max_entries={spec.max_entries} flags={spec.flags:#x}")
-        return int(fd)
+        return h.detach()  # callers (and resize) take a number they own
 
     def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         # An FD is shared as it is (a view on a map whose handle another object owns).
@@ -590,13 +569,11 @@ class Map:
 
     def freeze(self) -> None:
         """Make the map read-only for syscalls (BPF_MAP_FREEZE); programs may still write."""
-        with self._h.pinned("freeze") as fd:
-            _libbpf.check(lib.bpf_map_freeze(fd), "freeze")
+        _maps.map_freeze(self._h)
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin into a bpf filesystem; the map outlives this process until unpinned."""
-        with self._h.pinned("pin") as fd:
-            self._pin_path = pinning.pin_fd(fd, path)
+        self._pin_path = pinning.pin_fd(self._h, path)
 
     def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         """Remove the pin (this map's own, or ``path``)."""
@@ -807,8 +784,7 @@ class Map:
         self._check_writable("lookup_and_delete")
         kb = self._encode_key(key)
         buf = self._vtype()
-        with self._h.pinned("lookup_and_delete") as fd:
-            ret = lib.bpf_map_lookup_and_delete_elem(fd, kb, buf)
+        ret = _maps.map_lookup_and_delete_elem(self._h, kb, buf)
         if ret:
             raise self._fail(ret, "lookup_and_delete", key)
         return self._decode_value(buf)
@@ -995,7 +971,6 @@ class Map:
         """
         h = self._h
         op = "lookup_and_delete_batch" if delete else "lookup_batch"
-        fn = lib.bpf_map_lookup_and_delete_batch if delete else lib.bpf_map_lookup_batch
         ks, vs = self._ksize, self._vsize
         n = max(1, batch_size)
         cursor_size = max(ks, 8)
@@ -1003,15 +978,11 @@ class Map:
         cur_out = (ctypes.c_char * cursor_size)()
         kbuf = (ctypes.c_char * (ks * n))()
         vbuf = (ctypes.c_char * (vs * n))()
-        opts = new_opts(structs.BpfMapBatchOpts)
-        count = ctypes.c_uint32()
         first = True
         string_at = ctypes.string_at
         while True:
-            count.value = n
-            with h.pinned(op) as fd:  # per batch: the map may be closed between two chunks
-                ret = fn(fd, None if first else cur_in, cur_out, kbuf, vbuf, ctypes.byref(count), ctypes.byref(opts))
-            got = count.value
+            # In flight per batch: the map may be closed between two chunks.
+            ret, got = _maps.map_lookup_batch(h, None if first else cur_in, cur_out, kbuf, vbuf, n, delete=delete)
             if ret == 0 or ret == _ENOENT:
                 if got:
                     # One copy of just the filled part (kbuf.raw[:x] would copy the whole buffer first).
@@ -1114,15 +1085,12 @@ class Map:
             # generic_map_update_batch refuses any elem_flags bit but BPF_F_LOCK with EINVAL
             # (measured on 6.18), leaving ``count`` as we passed it.
             return self._update_each_undoable(kb, vb, nk, flags)
-        opts = new_opts(structs.BpfMapBatchOpts, elem_flags=flags)
-        count = ctypes.c_uint32(nk)
-        with self._h.pinned("update_batch") as fd:
-            ret = lib.bpf_map_update_batch(fd, kb, vb, ctypes.byref(count), ctypes.byref(opts))
+        ret, left = _maps.map_update_batch(self._h, kb, vb, nk, elem_flags=flags)
         if ret == 0:
             return nk
         # The kernel writes back how many elements it processed; an early refusal leaves our own
         # count untouched, which must not be read as "all done".
-        done = count.value if count.value < nk else 0
+        done = left if left < nk else 0
         if ret in (-E.EINVAL, -E.EOPNOTSUPP, -errors.ENOTSUPP) and done == 0 and self._batch_ok is not True:
             if self._batch_ok is False or not self._probe_update_batch():
                 return self._update_each(kb, vb, nk, flags)
@@ -1134,23 +1102,24 @@ class Map:
     def _update_each_undoable(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
         """Element-wise update with ``flags``; on a failure, restore what this call changed, then raise."""
         ks, vs = self._ksize, self._vsize
-        with self._h.pinned("update_batch") as fd:
+        h = self._h
+        with h.pinned("update_batch"):  # the whole undoable run on one map
             old = self._vtype()
             undo: list[tuple[bytes, bytes | None]] = []  # (key, previous value or None when it was absent)
             for i in range(n):
                 key = kb[i * ks : (i + 1) * ks]
                 previous: bytes | None = None
                 if flags & BPF_EXIST:
-                    r = lib.bpf_map_lookup_elem(fd, key, old)
+                    r = _maps.map_lookup_elem(h, key, old, "update_batch")
                     previous = old.raw[:vs] if r == 0 else None
-                ret = lib.bpf_map_update_elem(fd, key, vb[i * vs : (i + 1) * vs], flags)
+                ret = _maps.map_update_elem(h, key, vb[i * vs : (i + 1) * vs], flags, "update_batch")
                 if ret:
                     cause = self._fail(ret, "update_batch", key)
                     for done_key, value in reversed(undo):
                         if value is None:
-                            lib.bpf_map_delete_elem(fd, done_key)
+                            _maps.map_delete_elem(h, done_key, "update_batch")
                         else:
-                            lib.bpf_map_update_elem(fd, done_key, value, BPF_EXIST)
+                            _maps.map_update_elem(h, done_key, value, BPF_EXIST, "update_batch")
                     if undo:
                         cause.message += f" (element {i} of {n}; the {len(undo)} written before it were undone)"
                     raise cause
@@ -1188,17 +1157,15 @@ class Map:
 
     def _delete_raw_keys(self, keys: list[bytes]) -> int:
         deleted = 0
-        opts = new_opts(structs.BpfMapBatchOpts)
-        with self._h.pinned("delete_batch") as fd:
+        h = self._h
+        with h.pinned("delete_batch") as fd:
             start = 0
             n = len(keys)
             use_batch = self._batch_ok is not False
             while start < n:
                 if use_batch:
                     chunk = b"".join(keys[start:])
-                    count = ctypes.c_uint32(n - start)
-                    ret = lib.bpf_map_delete_batch(fd, chunk, ctypes.byref(count), ctypes.byref(opts))
-                    done = count.value
+                    ret, done = _maps.map_delete_batch(h, chunk, n - start)
                     deleted += done
                     if ret == 0:
                         return deleted

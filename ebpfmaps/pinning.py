@@ -6,14 +6,14 @@ a map outlives the process that created it and other processes can open it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno as E
 import os
 from dataclasses import dataclass
 
-from ebpfmaps import _libbpf, errors
-from ebpfmaps._libbpf import lib
+from ebpfmaps import errors
+from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps._libbpf.fd import FD
+from ebpfmaps.maptypes import BPF_F_RDONLY, BPF_F_WRONLY
 
 DEFAULT_BPFFS = "/sys/fs/bpf"
 BPF_FS_MAGIC = 0xCAFE4A11
@@ -73,10 +73,6 @@ def bpffs_mounts() -> list[str]:
     return [m.mount_point for m in mounts() if m.fstype == "bpf"]
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
 def mount_bpffs(path: str | os.PathLike[str] = DEFAULT_BPFFS) -> str:
     """Make sure a bpf filesystem is mounted at ``path`` (creating the directory); returns it."""
     target = os.fspath(path)
@@ -84,19 +80,12 @@ def mount_bpffs(path: str | os.PathLike[str] = DEFAULT_BPFFS) -> str:
     m = mount_of(target)
     if m is not None and m.fstype == "bpf" and m.mount_point == os.path.realpath(target):
         return target
-    libc = _libc()
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-    if libc.mount(b"bpf", target.encode(), b"bpf", 0, None) != 0:
-        err = ctypes.get_errno()
-        raise errors.from_errno(err, "mount_bpffs", target)
+    _maps.mount_bpffs(target)
     return target
 
 
 def umount(path: str | os.PathLike[str]) -> None:
-    libc = _libc()
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    if libc.umount2(os.fspath(path).encode(), 0) != 0:
-        raise errors.from_errno(ctypes.get_errno(), "umount", os.fspath(path))
+    _maps.umount(os.fspath(path))
 
 
 def require_bpffs(path: str | os.PathLike[str], op: str) -> str:
@@ -111,18 +100,18 @@ def require_bpffs(path: str | os.PathLike[str], op: str) -> str:
     return p
 
 
-def pin_fd(fd: int, path: str | os.PathLike[str]) -> str:
-    """Pin any BPF object fd at ``path``; returns the path."""
+def pin_fd(fd: FD | int, path: str | os.PathLike[str]) -> str:
+    """Pin a BPF object at ``path``; returns the path.
+
+    ``fd`` is the object's handle (held in flight for the call), or a descriptor number the caller keeps open.
+    """
     p = require_bpffs(path, "pin")
     name = os.path.basename(p)
     if "." in name or not name:
         # bpffs refuses dotted names with EPERM (kernel/bpf/inode.c, bpf_lookup), which would read as a
         # missing capability; say what is really wrong before the syscall.
         raise errors.InvalidArgument(f"pin: bpffs does not accept {name!r} as a pin name (no dots allowed)", op="pin")
-    ret = lib.bpf_obj_pin(fd, p.encode())
-    if ret == -E.EEXIST:
-        raise errors.MapError(f"pin: {p} already exists", errno=E.EEXIST, op="pin")
-    _libbpf.check(ret, "pin", p)
+    _maps.obj_pin(fd, p)
     return p
 
 
@@ -140,19 +129,20 @@ def unpin(path: str | os.PathLike[str]) -> None:
 
 
 def obj_get(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False) -> int:
-    """An fd for the object pinned at ``path`` (BPF_OBJ_GET, optionally with RDONLY/WRONLY file flags)."""
-    from ebpfmaps.maptypes import BPF_F_RDONLY, BPF_F_WRONLY
+    """An fd for the object pinned at ``path`` (BPF_OBJ_GET, optionally with RDONLY/WRONLY file flags).
 
+    The caller owns the number and must close it (or hand it to an owner); :func:`obj_get_handle`
+    returns a handle instead.
+    """
+    return obj_get_handle(path, readonly=readonly, writeonly=writeonly).detach()
+
+
+def obj_get_handle(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False,
+                   kind: str = "map") -> FD:
+    """A handle on the object pinned at ``path`` (BPF_OBJ_GET, optionally with RDONLY/WRONLY file flags)."""
     p = os.fspath(path)
     if not os.path.lexists(p):
         raise errors.PinNotFound(f"open_pinned: nothing is pinned at {p}", errno=E.ENOENT, op="obj_get")
     require_bpffs(p, "open_pinned")
     flags = (BPF_F_RDONLY if readonly else 0) | (BPF_F_WRONLY if writeonly else 0)
-    if flags:
-        if lib.bpf_obj_get_opts is None:
-            raise errors.NotSupported("the loaded libbpf lacks bpf_obj_get_opts (read-only opens)", op="obj_get")
-        opts = _libbpf.new_opts(_libbpf.structs.BpfObjGetOpts, file_flags=flags)
-        fd = lib.bpf_obj_get_opts(p.encode(), ctypes.byref(opts))
-    else:
-        fd = lib.bpf_obj_get(p.encode())
-    return _libbpf.check(fd, "obj_get", p)
+    return _maps.obj_get(p, flags, kind=kind)

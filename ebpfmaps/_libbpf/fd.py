@@ -146,7 +146,14 @@ class FD:
             self.leave()
 
     def detach(self) -> int:
-        """Give up ownership: the caller gets a duplicate it must close; this handle is closed."""
+        """Give up ownership: the caller gets a descriptor of the object, which it must close, and this
+        handle is closed. With no call in flight that is the number itself (so a fresh object keeps
+        the lowest free number, as a bare syscall would give); otherwise a duplicate."""
+        with _close_lock:
+            num = self.num
+            if num >= 0 and not self.users:
+                self.num = -1
+                return num
         out = self.dup_number()
         self.close()
         return out

@@ -7,9 +7,10 @@ import struct
 import threading
 from typing import Any, ClassVar
 
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, StructCodec
-from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize, MapBusy, NotSupported
+from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize, MapBusy, NotSupported, from_errno
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maptypes import (
     BPF_F_INNER_MAP,
@@ -81,10 +82,8 @@ class _ArrayBase(Map):
 
     def zero(self, key: Any) -> None:
         """Reset an element to zeros (array elements cannot be deleted)."""
-        from ebpfmaps._libbpf import lib
-
         kb = self._encode_key(key)  # checked: exactly key_size bytes reach the kernel
-        ret = lib.bpf_map_update_elem(self.fd, kb, bytes(self._vsize), 0)
+        ret = _maps.map_update_elem(self._h, kb, bytes(self._vsize), 0)
         if ret:
             raise self._fail(ret, "update", key)
 
@@ -130,7 +129,8 @@ class ArrayMap(_ArrayBase):
             mm = self._mm
             if mm is not None and not mm.closed:
                 return mm
-            fd = self.fd
+            if self._h.closed:
+                raise self._h.closed_error("mmap")
             if not self._writable:
                 # do_mmap drops VM_SHARED for a file not open for writing, and bpf_map_mmap refuses a
                 # mapping without it (EINVAL): an fd opened (or a map created) read-only cannot be mapped.
@@ -141,10 +141,10 @@ class ArrayMap(_ArrayBase):
             writable = not self.info().frozen
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
             try:
-                mm = mmap.mmap(fd, length, mmap.MAP_SHARED, prot)
+                # The mapping holds its own reference to the map; the number only has to stay ours meanwhile.
+                with self._h.pinned("mmap") as fd:
+                    mm = mmap.mmap(fd, length, mmap.MAP_SHARED, prot)
             except OSError as exc:
-                from ebpfmaps.errors import from_errno
-
                 raise from_errno(exc.errno or 0, "mmap", f"array of {length} bytes") from None
             self._mm = mm
             return mm

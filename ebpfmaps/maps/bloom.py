@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from ebpfmaps._libbpf import lib
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps.errors import InvalidArgument
 from ebpfmaps.map import map_class
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK, KeylessMap
@@ -107,7 +107,7 @@ class BloomFilterMap(KeylessMap):
     def add(self, value: Any) -> None:
         """Add ``value`` to the set (value size checked before the syscall)."""
         buf = self._value_buffer(value)
-        ret = lib.bpf_map_update_elem(self.fd, None, buf, BPF_ANY)
+        ret = _maps.map_update_elem(self._h, None, buf, BPF_ANY, "add")
         if ret:
             self._check_writable("add")
             raise self._fail(ret, "update")
@@ -124,7 +124,7 @@ class BloomFilterMap(KeylessMap):
         """False: certainly never added. True: probably added (see :meth:`false_positive_rate`)."""
         # The kernel reads the value from this buffer and copies it back, so it must be ours and writable.
         buf = self._value_buffer(value)
-        ret = lib.bpf_map_lookup_elem(self.fd, None, buf)
+        ret = _maps.map_lookup_elem(self._h, None, buf, "lookup")
         if ret == 0:
             return True
         if ret == -E.ENOENT:

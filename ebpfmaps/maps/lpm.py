@@ -28,7 +28,8 @@ import socket
 import struct
 from typing import Any, ClassVar, Union
 
-from ebpfmaps._libbpf import lib
+from ebpfmaps import features
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
@@ -193,8 +194,6 @@ class LpmTrieMap(Map):
         super().__init__(key_size, value_size, max_entries, key_type=key_type, **kwargs)
 
     def prepare_spec(self, spec: MapSpec) -> MapSpec:
-        from ebpfmaps import features
-
         if not 4 + DATA_SIZE_MIN <= spec.key_size <= 4 + DATA_SIZE_MAX:
             raise InvalidKeySize(f"LPM trie key_size is 4 + {DATA_SIZE_MIN}..{DATA_SIZE_MAX} data bytes, "
                                  f"not {spec.key_size}", op="create")
@@ -221,7 +220,7 @@ class LpmTrieMap(Map):
     # ------------------------------------------------------------------ exact lookups
     def _first_key(self) -> bytes | None:
         first = self._ktype()
-        ret = lib.bpf_map_get_next_key(self.fd, None, first)
+        ret = _maps.map_get_next_key(self._h, None, first)
         if ret == -E.ENOENT:
             return None
         if ret:
@@ -231,7 +230,7 @@ class LpmTrieMap(Map):
     def _is_exact(self, kb: bytes, first: bytes | None) -> bool:
         """Whether a node with exactly this prefix is stored (see the module docstring)."""
         nxt = self._ktype()
-        ret = lib.bpf_map_get_next_key(self.fd, kb, nxt)
+        ret = _maps.map_get_next_key(self._h, kb, nxt)
         if ret == -E.ENOENT:
             return first is not None  # the last node in post-order (an empty trie has no first node)
         if ret:
@@ -240,7 +239,7 @@ class LpmTrieMap(Map):
 
     def _raw_lookup(self, kb: bytes) -> bytes | None:
         buf = self._vtype()
-        ret = lib.bpf_map_lookup_elem(self.fd, kb, buf)
+        ret = _maps.map_lookup_elem(self._h, kb, buf)
         if ret == 0:
             return buf.raw[: self._vsize]
         if ret == -E.ENOENT:

@@ -19,9 +19,11 @@ import struct
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from ebpfmaps import features
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize, KeyNotFound
+from ebpfmaps.factory import open_by_id
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maps.hash import HASH_FLAGS
 from ebpfmaps.maps.special import FD_ARRAY_FLAGS, IndexKeyedMap, fd_of
@@ -150,8 +152,6 @@ class _OfMapsBase(Map):
         return None if value is None else int(value)
 
     def _open_inner(self, map_id: int) -> Map:
-        from ebpfmaps.factory import open_by_id
-
         kt, vt = self._inner_codecs
         return open_by_id(map_id, key_type=kt, value_type=vt)
 
@@ -215,8 +215,6 @@ class HashOfMaps(_OfMapsBase):
     allowed_flags: ClassVar[int] = HASH_FLAGS & ~(BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
 
     def prepare_spec(self, spec: MapSpec) -> MapSpec:
-        from ebpfmaps import features
-
         spec = super().prepare_spec(spec)
         features.require_map_type(spec.type)
         return spec

@@ -15,7 +15,8 @@ import errno as E
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, NoReturn
 
-from ebpfmaps._libbpf import lib
+from ebpfmaps import features
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps.errors import InvalidFlags, InvalidKeySize, InvalidValueSize, NotSupported
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maptypes import (
@@ -61,8 +62,6 @@ class KeylessMap(Map):
         super().__init__(0, value_size, max_entries, **kwargs)
 
     def prepare_spec(self, spec: MapSpec) -> MapSpec:
-        from ebpfmaps import features
-
         if spec.key_size != 0:
             raise InvalidKeySize(f"{type_name(spec.type)} maps have no keys: key_size must be 0", op="create")
         if self.needs_value and spec.value_size <= 0:
@@ -164,7 +163,7 @@ class _QueueStackBase(KeylessMap):
         """Add ``value``. A full map raises :class:`OutOfMemory`; with ``overwrite=True`` (BPF_EXIST) the
         oldest element is dropped to make room instead (for a stack too: the bottom one)."""
         buf = self._value_buffer(value)
-        ret = lib.bpf_map_update_elem(self.fd, None, buf, BPF_EXIST if overwrite else BPF_ANY)
+        ret = _maps.map_update_elem(self._h, None, buf, BPF_EXIST if overwrite else BPF_ANY, "push")
         if ret:
             self._check_writable("push")
             raise self._fail(ret, "push")
@@ -181,7 +180,7 @@ class _QueueStackBase(KeylessMap):
         """Remove and return the next element (oldest for a queue, newest for a stack); ``default`` when empty."""
         self._check_writable("pop")
         buf = self._vtype()
-        ret = lib.bpf_map_lookup_and_delete_elem(self.fd, None, buf)
+        ret = _maps.map_lookup_and_delete_elem(self._h, None, buf, "pop")
         if ret == 0:
             return self._vdec(buf.raw[: self._vsize])
         if ret == -E.ENOENT:
@@ -191,7 +190,7 @@ class _QueueStackBase(KeylessMap):
     def peek(self, default: Any = None) -> Any:
         """The element ``pop()`` would return, left in place; ``default`` when empty."""
         buf = self._vtype()
-        ret = lib.bpf_map_lookup_elem(self.fd, None, buf)
+        ret = _maps.map_lookup_elem(self._h, None, buf, "peek")
         if ret == 0:
             return self._vdec(buf.raw[: self._vsize])
         if ret == -E.ENOENT:
@@ -201,7 +200,7 @@ class _QueueStackBase(KeylessMap):
     def is_empty(self) -> bool:
         """True when nothing is queued now (a peek; another producer may push right after)."""
         buf = self._vtype()
-        ret = lib.bpf_map_lookup_elem(self.fd, None, buf)
+        ret = _maps.map_lookup_elem(self._h, None, buf, "peek")
         if ret == -E.ENOENT:
             return True
         if ret:

@@ -18,7 +18,6 @@ caller gives none, so ``SkStorage(value_size=8)`` works without a compiler.
 
 from __future__ import annotations
 
-import ctypes
 import errno as E
 import mmap
 import os
@@ -27,12 +26,13 @@ import struct
 from collections.abc import Iterator
 from typing import Any, ClassVar, NamedTuple
 
-from ebpfmaps import _libbpf
-from ebpfmaps._libbpf import lib
+from ebpfmaps import features
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, IndexCodec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
+    IndexOutOfRange,
     InvalidArgument,
     InvalidKeySize,
     InvalidValueSize,
@@ -131,8 +131,6 @@ class _Probed(Map):
     """Checks that the running kernel has the type before creating (NotSupported from a probe)."""
 
     def prepare_spec(self, spec: MapSpec) -> MapSpec:
-        from ebpfmaps import features
-
         spec = super().prepare_spec(spec)
         features.require_map_type(spec.type)
         return spec
@@ -155,8 +153,6 @@ class IndexKeyedMap(_Probed):
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
 
     def lookup(self, key: Any, flags: int = 0) -> Any:
-        from ebpfmaps.errors import IndexOutOfRange
-
         try:
             return super().lookup(key, flags)
         except IndexOutOfRange:
@@ -512,8 +508,10 @@ STORAGE_BTF_VALUE_ID = 3
 
 def load_btf(blob: bytes) -> int:
     """Load raw BTF into the kernel; the BTF object's fd (the caller closes it)."""
-    buf = ctypes.create_string_buffer(blob, len(blob))
-    return _libbpf.check(lib.bpf_btf_load(buf, len(blob), None), "btf_load")
+    h, err, _ = _maps.btf_load(blob)
+    if h is None:
+        raise from_errno(err, "btf_load", call="bpf_btf_load")
+    return h.detach()
 
 
 class FdKeyCodec(Codec):
@@ -798,8 +796,10 @@ class ArenaMap(_Probed):
         """The arena's pages, read-write (pages are allocated on first touch)."""
         if self._mm is None:
             try:
-                self._mm = mmap.mmap(self.fd, self.pages * PAGE_SIZE, mmap.MAP_SHARED,
-                                     mmap.PROT_READ | mmap.PROT_WRITE)
+                # The mapping holds its own reference to the arena; the number only has to stay ours meanwhile.
+                with self._h.pinned("mmap") as fd:
+                    self._mm = mmap.mmap(fd, self.pages * PAGE_SIZE, mmap.MAP_SHARED,
+                                         mmap.PROT_READ | mmap.PROT_WRITE)
             except OSError as exc:  # e.g. EACCES on an fd opened read-only
                 raise from_errno(exc.errno or E.EINVAL, "mmap", f"arena of {self.pages} pages") from None
         return memoryview(self._mm)

@@ -15,8 +15,9 @@ import struct
 from collections.abc import Iterable
 from typing import Any, ClassVar, NamedTuple
 
+from ebpfmaps import ksyms
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec
+from ebpfmaps.codecs import Codec, StructCodec
 from ebpfmaps.errors import InvalidArgument, InvalidValueSize, KeyNotFound, NotSupported
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maptypes import BPF_ANY, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_STACK_BUILD_ID, BPF_F_WRONLY, MapType
@@ -134,8 +135,6 @@ class StackTraceMap(Map):
 
     def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(kcodec) is Codec and spec.key_size == 4:
-            from ebpfmaps.codecs import StructCodec
-
             kcodec = StructCodec("=I", "key")
         if type(vcodec) is Codec:
             vcodec = StackCodec(spec.value_size, build_id=bool(spec.flags & BPF_F_STACK_BUILD_ID))
@@ -167,8 +166,6 @@ class StackTraceMap(Map):
 
     def symbols(self, stack_id: int) -> list[str]:
         """The kernel frames of ``stack_id`` as ``symbol+0xoffset [module]`` (via /proc/kallsyms)."""
-        from ebpfmaps import ksyms
-
         if self.build_id:
             raise NotSupported("build-id stacks are user-space frames; resolve them with the binaries' symbols",
                                op="symbols")
