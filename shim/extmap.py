@@ -38,7 +38,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ebpfmaps import pinning
 from ebpfmaps._libbpf import lib
@@ -61,15 +61,18 @@ from ebpfmaps.errors import (
 )
 from ebpfmaps.factory import class_for
 from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, map_info_from_fd
+from ebpfmaps.maplike import MapLike
 from ebpfmaps.maps.array import IndexCodec
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
 from . import _locks, _meta, registry
 from .errors import ProgramAccessRefused, ProviderError, ProviderRefused
-from .provider import DeleteReason, DispatchTable, MapProvider, ProgramType
+from .provider import DeleteReason, DispatchTable, ExtensibleMapLike, MapProvider, ProgramType
 
 __all__ = ["ExtensibleMap", "adopt_extensible", "create_extensible"]
+
+_X = TypeVar("_X", bound="ExtensibleMap")
 
 _ARRAY = int(MapType.ARRAY)
 _CREATE_KWARGS = frozenset({"key_size", "value_size", "max_entries", "key_type", "value_type", "flags", "name",
@@ -335,7 +338,7 @@ class ExtensibleMap:
     def closed(self) -> bool:
         return not self._shim_open or self._base.closed
 
-    def __enter__(self) -> ExtensibleMap:
+    def __enter__(self: _X) -> _X:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1016,6 +1019,9 @@ def adopt_extensible(base: Map, meta: _meta.ShimMeta, provider: MapProvider, dis
         raise
 
 
-
 def _nothing() -> None:
     """The release of a dead view: it holds nothing."""
+
+
+# Checked by mypy: an ExtensibleMap is a MapLike and everything its providers are promised.
+_IMPLEMENTS: tuple[type[MapLike], type[ExtensibleMapLike]] = (ExtensibleMap, ExtensibleMap)
