@@ -497,9 +497,6 @@ class ExtensibleMap:
             raise NotSupported(f"{op}: map type {self._spec.type} is based on {type_name(self._base.type)} maps, "
                                f"whose elements cannot be deleted", op=op)
 
-    def _key(self, key: Any) -> bytes:
-        return self._kenc(key)
-
     # ------------------------------------------------------------------ client services (for providers)
     def find_element(self, key: Any) -> bytes | None:
         """Client service: the stored bytes for ``key`` (user key or raw key bytes), no callbacks."""
