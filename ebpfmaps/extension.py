@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ebpfmaps import pinning
 from ebpfmaps.errors import NotSupported
 
 if TYPE_CHECKING:
     from ebpfmaps.map import Map
+    from ebpfmaps.maplike import MapLike
     from ebpfmaps.spec import MapInfo
 
 ENTRY_POINT_GROUP = "ebpfmaps.extensions"
@@ -26,10 +27,13 @@ ENTRY_POINT_GROUP = "ebpfmaps.extensions"
 class Extension(Protocol):
     """What an extension implements."""
 
-    def create(self, type_id: int, kwargs: dict[str, Any]) -> Map | None:
-        """Create a map of extensible type ``type_id``; ``None`` if the id is not this extension's."""
+    def create(self, type_id: int, kwargs: dict[str, Any]) -> MapLike | None:
+        """Create a map of extensible type ``type_id``; ``None`` if the id is not this extension's.
 
-    def adopt(self, m: Map) -> Map | None:
+        The map need not be a :class:`~ebpfmaps.Map`: any object implementing :class:`MapLike` will do.
+        """
+
+    def adopt(self, m: Map) -> MapLike | None:
         """Given a map just opened (pinned or by id), return the extension's view of it, or ``None``."""
 
 
@@ -91,7 +95,9 @@ def create_extensible(type_id: int, kwargs: dict[str, Any]) -> Map:
     for ext in extensions():
         m = ext.create(type_id, kwargs)
         if m is not None:
-            return m
+            # The callers (ebpfmaps.create, Map.from_spec) are still typed as returning Map; an extension's
+            # map is a MapLike that need not be one.
+            return cast("Map", m)
     raise NotSupported(
         f"no extension provides map type {type_id} (ids >= 4096 are extensible maps: install or register a provider, "
         f"e.g. ebpfmaps_shim.register_provider)",
@@ -114,13 +120,13 @@ def adopt(m: Map, *, key_type: Any = None, value_type: Any = None, claimed: bool
     """The extension's view of a map just opened; ``claimed`` says :func:`describe` claimed it."""
     for ext in extensions():
         with_codecs = getattr(ext, "adopt_with_codecs", None)
-        out: Map | None
+        out: MapLike | None
         if claimed and with_codecs is not None:
             out = with_codecs(m, key_type, value_type)
         else:
             out = ext.adopt(m)
         if out is not None:
-            return out
+            return cast("Map", out)  # as in create_extensible: open_pinned/open_by_id are typed as returning Map
     return m
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from ebpfmaps.codecs import Codec
     from ebpfmaps.spec import MapInfo, MapSpec
+
+_L = TypeVar("_L", bound="MapLike")
 
 
 @runtime_checkable
@@ -78,3 +80,5 @@ class MapLike(Protocol):
     def unpin(self, path: str | os.PathLike[str] | None = None) -> None: ...
     def freeze(self) -> None: ...
     def close(self) -> None: ...
+    def __enter__(self: _L) -> _L: ...
+    def __exit__(self, *exc: object) -> None: ...

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .extension import ShimExtension
 from .extmap import ExtensibleMap
-from .provider import CALLBACKS, DeleteReason, DispatchTable, MapProvider, ProgramType
+from .provider import CALLBACKS, DeleteReason, DispatchTable, ExtensibleMapLike, MapProvider, ProgramType
 from .registry import (
     ENTRY_POINT_GROUP,
     find_provider,
@@ -47,7 +47,7 @@ _core_extension.register_extension(ShimExtension())
 
 __all__ = [
     "CALLBACKS", "ENTRY_POINT_GROUP", "DeleteReason", "DispatchTable", "DuplicateProvider", "ExtensibleMap",
-    "MapProvider", "ProgramAccessRefused", "ProgramType", "ProviderBusy", "ProviderError", "ProviderNotFound",
-    "ProviderRefused", "ShimExtension", "find_provider", "live_maps", "providers", "register_provider",
-    "unregister_provider",
+    "ExtensibleMapLike", "MapProvider", "ProgramAccessRefused", "ProgramType", "ProviderBusy", "ProviderError",
+    "ProviderNotFound", "ProviderRefused", "ShimExtension", "find_provider", "live_maps", "providers",
+    "register_provider", "unregister_provider",
 ]

@@ -13,7 +13,9 @@ import warnings
 from typing import Any
 
 from ebpfmaps.errors import MapError
+from ebpfmaps.factory import open_pinned
 from ebpfmaps.map import Map
+from ebpfmaps.maplike import MapLike
 from ebpfmaps.maptypes import EXTENSIBLE_MIN
 from ebpfmaps.spec import MapInfo
 
@@ -39,7 +41,7 @@ class ShimExtension:
                 cls._instance = super().__new__(cls)
             return cls._instance
 
-    def create(self, type_id: int, kwargs: dict[str, Any]) -> Map | None:
+    def create(self, type_id: int, kwargs: dict[str, Any]) -> MapLike | None:
         if type_id < EXTENSIBLE_MIN:
             return None
         found = registry.find_provider(type_id)
@@ -54,10 +56,10 @@ class ShimExtension:
             return None
         return dataclasses.replace(info, type=meta.custom_type, value_size=meta.user_value_size)
 
-    def adopt(self, m: Map) -> Map | None:
+    def adopt(self, m: Map) -> MapLike | None:
         return None  # maps we claim arrive through adopt_with_codecs (describe() said they are ours)
 
-    def adopt_with_codecs(self, m: Map, key_type: Any, value_type: Any) -> Map | None:
+    def adopt_with_codecs(self, m: Map, key_type: Any, value_type: Any) -> MapLike | None:
         try:
             meta = _meta.read_meta(m.info())
             if meta is None:
@@ -71,8 +73,6 @@ class ShimExtension:
     # An unpin may remove the last holder of an extensible map: open a handle first, so that closing it after
     # the unlink runs the usual last-close logic (cleanup notifications when nobody else holds the map).
     def before_unpin(self, path: str) -> object | None:
-        from ebpfmaps.factory import open_pinned
-
         try:
             m = open_pinned(path)
         except ProviderNotFound as exc:

@@ -1,7 +1,8 @@
-"""The extensible map: a :class:`ebpfmaps.Map` whose operations go through its provider's callbacks.
+"""The extensible map: a map (:class:`ebpfmaps.maplike.MapLike`) whose operations go through its provider's callbacks.
 
-Elements live in a real kernel map (``m.base``, a hash, array or LRU hash map).
-Every operation of the Map API is routed through the provider:
+Elements live in a real kernel map (``m.base``, a hash, array or LRU hash map) that the
+extensible map wraps, through the base map's public API only. Every operation of the map
+API is routed through the provider:
 
 ==========================  ======================================================================
 operation                   callbacks
@@ -28,13 +29,16 @@ go through the callbacks.
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import dataclasses
+import errno as E
 import os
 import time
 import weakref
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
+from typing import Any, ClassVar, TypeVar
 
 from ebpfmaps import pinning
 from ebpfmaps._libbpf import lib
@@ -42,24 +46,32 @@ from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, IndexCodec, make_codec
 from ebpfmaps.errors import (
     BatchError,
+    IncompatibleMap,
     IndexOutOfRange,
     InvalidArgument,
     InvalidFlags,
+    InvalidKeySize,
+    InvalidValueSize,
     KeyExists,
     KeyNotFound,
+    MapClosed,
     MapError,
     NotSupported,
+    PermissionDenied,
 )
 from ebpfmaps.factory import class_for
-from ebpfmaps.map import DEFAULT_BATCH, Map, map_info_from_fd
-from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, MapType, type_name
+from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, map_info_from_fd
+from ebpfmaps.maplike import MapLike
+from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
 from . import _locks, _meta, registry
 from .errors import ProgramAccessRefused, ProviderError, ProviderRefused
-from .provider import DeleteReason, DispatchTable, MapProvider, ProgramType
+from .provider import DeleteReason, DispatchTable, ExtensibleMapLike, MapProvider, ProgramType
 
 __all__ = ["ExtensibleMap", "adopt_extensible", "create_extensible"]
+
+_X = TypeVar("_X", bound="ExtensibleMap")
 
 _ARRAY = int(MapType.ARRAY)
 _CREATE_KWARGS = frozenset({"key_size", "value_size", "max_entries", "key_type", "value_type", "flags", "name",
@@ -104,23 +116,38 @@ def _still_pinned(paths: Iterable[str], map_id: int) -> bool:
     return False
 
 
-class ExtensibleMap(Map):
+class ExtensibleMap:
     """A map of a custom type id (>= 4096) on a kernel base map, driven by its provider.
 
     Create with :func:`ebpfmaps.create` (``ebpfmaps.create(4100, key_size=4, value_size=8, max_entries=100)``)
     or open with :func:`ebpfmaps.open_pinned`/:func:`ebpfmaps.open_by_id`. ``m.spec.type`` is the custom id
     and ``m.spec.value_size`` the user's value size; ``m.base`` is the kernel map (what ``bpftool`` and
-    kernel programs see, without callbacks).
+    kernel programs see, without callbacks), which this object owns and closes with itself.
+
+    It implements :class:`ebpfmaps.maplike.MapLike` (and the providers' :class:`ExtensibleMapLike`) by
+    wrapping the base :class:`~ebpfmaps.Map` through its public API only; it is not a ``Map`` subclass,
+    so no ``Map`` operation can reach the kernel map without passing through the provider.
     """
 
+    #: Values are the user's bytes, one per element (never one per CPU).
+    per_cpu: ClassVar[bool] = False
+
     _base: Map
+    _spec: MapSpec
+    _kcodec: Codec
+    _vcodec: Codec
+    _kenc: Callable[[Any], bytes]
+    _venc: Callable[[Any], bytes]
+    _vdec: Callable[[bytes], Any]
+    _ksize: int
+    _vsize: int
     _binding: registry.Binding
     _provider: MapProvider
     _dispatch: DispatchTable
     _map_id: int
     _stored_size: int
     _transforms: bool
-    _release: weakref.finalize[..., ExtensibleMap]
+    _release: Callable[[], object]
     _shim_open: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -128,28 +155,59 @@ class ExtensibleMap(Map):
 
     # ------------------------------------------------------------------ binding
     @classmethod
+    def _wrap(cls, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec, binding: registry.Binding,
+              *, is_open: bool) -> ExtensibleMap:
+        """The object's state around ``base`` (no binding is acquired and no release registered here)."""
+        self = cls.__new__(cls)
+        self._shim_open = is_open
+        self._base = base
+        self._spec = spec
+        self._kcodec = kcodec
+        self._vcodec = vcodec
+        self._kenc = kcodec.encode
+        self._venc = vcodec.encode
+        self._vdec = vcodec.decode
+        self._ksize = kcodec.size
+        self._vsize = vcodec.size
+        self._binding = binding
+        self._provider = binding.provider
+        self._dispatch = binding.dispatch
+        self._map_id = binding.map_id
+        self._stored_size = base.value_size
+        self._transforms = bool(binding.provider.transforms_values)
+        self._release = _nothing
+        return self
+
+    @classmethod
     def _bind(cls, base: Map, meta: _meta.ShimMeta, provider: MapProvider, dispatch: DispatchTable,
               kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
         """Wrap ``base`` (which this object then owns) as an extensible map bound to ``provider``."""
         info = base.info()
-        self = cls.__new__(cls)
         spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size, btf_fd=None,
                                    btf_key_type_id=0, btf_value_type_id=0)
-        # The base map owns the fd; this object shares its handle (and closes the base when done).
-        Map._init_from_fd(self, base.handle, spec, kcodec, vcodec, writable=base.writable)
-        self._shim_open = True
-        self._btf = None
-        self._pin_path = base.pin_path
-        self._base = base
-        self._provider = provider
-        self._dispatch = dispatch
-        self._map_id = info.id
-        self._stored_size = base.value_size
-        self._transforms = bool(provider.transforms_values)
-        self._binding = registry.acquire_binding(info.id, provider, dispatch, dict(meta.options), base.pin_path)
-        self._release = weakref.finalize(self, _release_handle, self._binding, base, spec, kcodec, vcodec,
+        binding = registry.acquire_binding(info.id, provider, dispatch, dict(meta.options), base.pin_path)
+        self = cls._wrap(base, spec, kcodec, vcodec, binding, is_open=True)
+        self._release = weakref.finalize(self, _release_handle, binding, base, spec, kcodec, vcodec,
                                          weakref.ref(self))
         return self
+
+    @classmethod
+    def from_spec(cls, spec: MapSpec, *, key_type: Any = None, value_type: Any = None,
+                  options: dict[str, int] | None = None) -> ExtensibleMap:
+        """Create a map of the extensible type ``spec.type`` (as ``ebpfmaps.create`` does), through its provider."""
+        if spec.type < EXTENSIBLE_MIN:
+            raise InvalidArgument(f"{type_name(spec.type)} is a kernel map type, not an extensible one (ids >= "
+                                  f"{EXTENSIBLE_MIN})", op="create")
+        if spec.inner_map is not None or spec.ifindex:
+            raise InvalidArgument("extensible maps have no inner maps and are not offloaded (inner_map, ifindex)",
+                                  op="create")
+        provider, dispatch = registry.require_provider(spec.type, "create")
+        kwargs: dict[str, Any] = {"key_size": spec.key_size if key_type is None else None,
+                                  "value_size": spec.value_size if value_type is None else None,
+                                  "max_entries": spec.max_entries, "key_type": key_type, "value_type": value_type,
+                                  "flags": spec.flags, "name": spec.name, "map_extra": spec.map_extra,
+                                  "numa_node": spec.numa_node, "options": options}
+        return create_extensible(provider, dispatch, spec.type, kwargs)
 
     # ------------------------------------------------------------------ what it is
     @property
@@ -186,20 +244,85 @@ class ExtensibleMap(Map):
         return self._transforms
 
     @property
-    def can_delete(self) -> bool:  # type: ignore[override]
+    def can_delete(self) -> bool:
         """Whether elements can be deleted: as the base map says (array elements cannot)."""
         return self._base.can_delete
 
+    @property
+    def spec(self) -> MapSpec:
+        """The map as its users see it: the custom type id and the user's value size."""
+        return self._spec
+
+    @property
+    def type(self) -> int:
+        return self._spec.type
+
+    @property
+    def key_size(self) -> int:
+        return self._spec.key_size
+
+    @property
+    def value_size(self) -> int:
+        return self._spec.value_size
+
+    @property
+    def max_entries(self) -> int:
+        return self._spec.max_entries
+
+    @property
+    def flags(self) -> int:
+        return self._spec.flags
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def key_codec(self) -> Codec:
+        return self._kcodec
+
+    @property
+    def value_codec(self) -> Codec:
+        return self._vcodec
+
+    @property
+    def writable(self) -> bool:
+        return self._base.writable
+
+    @property
+    def pin_path(self) -> str | None:
+        return self._base.pin_path
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    @property
+    def fd(self) -> int:
+        """The base map's descriptor number now (raises :class:`MapClosed` once closed); see ``Map.fd``."""
+        self._require_open("fd")
+        return self._base.fd
+
+    @property
+    def handle(self) -> FD:
+        """The base map's :class:`~ebpfmaps._libbpf.fd.FD` (closed together with this map)."""
+        return self._base.handle
+
     def info(self) -> MapInfo:
         """The kernel's info on the base map, with the custom type and the user's value size."""
+        self._require_open("info")
         return dataclasses.replace(self._base.info(), type=self._spec.type, value_size=self._spec.value_size)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self._h.num}"
+        state = "closed" if self.closed else f"fd={self._base.handle.num}"
         s = self._spec
         return (f"<ExtensibleMap type={s.type} provider={self._provider.provider_name} base={type_name(self._base.type)}"
                 f" {state} key_size={s.key_size} value_size={s.value_size} stored_value_size={self._stored_size}"
                 f" max_entries={s.max_entries}>")
+
+    def __bool__(self) -> bool:
+        # As for Map: always truthy (emptiness would need a walk of the map, with callbacks).
+        return True
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -212,12 +335,57 @@ class ExtensibleMap(Map):
 
     @property
     def closed(self) -> bool:
-        return not self._shim_open or self._h.closed
+        return not self._shim_open or self._base.closed
+
+    def __enter__(self: _X) -> _X:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __copy__(self) -> ExtensibleMap:
+        """A second handle on the same map, bound to the same provider, with its own duplicated base."""
+        self._require_open("copy")
+        base = copy.copy(self._base)
+        meta = _meta.ShimMeta(self._spec.type, self._spec.value_size, self._stored_size, self.options)
+        try:
+            return ExtensibleMap._bind(base, meta, self._provider, self._dispatch, self._kcodec, self._vcodec)
+        except BaseException:
+            base.close()
+            raise
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ExtensibleMap:
+        """As :meth:`__copy__`: the kernel map is shared (its contents are not Python data to copy)."""
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an ExtensibleMap cannot be pickled: pin it and open_pinned() it in the other process")
 
     def pin(self, path: str | os.PathLike[str]) -> None:
-        super().pin(path)
-        if self._pin_path is not None:
-            self._binding.pin_paths.add(self._pin_path)
+        """Pin the base map; the map outlives this process until unpinned (cleanup waits for the last unpin)."""
+        self._require_open("pin")
+        self._base.pin(path)
+        pinned = self._base.pin_path
+        if pinned is not None:
+            self._binding.pin_paths.add(pinned)
+
+    def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove the pin (this map's own, or ``path``); the last holder gone, the map is cleaned up."""
+        self._base.unpin(path)
+
+    def freeze(self) -> None:
+        """Make the map read-only for syscalls (BPF_MAP_FREEZE); programs may still write."""
+        self._require_open("freeze")
+        self._base.freeze()
+
+    def replace_kernel_map(self, fd: int, spec: MapSpec) -> None:
+        """Refused: the kernel map of an extensible map is its base, bound to the provider for its lifetime."""
+        raise NotSupported("replace_kernel_map: an extensible map's kernel map is its base, which cannot be "
+                           "swapped (extensible maps cannot be resized)", op="replace_kernel_map")
+
+    def check_packed_keys(self, keys: bytes, count: int) -> None:
+        """Check ``count`` packed keys before a batch write, as the base map does."""
+        self._base.check_packed_keys(keys, count)
 
     def associate_program(self, program_type: ProgramType) -> Map:
         """Let a kernel program of ``program_type`` use this map; returns the base map to hand to it.
@@ -249,10 +417,13 @@ class ExtensibleMap(Map):
         return self._base
 
     def _require_open(self, op: str) -> None:
-        if self.closed:
-            from ebpfmaps.errors import MapClosed
+        if not self._shim_open or self._base.closed:
+            raise MapClosed(f"{op}: the map is closed", op=op)
 
-            raise MapClosed("the map is closed", op=op)
+    def _check_writable(self, op: str) -> None:
+        if not self._base.writable:
+            raise PermissionDenied(f"{op}: the map is read-only for this process (opened or created with BPF_F_RDONLY)",
+                                   op=op)
 
     # ------------------------------------------------------------------ provider calls
     def _accept(self, kb: bytes, vb: bytes, flags: int) -> bytes:
@@ -325,12 +496,10 @@ class ExtensibleMap(Map):
             raise NotSupported(f"{op}: map type {self._spec.type} is based on {type_name(self._base.type)} maps, "
                                f"whose elements cannot be deleted", op=op)
 
-    def _key(self, key: Any) -> bytes:
-        return self._kenc(key)
-
     # ------------------------------------------------------------------ client services (for providers)
     def find_element(self, key: Any) -> bytes | None:
         """Client service: the stored bytes for ``key`` (user key or raw key bytes), no callbacks."""
+        self._require_open("find_element")
         kb = self._raw_key(key)
         return self._base.lookup_bytes(kb)
 
@@ -370,6 +539,9 @@ class ExtensibleMap(Map):
         return None if out is None else self._vdec(out)
 
     def lookup_bytes(self, key: Any) -> bytes | None:
+        """The user's value bytes for ``key`` (through find_element_notify), or ``None``."""
+        if not self._shim_open:
+            raise MapClosed("lookup: the map is closed", op="lookup")
         try:
             kb = self._kenc(key)
         except IndexOutOfRange:
@@ -433,6 +605,35 @@ class ExtensibleMap(Map):
                               f"(it was removed)", op="lookup_and_delete")
         return self._vdec(out)
 
+    def pop_item(self, key: Any, default: Any = ...) -> Any:
+        """dict.pop: remove and return the user's value (``default`` when absent)."""
+        try:
+            return self.lookup_and_delete(key)
+        except KeyNotFound:
+            if default is ...:
+                raise
+            return default
+
+    # ------------------------------------------------------------------ dict protocol
+    def __getitem__(self, key: Any) -> Any:
+        value = self.lookup(key)
+        if value is None:
+            raise KeyNotFound(f"lookup: key {key!r} not found", errno=E.ENOENT, op="lookup")
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.update(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.lookup_bytes(key) is not None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self.lookup(key)
+        return default if value is None else value
+
     def _take_all(self) -> Iterator[tuple[bytes, bytes]]:
         """Remove every element with USER_DELETE notifications, yielding ``(key, stored)``; bounded passes."""
         for _ in range(8):
@@ -493,11 +694,48 @@ class ExtensibleMap(Map):
         """Elements the provider reports present (a full walk)."""
         return sum(1 for _ in self.raw_pairs(values=True))
 
+    # keys()/values()/items() are lazy like Map's: packed chunks of the provider's answers, decoded a
+    # chunk at a time. keys() walks values too: the provider decides which elements are present.
+    def __iter__(self) -> Iterator[Any]:
+        return self.keys()
+
+    def keys(self) -> Iterator[Any]:
+        kdm = self._kcodec.decode_many
+        return chain.from_iterable(kdm(kb, n) for kb, _, n in self._iter_batches_raw(ITER_BATCH, delete=False))
+
+    def values(self) -> Iterator[Any]:
+        vdm = self._vcodec.decode_many
+        return chain.from_iterable(vdm(vb, n) for _, vb, n in self._iter_batches_raw(ITER_BATCH, delete=False))
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n))
+                                   for kb, vb, n in self._iter_batches_raw(ITER_BATCH, delete=False))
+
+    def to_dict(self) -> dict[Any, Any]:
+        return dict(self.items())
+
+    def iter_batches(self, batch_size: int = DEFAULT_BATCH, *, delete: bool = False) -> Iterator[list[tuple[Any, Any]]]:
+        """Lazy chunks of decoded ``(key, value)`` pairs, each element through its callbacks."""
+        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        for keys, vals, count in self._iter_batches_raw(batch_size, delete):
+            yield list(zip(kdm(keys, count), vdm(vals, count)))
+
+    def iter_batches_raw(self, batch_size: int = DEFAULT_BATCH, *,
+                         delete: bool = False) -> Iterator[tuple[bytes, bytes, int]]:
+        """Lazy ``(keys, values, count)`` with packed user bytes, each element through its callbacks."""
+        return self._iter_batches_raw(batch_size, delete)
+
     # ------------------------------------------------------------------ batches
     def lookup_batch(self, keys: Iterable[Any] | None = None, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
         """The user's values of ``keys`` (or of every element), each through its callbacks."""
         if keys is not None:
-            return super().lookup_batch(keys)
+            out: dict[Any, Any] = {}
+            for k in keys:
+                v = self.lookup(k)
+                if v is not None:
+                    out[k] = v
+            return out
         kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
         result: dict[Any, Any] = {}
         for kb, vb, count in self._iter_batches_raw(batch_size, delete=False):
@@ -656,26 +894,13 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
 
 def _dead_view(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
     """A closed handle to pass to cleanup callbacks when the last handle was garbage-collected."""
-    view = ExtensibleMap.__new__(ExtensibleMap)
-    Map._init_from_fd(view, FD.closed_handle(), spec, kcodec, vcodec, writable=False)
-    view._shim_open = False
-    view._base = base
-    view._binding = binding
-    view._provider = binding.provider
-    view._dispatch = binding.dispatch
-    view._map_id = binding.map_id
-    view._stored_size = base.value_size
-    view._transforms = bool(binding.provider.transforms_values)
-    view._release = weakref.finalize(view, _nothing)
-    return view
+    return ExtensibleMap._wrap(base, spec, kcodec, vcodec, binding, is_open=False)
 
 
 # ---------------------------------------------------------------------- creating and opening
 def _key_codec(base_type: int, key_type: Any, key_size: int | None, max_entries: int) -> Codec:
     if base_type == _ARRAY:
         if key_size not in (None, 4):
-            from ebpfmaps.errors import InvalidKeySize
-
             raise InvalidKeySize(f"maps based on arrays have u32 index keys: key_size must be 4, not {key_size}",
                                  op="create")
         if key_type is None:
@@ -773,21 +998,15 @@ def adopt_extensible(base: Map, meta: _meta.ShimMeta, provider: MapProvider, dis
         # The provider validates the sizes again in this process; its stored size must be what the map holds.
         stored = _stored_size(provider, dispatch, spec, "open")
         if stored != base.value_size:
-            from ebpfmaps.errors import IncompatibleMap
-
             diff = f"stored value_size: provider wants {stored}, the map has {base.value_size}"
             raise IncompatibleMap(f"open: {provider.provider_name} does not match map {base.info().id}: {diff}",
                                   [diff], op="open")
         kcodec = _key_codec(int(provider.base_map_type), key_type, spec.key_size if key_type is None else None,
                             spec.max_entries)
         if kcodec.size != spec.key_size:
-            from ebpfmaps.errors import InvalidKeySize
-
             raise InvalidKeySize(f"key_type is {kcodec.size} bytes; the map's key_size is {spec.key_size}", op="open")
         vcodec = make_codec(value_type, meta.user_value_size if value_type is None else None, "value")
         if vcodec.size != meta.user_value_size:
-            from ebpfmaps.errors import InvalidValueSize
-
             raise InvalidValueSize(f"value_type is {vcodec.size} bytes; the map's value_size is "
                                    f"{meta.user_value_size}", op="open")
         return ExtensibleMap._bind(base, meta, provider, dispatch, kcodec, vcodec)
@@ -796,6 +1015,9 @@ def adopt_extensible(base: Map, meta: _meta.ShimMeta, provider: MapProvider, dis
         raise
 
 
-
 def _nothing() -> None:
     """The release of a dead view: it holds nothing."""
+
+
+# Checked by mypy: an ExtensibleMap is a MapLike and everything its providers are promised.
+_IMPLEMENTS: tuple[type[MapLike], type[ExtensibleMapLike]] = (ExtensibleMap, ExtensibleMap)

@@ -4,8 +4,12 @@ A provider declares one ``custom_map_type`` (4096 and up; 1-4095 are the
 kernel's), the kernel ``base_map_type`` that holds the elements (hash, array or
 LRU hash), whether it ``transforms_values`` (the bytes stored in the base map
 differ from the bytes the user wrote), and the callbacks of the dispatch table
-(after the seed's ``ebpf_map_provider_dispatch_table_t``). Every callback is
-optional: one that a subclass does not override is simply not called.
+(modelled on a kernel-style ``ebpf_map_provider_dispatch_table_t``). Every callback
+is optional: one that a subclass does not override is simply not called.
+
+Callbacks receive the map as an :class:`ExtensibleMapLike`: the map protocol
+(:class:`ebpfmaps.maplike.MapLike`) plus the client services (``find_element``,
+``remove_element``, ``stored_items``, ``locked``, ``options``...).
 
 Keys and values reach callbacks as ``bytes``: ``key`` has the map's key size,
 ``value`` the user's value size and ``stored`` the base map's value size (what
@@ -17,17 +21,17 @@ for that key across threads and processes, lookups are not.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol, Union, runtime_checkable
 
+from ebpfmaps.maplike import MapLike
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapSpec
 
-if TYPE_CHECKING:
-    from .extmap import ExtensibleMap
-
-__all__ = ["CALLBACKS", "SUPPORTED_BASES", "DeleteReason", "DispatchTable", "MapProvider", "ProgramType"]
+__all__ = ["CALLBACKS", "SUPPORTED_BASES", "DeleteReason", "DispatchTable", "ExtensibleMapLike", "MapProvider",
+           "ProgramType"]
 
 #: Kernel map types an extensible map can be based on.
 SUPPORTED_BASES: frozenset[int] = frozenset({int(MapType.HASH), int(MapType.ARRAY), int(MapType.LRU_HASH)})
@@ -49,6 +53,39 @@ class DeleteReason(enum.IntEnum):
     ROLLBACK = 4
     #: The provider removed the element itself through the client service ``m.remove_element`` (e.g. expiry).
     EVICTED = 5
+
+
+@runtime_checkable
+class ExtensibleMapLike(MapLike, Protocol):
+    """The map a provider's callbacks receive: the map protocol plus the client services of extensible maps.
+
+    :class:`ebpfmaps_shim.ExtensibleMap` implements it; providers type against this protocol, so they
+    depend on what a map offers rather than on the class that serves it.
+    """
+
+    @property
+    def base(self) -> MapLike:
+        """The kernel map holding the stored elements (operations on it bypass the provider)."""
+    @property
+    def provider(self) -> MapProvider: ...
+    @property
+    def map_id(self) -> int:
+        """The kernel id of the base map (readable after close)."""
+    @property
+    def options(self) -> dict[str, int]: ...
+    @property
+    def context(self) -> dict[str, Any]: ...
+    @property
+    def stored_value_size(self) -> int: ...
+    def lookup_bytes(self, key: Any) -> bytes | None: ...
+    def find_element(self, key: Any) -> bytes | None:
+        """The stored bytes for ``key``, without callbacks."""
+    def remove_element(self, key: Any, reason: DeleteReason = ...) -> bool:
+        """Remove ``key`` with a ``reason`` notification; False when it was absent."""
+    def stored_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """``(key bytes, stored bytes)`` of every element, without callbacks."""
+    def locked(self, key: Any) -> AbstractContextManager[None]:
+        """The write lock of ``key`` (across threads and processes), for a read-modify-write."""
 
 
 class MapProvider:
@@ -76,30 +113,30 @@ class MapProvider:
         """Validate the sizes of a map being created or opened; return the stored value size (None: the same)."""
         return None
 
-    def delete_map_notify(self, m: ExtensibleMap) -> None:
+    def delete_map_notify(self, m: ExtensibleMapLike) -> None:
         """The map is gone: its last holder closed it, or its last pin was removed while nobody held it."""
 
-    def associate_program(self, m: ExtensibleMap, program_type: ProgramType) -> None:
+    def associate_program(self, m: ExtensibleMapLike, program_type: ProgramType) -> None:
         """A kernel program of ``program_type`` wants the map; raise to refuse."""
 
-    def find_element_notify(self, m: ExtensibleMap, key: bytes, stored: bytes) -> bytes | None:
+    def find_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes) -> bytes | None:
         """The user's value for ``stored``, or ``None`` to report the element as missing."""
         return stored
 
-    def update_element_notify(self, m: ExtensibleMap, key: bytes, value: bytes, flags: int) -> bytes | None:
+    def update_element_notify(self, m: ExtensibleMapLike, key: bytes, value: bytes, flags: int) -> bytes | None:
         """Validate an update; return the bytes to store (``None``: ``value`` as it is). Raise to refuse."""
         return None
 
-    def delete_element_notify(self, m: ExtensibleMap, key: bytes, stored: bytes, reason: DeleteReason) -> None:
+    def delete_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes, reason: DeleteReason) -> None:
         """A stored value left the map (exactly once per value), for ``reason``."""
 
-    def get_next_key_and_value_notify(self, m: ExtensibleMap, key: bytes | None, next_key: bytes,
+    def get_next_key_and_value_notify(self, m: ExtensibleMapLike, key: bytes | None, next_key: bytes,
                                       stored: bytes) -> bytes | None:
         """Iteration reached ``next_key`` after ``key``: the user's value to yield, or ``None`` to skip it."""
         return stored
 
 
-#: The callbacks of the dispatch table, in the seed's order.
+#: The callbacks of the dispatch table, in the order of the dispatch table.
 CALLBACKS = (
     "create_map_notify",
     "delete_map_notify",
@@ -116,12 +153,12 @@ class DispatchTable:
     """The callbacks a provider really implements (``None`` for those it left out)."""
 
     create_map_notify: Callable[[MapSpec], int | None] | None
-    delete_map_notify: Callable[[Any], None] | None
-    associate_program: Callable[[Any, Any], None] | None
-    find_element_notify: Callable[[Any, bytes, bytes], bytes | None] | None
-    update_element_notify: Callable[[Any, bytes, bytes, int], bytes | None] | None
-    delete_element_notify: Callable[[Any, bytes, bytes, DeleteReason], None] | None
-    get_next_key_and_value_notify: Callable[[Any, bytes | None, bytes, bytes], bytes | None] | None
+    delete_map_notify: Callable[[ExtensibleMapLike], None] | None
+    associate_program: Callable[[ExtensibleMapLike, ProgramType], None] | None
+    find_element_notify: Callable[[ExtensibleMapLike, bytes, bytes], bytes | None] | None
+    update_element_notify: Callable[[ExtensibleMapLike, bytes, bytes, int], bytes | None] | None
+    delete_element_notify: Callable[[ExtensibleMapLike, bytes, bytes, DeleteReason], None] | None
+    get_next_key_and_value_notify: Callable[[ExtensibleMapLike, bytes | None, bytes, bytes], bytes | None] | None
 
     @classmethod
     def of(cls, provider: object) -> DispatchTable:

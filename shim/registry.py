@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from ebpfmaps.errors import InvalidArgument, NotSupported
@@ -121,8 +122,6 @@ def _load_entry_point(ep: Any) -> None:
 
 
 def _discover(type_id: int) -> None:
-    from importlib.metadata import entry_points
-
     eps = list(entry_points(group=ENTRY_POINT_GROUP))
     named = [ep for ep in eps if ep.name.strip() == str(type_id)]
     if len(named) > 1:

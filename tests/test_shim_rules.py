@@ -5,9 +5,12 @@ unpin, garbage collection), metadata seen by bpftool, and open_pinned/open_by_id
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import gc
+import inspect
 import os
+import pickle
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from ebpfmaps_shim import (
     DeleteReason,
     DuplicateProvider,
     ExtensibleMap,
+    ExtensibleMapLike,
     MapProvider,
     ProviderBusy,
     ProviderError,
@@ -44,7 +48,8 @@ from ebpfmaps import (
     OutOfMemory,
     PermissionDenied,
 )
-from ebpfmaps.errors import InvalidArgument
+from ebpfmaps.errors import InvalidArgument, MapClosed
+from ebpfmaps.maplike import MapLike
 from tests.conftest import bpftool_json
 from tests.shim_helpers import U32, next_type_id, recording_provider, val, xor
 
@@ -461,25 +466,117 @@ def test_maps_with_foreign_btf_are_not_claimed(pin_path: Path) -> None:
     r.btf.close()
 
 
-def test_every_public_map_method_is_routed_or_harmless() -> None:
-    """A Map method that ExtensibleMap inherits unchanged would bypass the provider; list each one here."""
-    harmless = {
-        # properties and plain data
-        "fd", "spec", "type", "key_size", "value_size", "max_entries", "flags", "name", "key_codec", "value_codec",
-        "closed", "writable", "pin_path", "id", "from_spec", "with_codecs", "handle", "replace_kernel_map", "check_packed_keys",
-        # delegate to methods ExtensibleMap overrides (lookup/update/delete/raw_pairs/_iter_batches_raw)
-        "__getitem__", "__setitem__", "__delitem__", "__contains__", "get", "__iter__", "keys", "values", "items",
-        "to_dict", "pop_item", "iter_batches", "iter_batches_raw", "__bool__", "__enter__", "__exit__",
-        # the whole map, not elements
-        "freeze", "unpin",
-        # class-level facts of the generic Map, true of extensible maps too (no per-CPU values, creation via
-        # ebpfmaps.create only, so prepare_spec/allowed_flags/fixed sizes/map_type never apply)
+# ---------------------------------------------------------------------- the map protocol, copies, closed handles
+def _protocol_members(proto: type) -> set[str]:
+    """The members a Protocol class declares (its own body, not typing's machinery)."""
+    return {name for name, obj in vars(proto).items()
+            if isinstance(obj, property) or (inspect.isfunction(obj) and name not in ("__init__", "__subclasshook__"))}
+
+
+def test_extensible_map_implements_maplike_without_being_a_map(registered: Any) -> None:
+    assert not issubclass(ExtensibleMap, ebpfmaps.Map)
+    members = _protocol_members(MapLike) | _protocol_members(ExtensibleMapLike)
+    for proto in (MapLike, ExtensibleMapLike):
+        for name in _protocol_members(proto):
+            declared, ours = vars(proto)[name], getattr(ExtensibleMap, name, None)
+            assert ours is not None, f"ExtensibleMap lacks {name}"
+            assert isinstance(ours, property) == isinstance(declared, property), name
+            if inspect.isfunction(declared):
+                assert list(inspect.signature(ours).parameters) == list(inspect.signature(declared).parameters), name
+    assert {"spec", "closed", "__enter__", "__exit__", "find_element", "locked"} <= members
+    p = registered()
+    m = new_map(p)
+    assert isinstance(m, MapLike) and isinstance(m, ExtensibleMapLike) and isinstance(m.base, MapLike)
+    with m as same:
+        assert same is m and m.fd == m.base.fd and m.handle is m.base.handle and m.id == m.map_id
+    assert m.closed and m.base.closed
+
+
+def test_every_public_map_member_is_implemented_or_refused(registered: Any) -> None:
+    """ExtensibleMap inherits nothing from Map: each public member of Map is ExtensibleMap's own, or
+    listed here as a fact of kernel map classes that has no meaning for it."""
+    kernel_class_facts = {
+        # what a kernel map class is created with (extensible maps are created by ebpfmaps.create and their
+        # provider, never by a Map constructor)
         "allowed_flags", "default_key_type", "fixed_key_size", "fixed_value_size", "kernel_batch", "map_type",
-        "per_cpu", "prepare_spec",
+        "prepare_spec",
     }
-    inherited = {name for name in dir(ebpfmaps.Map)
-                 if not name.startswith("_") or name in {"__getitem__", "__setitem__", "__delitem__", "__contains__",
-                                                         "__iter__", "__len__", "__bool__", "__enter__", "__exit__"}}
-    routed = {name for name in inherited if name in ExtensibleMap.__dict__}
-    unreviewed = inherited - routed - harmless
-    assert not unreviewed, f"review these Map methods for extensible maps: {sorted(unreviewed)}"
+    public = {name for name in dir(ebpfmaps.Map) if not name.startswith("_")}
+    public |= {"__getitem__", "__setitem__", "__delitem__", "__contains__", "__iter__", "__len__", "__bool__",
+               "__enter__", "__exit__", "__copy__", "__deepcopy__", "__reduce__", "__repr__"}
+    ours = {name for name in public if name in vars(ExtensibleMap)}
+    missing = public - ours - kernel_class_facts
+    assert not missing, f"ExtensibleMap must implement or refuse these Map members: {sorted(missing)}"
+    assert not kernel_class_facts & set(vars(ExtensibleMap))
+    assert ExtensibleMap.per_cpu is False
+    p = registered()
+    m = new_map(p)
+    with pytest.raises(NotSupported, match="replace_kernel_map"):
+        m.replace_kernel_map(m.base.handle.dup_number(), m.spec)
+    assert m.check_packed_keys(U32.pack(1), 1) is None
+    m.close()
+
+
+def test_from_spec_creates_through_the_provider(registered: Any) -> None:
+    p = registered()
+    spec = MapSpec(type=p.custom_map_type, key_size=4, value_size=8, max_entries=4, name="from_spec")
+    m = ExtensibleMap.from_spec(spec, key_type=ctypes.c_uint32)
+    assert isinstance(m, ExtensibleMap) and m.provider is p and m.name == "from_spec"
+    assert p.rec.take() == [("create", p.custom_map_type, 4, 8)]
+    m[1] = val(1)
+    assert m.base.lookup_bytes(U32.pack(1)) == val(1)
+    m.close()
+    with pytest.raises(InvalidArgument, match="kernel map type"):
+        ExtensibleMap.from_spec(spec.replace(type=int(MapType.HASH)))
+
+
+def test_copies_are_second_handles_and_pickling_is_refused(registered: Any) -> None:
+    p = registered()
+    m = new_map(p)
+    m[1] = val(1)
+    for dup in (copy.copy(m), copy.deepcopy(m)):
+        assert isinstance(dup, ExtensibleMap) and dup is not m and dup.provider is p
+        assert dup.base is not m.base and dup.fd != m.fd and dup.map_id == m.map_id
+        assert dup.context is m.context and dup.options == m.options
+        assert dup[1] == val(1)
+        dup[2] = val(2)
+        assert m[2] == val(2)
+        dup.close()
+        assert not m.closed and m[1] == val(1)
+    p.rec.take()
+    with pytest.raises(TypeError, match="pickled"):
+        pickle.dumps(m)
+    last = copy.copy(m)
+    m.close()
+    assert p.rec.take() == []  # the copy still holds the map
+    with pytest.raises(MapClosed):
+        copy.copy(m)
+    last.close()
+    events = p.rec.take()
+    assert events[-1] == ("delete_map", m.map_id) and len(events) == 3
+
+
+def test_a_closed_map_never_reaches_its_base(registered: Any, pin_path: Path) -> None:
+    p = registered()
+    m = new_map(p)
+    m[1] = val(1)
+    m.close()
+    assert m.closed and m.base.closed and m.handle.closed
+    p.rec.take()
+    ops: list[Any] = [
+        lambda: m.fd, lambda: m.id, m.info, lambda: m.lookup(1), lambda: m.lookup_bytes(1), lambda: m[1],
+        lambda: 1 in m, lambda: m.get(1), lambda: m.update(1, val(2)), lambda: m.__setitem__(1, val(2)),
+        lambda: m.delete(1), lambda: m.lookup_and_delete(1), lambda: m.pop_item(1, None), lambda: list(m),
+        lambda: list(m.keys()), lambda: list(m.values()), lambda: list(m.items()), m.to_dict, lambda: len(m),
+        m.clear, m.lookup_batch, lambda: m.lookup_batch([1]), m.lookup_and_delete_batch,
+        lambda: m.update_batch([1], [val(1)]), lambda: m.delete_batch([1]), lambda: list(m.iter_batches()),
+        lambda: list(m.iter_batches_raw()), lambda: list(m.raw_pairs()), lambda: m.find_element(1),
+        lambda: m.remove_element(1), lambda: list(m.stored_items()), lambda: m.locked(1), m.freeze,
+        lambda: m.pin(pin_path), lambda: m.associate_program("xdp"),
+    ]
+    for op in ops:
+        with pytest.raises(MapClosed):
+            op()
+    assert p.rec.take() == [] and not pin_path.exists()
+    assert "closed" in repr(m) and m.map_id > 0
+    m.close()  # idempotent

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from ebpfmaps.errors import InvalidArgument, InvalidValueSize
 from ebpfmaps.maptypes import BPF_ANY, MapType
 from ebpfmaps.spec import MapSpec
 
 from ..errors import ProgramAccessRefused
-from ..provider import MapProvider, ProgramType
-
-if TYPE_CHECKING:
-    from ..extmap import ExtensibleMap
+from ..provider import ExtensibleMapLike, MapProvider, ProgramType
 
 __all__ = ["STATS_MAP_TYPE", "StatsMapProvider"]
 
@@ -56,7 +53,7 @@ class StatsMapProvider(MapProvider):
                                    f"(u64 each), not {spec.value_size}", op="create")
         return None
 
-    def update_element_notify(self, m: ExtensibleMap, key: bytes, value: bytes, flags: int) -> bytes | None:
+    def update_element_notify(self, m: ExtensibleMapLike, key: bytes, value: bytes, flags: int) -> bytes | None:
         if m.options.get("allow_decrease"):
             return None
         old = m.find_element(key)  # we hold this key's write lock: nobody changes it meanwhile
@@ -66,19 +63,19 @@ class StatsMapProvider(MapProvider):
                     raise InvalidArgument(f"counter {name!r} would go back from {before} to {after}", op="update")
         return None
 
-    def associate_program(self, m: ExtensibleMap, program_type: ProgramType) -> None:
+    def associate_program(self, m: ExtensibleMapLike, program_type: ProgramType) -> None:
         if self.program_types is not None and program_type not in self.program_types:
             raise ProgramAccessRefused(f"stats map {m.map_id} is shared with program types "
                                        f"{sorted(map(str, self.program_types))} only, not {program_type!r}",
                                        op="associate_program")
 
     # ---- helpers ---------------------------------------------------------------------------------
-    def read(self, m: ExtensibleMap, key: object) -> dict[str, int] | None:
+    def read(self, m: ExtensibleMapLike, key: object) -> dict[str, int] | None:
         """The counters of ``key`` by name, or None."""
         raw = m.lookup_bytes(key)
         return None if raw is None else dict(zip(self.fields, self.layout.unpack(raw)))
 
-    def add(self, m: ExtensibleMap, key: object, **deltas: int) -> dict[str, int]:
+    def add(self, m: ExtensibleMapLike, key: object, **deltas: int) -> dict[str, int]:
         """Add to counters of ``key`` atomically (across threads and processes); returns the new counters."""
         unknown = set(deltas) - set(self.fields)
         if unknown:
@@ -93,7 +90,7 @@ class StatsMapProvider(MapProvider):
             m.update(key, self.layout.pack(*current), BPF_ANY)
         return dict(zip(self.fields, current))
 
-    def totals(self, m: ExtensibleMap) -> dict[str, int]:
+    def totals(self, m: ExtensibleMapLike) -> dict[str, int]:
         """Each counter summed over every key."""
         sums = [0] * len(self.fields)
         for raw in m.values():

@@ -1,4 +1,4 @@
-"""A cache with timeout (seed 002): entries expire ``ttl_ms`` after they were written.
+"""A cache with timeout: entries expire ``ttl_ms`` after they were written.
 
 Each stored value is the user's value prefixed by its expiry time, a u64 of
 ``CLOCK_MONOTONIC`` nanoseconds (``time.monotonic_ns()``; the same clock as the
@@ -14,16 +14,13 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from ebpfmaps.errors import InvalidArgument, InvalidValueSize
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapSpec
 
-from ..provider import DeleteReason, MapProvider
-
-if TYPE_CHECKING:
-    from ..extmap import ExtensibleMap
+from ..provider import DeleteReason, ExtensibleMapLike, MapProvider
 
 __all__ = ["TTL_CACHE_TYPE", "TtlCacheProvider"]
 
@@ -53,28 +50,28 @@ class TtlCacheProvider(MapProvider):
             raise InvalidValueSize(f"value_size {spec.value_size} leaves no room for the expiry stamp", op="create")
         return spec.value_size + HEADER
 
-    def update_element_notify(self, m: ExtensibleMap, key: bytes, value: bytes, flags: int) -> bytes | None:
+    def update_element_notify(self, m: ExtensibleMapLike, key: bytes, value: bytes, flags: int) -> bytes | None:
         expires = time.monotonic_ns() + m.options["ttl_ms"] * 1_000_000
         return _EXPIRY.pack(expires) + value
 
-    def find_element_notify(self, m: ExtensibleMap, key: bytes, stored: bytes) -> bytes | None:
+    def find_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes) -> bytes | None:
         if _EXPIRY.unpack_from(stored)[0] <= time.monotonic_ns():
             return None
         return stored[HEADER:]
 
-    def get_next_key_and_value_notify(self, m: ExtensibleMap, key: bytes | None, next_key: bytes,
+    def get_next_key_and_value_notify(self, m: ExtensibleMapLike, key: bytes | None, next_key: bytes,
                                       stored: bytes) -> bytes | None:
         return self.find_element_notify(m, next_key, stored)
 
     # ---- helpers built on the client services ---------------------------------------------------
     @staticmethod
-    def expires_at_ns(m: ExtensibleMap, key: object) -> int | None:
+    def expires_at_ns(m: ExtensibleMapLike, key: object) -> int | None:
         """When ``key`` expires (CLOCK_MONOTONIC ns), or None when it is not stored."""
         stored = m.find_element(key)
         return None if stored is None else int(_EXPIRY.unpack_from(stored)[0])
 
     @staticmethod
-    def purge(m: ExtensibleMap) -> int:
+    def purge(m: ExtensibleMapLike) -> int:
         """Remove the expired entries (each gets an EVICTED notification); returns how many."""
         now = time.monotonic_ns()
         expired = [kb for kb, stored in m.stored_items() if _EXPIRY.unpack_from(stored)[0] <= now]

@@ -1,4 +1,4 @@
-"""An XSKMAP-style map (the seed's example): queue index -> AF_XDP socket, on a hash base.
+"""An XSKMAP-style map: queue index -> AF_XDP socket, on a hash base.
 
 Like the kernel's socket maps, the user writes a socket *fd* and reads back the
 socket's *cookie* (``SO_COOKIE``, the same number ``bpf_get_socket_cookie()``
@@ -19,16 +19,13 @@ import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapSpec
 
-from ..provider import MapProvider
-
-if TYPE_CHECKING:
-    from ..extmap import ExtensibleMap
+from ..provider import ExtensibleMapLike, MapProvider
 
 __all__ = ["AF_XDP", "XSK_MAP_TYPE", "SocketEntry", "XskMapProvider"]
 
@@ -92,7 +89,7 @@ class XskMapProvider(MapProvider):
                                    f" 8, not {spec.value_size}", op="create")
         return _ENTRY.size
 
-    def update_element_notify(self, m: ExtensibleMap, key: bytes, value: bytes, flags: int) -> bytes | None:
+    def update_element_notify(self, m: ExtensibleMapLike, key: bytes, value: bytes, flags: int) -> bytes | None:
         queue = _U32.unpack(key)[0]
         if queue >= m.max_entries:
             raise InvalidArgument(f"queue {queue} is beyond the map's {m.max_entries} queues", op="update")
@@ -106,15 +103,15 @@ class XskMapProvider(MapProvider):
                                   f"{' (AF_XDP)' if family == AF_XDP else ''} sockets", op="update")
         return _ENTRY.pack(entry.cookie, entry.inode, entry.family, entry.type, entry.protocol)
 
-    def find_element_notify(self, m: ExtensibleMap, key: bytes, stored: bytes) -> bytes | None:
+    def find_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes) -> bytes | None:
         return stored[:8]  # the cookie
 
-    def get_next_key_and_value_notify(self, m: ExtensibleMap, key: bytes | None, next_key: bytes,
+    def get_next_key_and_value_notify(self, m: ExtensibleMapLike, key: bytes | None, next_key: bytes,
                                       stored: bytes) -> bytes | None:
         return stored[:8]
 
     @staticmethod
-    def entry(m: ExtensibleMap, queue: object) -> SocketEntry | None:
+    def entry(m: ExtensibleMapLike, queue: object) -> SocketEntry | None:
         """The socket entry stored for ``queue`` (client service find_element), or None."""
         stored = m.find_element(queue)
         return None if stored is None else SocketEntry(*_ENTRY.unpack(stored))
