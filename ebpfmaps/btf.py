@@ -146,15 +146,34 @@ class BtfBuilder:
 
     def load(self) -> Btf:
         """Load the blob into the kernel (BPF_BTF_LOAD); the verifier's log is in the error when it refuses."""
-        blob = self.encode()
-        h, err, _ = _maps.btf_load(blob)
-        if h is None:
-            exc = errors.from_errno(err, "btf_load", "the kernel refused the BTF blob", call="bpf_btf_load")
-            log = _load_log(blob)
-            if log:
-                exc.message += "\nkernel log:\n" + log
-            raise exc
-        return Btf(h, dict(self._names))
+        return load_blob(self.encode(), self._names)
+
+
+def load_blob(blob: bytes, type_ids: dict[str, int] | None = None, *, what: str = "the BTF blob") -> Btf:
+    """Load an encoded BTF blob into the kernel; ``type_ids`` names the ids of its types for :meth:`Btf.type_id`.
+
+    The verifier's log is in the error when the kernel refuses it.
+    """
+    h, err, _ = _maps.btf_load(blob)
+    if h is None:
+        exc = errors.from_errno(err, "btf_load", f"the kernel refused {what}", call="bpf_btf_load")
+        log = _load_log(blob)
+        if log:
+            exc.message += "\nkernel log:\n" + log
+        raise exc
+    return Btf(h, dict(type_ids or {}))
+
+
+def read_raw(btf_id: int) -> bytes | None:
+    """The raw BTF of kernel BTF object ``btf_id``; ``None`` when it is gone or this process may not read it."""
+    try:
+        h = _maps.btf_get_fd_by_id(btf_id)
+    except (errors.KeyNotFound, errors.PermissionDenied):
+        return None
+    try:
+        return _maps.btf_info_blob(h)
+    finally:
+        h.close()
 
 
 def _load_log(blob: bytes) -> str:

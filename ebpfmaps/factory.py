@@ -67,12 +67,10 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
         raise
     cls = class_for(info.type)
     if view is not None:
-        m = cls._adopt(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY)
-        m._pin_path = pin_path
+        m = cls.adopt_fd(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY, pin_path=pin_path)
         return extension.adopt(m, key_type=key_type, value_type=value_type, claimed=True)
-    m = cls._adopt(fd, info, key_type=key_type, value_type=value_type,
-                   writable=not readonly and not info.flags & BPF_F_RDONLY)
-    m._pin_path = pin_path
+    m = cls.adopt_fd(fd, info, key_type=key_type, value_type=value_type,
+                     writable=not readonly and not info.flags & BPF_F_RDONLY, pin_path=pin_path)
     return extension.adopt(m)
 
 
@@ -93,6 +91,11 @@ def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, val
     """Open a live map by its kernel id (needs CAP_SYS_ADMIN)."""
     fd = _maps.map_get_fd_by_id(map_id, BPF_F_RDONLY if readonly else 0).detach()
     return _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}")
+
+
+def map_exists(map_id: int) -> bool:
+    """Whether kernel map ``map_id`` exists now, without opening it (so without taking a reference)."""
+    return map_id > 0 and _maps.map_get_next_id(map_id - 1) == map_id
 
 
 def map_ids() -> list[int]:

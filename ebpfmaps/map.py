@@ -229,7 +229,7 @@ class Map:
         )
         spec = self.prepare_spec(spec)
         self._btf = btf  # keep a BTF object alive as long as the map refers to it
-        fd = self._create_fd(spec, inner_fd)
+        fd = self.create_kernel_map(spec, inner_fd)
         self._init_from_fd(fd, spec, kcodec, vcodec, writable=True)
         try:
             profile.after_create(self)
@@ -272,7 +272,12 @@ class Map:
         return spec
 
     @staticmethod
-    def _create_fd(spec: MapSpec, inner_fd: int | None = None) -> int:
+    def create_kernel_map(spec: MapSpec, inner_fd: int | None = None) -> int:
+        """Create the kernel map ``spec`` describes (after the profile's checks) and return its fd,
+        which the caller owns: hand it to :meth:`adopt_fd` or close it.
+
+        Part of the small API that layers over a map (resize, the factory) build on.
+        """
         profile.before_create(spec)
         h = _maps.map_create(
             spec.type, spec.name, spec.key_size, spec.value_size, spec.max_entries, flags=spec.flags,
@@ -386,7 +391,7 @@ class Map:
     _absent_key_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     @classmethod
-    def _adopt(
+    def adopt_fd(
         cls: type[_M],
         fd: int,
         info: MapInfo | None = None,
@@ -394,8 +399,14 @@ class Map:
         key_type: Any = None,
         value_type: Any = None,
         writable: bool = True,
+        pin_path: str | None = None,
     ) -> _M:
-        """Wrap an fd we already own (from open_pinned/open_by_id); sizes come from the kernel."""
+        """Wrap a map fd the caller owns (from a pin, an id, an object file); sizes come from the kernel.
+
+        The object owns ``fd`` from here on (it is closed if wrapping fails). ``pin_path`` records
+        where the map is pinned, when it was opened from a pin. Part of the small API that layers
+        over a map (the factory, resize, programs) build on.
+        """
         try:
             if info is None:
                 info = map_info_from_fd(fd)
@@ -410,6 +421,7 @@ class Map:
             vcodec = make_codec(value_type, vsize, "value")
             self._btf = None
             self._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
+            self._pin_path = pin_path
             self._after_adopt(info)
             return self
         except BaseException:
@@ -554,10 +566,9 @@ class Map:
 
     def __copy__(self: _M) -> _M:
         """A second object on the same kernel map, with its own duplicated descriptor and codecs."""
-        other = type(self)._adopt(self._h.dup_number(), key_type=self._kcodec, value_type=self._vcodec,
-                                  writable=self._writable)
+        other = type(self).adopt_fd(self._h.dup_number(), key_type=self._kcodec, value_type=self._vcodec,
+                                    writable=self._writable, pin_path=self._pin_path)
         other._btf = self._btf
-        other._pin_path = self._pin_path
         return other
 
     def __deepcopy__(self: _M, memo: dict[int, Any]) -> _M:

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from ebpfmaps import pinning, profile
+from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.errors import (
     BatchError,
     InvalidArgument,
@@ -84,16 +86,6 @@ class ResizeResult:
     def migrated(self) -> bool:
         """False when the size did not change and nothing was done."""
         return self.old_id != self.new_id
-
-
-def _btf_fd_by_id(btf_id: int) -> int:
-    from ebpfmaps import _libbpf
-    from ebpfmaps._libbpf import lib
-
-    fn = getattr(lib, "bpf_btf_get_fd_by_id", None)
-    if fn is None:
-        raise NotSupported("resize: the map has BTF and the loaded libbpf cannot open BTF by id", op="resize")
-    return _libbpf.check(fn(btf_id), "btf_get_fd_by_id", f"id {btf_id}")
 
 
 def _read_entries(m: Map) -> list[tuple[bytes, bytes, int]]:
@@ -279,19 +271,22 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
                     dropped[kdec(kb[i * ks : (i + 1) * ks])] = vdec(vb[i * vs : (i + 1) * vs])
 
     spec: MapSpec = m.spec.replace(max_entries=new_max_entries)
-    btf_fd: int | None = None
+    btf: FD | None = None
     if info.btf_id:
-        btf_fd = _btf_fd_by_id(info.btf_id)
+        btf = _maps.btf_get_fd_by_id(info.btf_id, op="resize")
     try:
-        create_spec = spec.replace(btf_fd=btf_fd) if btf_fd is not None else spec.replace(
-            btf_fd=None, btf_key_type_id=0, btf_value_type_id=0, btf_vmlinux_value_type_id=0)
-        new_fd = Map._create_fd(create_spec)
+        if btf is not None:
+            with btf.pinned("resize") as btf_fd:
+                new_fd = Map.create_kernel_map(spec.replace(btf_fd=btf_fd))
+        else:
+            new_fd = Map.create_kernel_map(spec.replace(btf_fd=None, btf_key_type_id=0, btf_value_type_id=0,
+                                                        btf_vmlinux_value_type_id=0))
     finally:
-        if btf_fd is not None:
-            os.close(btf_fd)
+        if btf is not None:
+            btf.close()
     cls = MAP_CLASSES.get(info.type, Map)
     # A plain map of the family class (raw bytes codecs, no extension hooks) does the writing.
-    target = cls._adopt(new_fd)
+    target = cls.adopt_fd(new_fd)
     try:
         _write_entries(target, to_write,
                        spread_cpus=MapType(info.type).is_lru and bool(info.flags & BPF_F_NO_COMMON_LRU))

@@ -20,9 +20,6 @@ The blob format is the kernel's (Documentation/bpf/btf.rst, include/uapi/linux/b
 
 from __future__ import annotations
 
-import ctypes
-import errno as E
-import os
 import re
 import struct
 import threading
@@ -30,8 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ebpfmaps import errors
-from ebpfmaps._libbpf import lib, structs
-from ebpfmaps.btf import Btf
+from ebpfmaps.btf import Btf, load_blob, read_raw
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapInfo
 
@@ -113,37 +109,13 @@ def build_btf(*, key_size: int, stored_size: int, base_type: int, custom_type: i
     type_section = b"".join(types)
     blob = _HEADER.pack(BTF_MAGIC, 1, 0, _HEADER.size, 0, len(type_section), len(type_section),
                         len(strings)) + type_section + bytes(strings)
-    fd = lib.bpf_btf_load(blob, len(blob), None)
-    if fd < 0:
-        raise errors.from_errno(-fd, "btf_load", "the kernel refused the extensible map's BTF record")
-    return Btf(fd, {VALUE_STRUCT: value_id}), key_id, value_id
+    btf = load_blob(blob, {VALUE_STRUCT: value_id}, what="the extensible map's BTF record")
+    return btf, key_id, value_id
 
 
 def _read_btf_blob(btf_id: int) -> bytes | None:
     """The raw BTF of kernel object ``btf_id`` (None when it vanished or we may not read it)."""
-    fd = lib.bpf_btf_get_fd_by_id(btf_id)
-    if fd < 0:
-        if -fd in (E.ENOENT, E.EPERM, E.EACCES):
-            return None
-        raise errors.from_errno(-fd, "btf_get_fd_by_id", f"btf id {btf_id}")
-    try:
-        info = structs.BpfBtfInfo()
-        length = ctypes.c_uint32(ctypes.sizeof(info))
-        ret = lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length))
-        if ret < 0:
-            raise errors.from_errno(-ret, "btf_info", f"btf id {btf_id}")
-        # Second call with a buffer of the size the kernel just reported: never shorter than it writes.
-        size = info.btf_size
-        buf = (ctypes.c_char * max(size, 1))()
-        info = structs.BpfBtfInfo(btf=ctypes.addressof(buf), btf_size=size)
-        length = ctypes.c_uint32(ctypes.sizeof(info))
-        ret = lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length))
-        if ret < 0:
-            raise errors.from_errno(-ret, "btf_info", f"btf id {btf_id}")
-        blob: bytes = buf.raw[: min(size, info.btf_size)]
-        return blob
-    finally:
-        os.close(fd)
+    return read_raw(btf_id)
 
 
 def _parse(blob: bytes, value_type_id: int) -> tuple[str, dict[str, int]] | None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import dataclasses
 import errno as E
 import os
@@ -41,7 +40,6 @@ from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
 from ebpfmaps import pinning
-from ebpfmaps._libbpf import lib
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, IndexCodec, make_codec
 from ebpfmaps.errors import (
@@ -59,7 +57,7 @@ from ebpfmaps.errors import (
     NotSupported,
     PermissionDenied,
 )
-from ebpfmaps.factory import class_for
+from ebpfmaps.factory import class_for, map_exists
 from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, map_info_from_fd
 from ebpfmaps.maplike import MapLike
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
@@ -82,19 +80,12 @@ _CREATE_KWARGS = frozenset({"key_size", "value_size", "max_entries", "key_type",
 _GONE_POLL_S = (0.0005, 0.001, 0.002, 0.004, 0.008)
 
 
-def _map_exists(map_id: int) -> bool:
-    """Whether kernel map ``map_id`` exists, without taking a reference to it."""
-    nxt = ctypes.c_uint32()
-    ret = lib.bpf_map_get_next_id(map_id - 1, ctypes.byref(nxt))
-    return ret == 0 and nxt.value == map_id
-
-
 def _gone(map_id: int) -> bool:
-    if not _map_exists(map_id):
+    if not map_exists(map_id):
         return True
     for pause in _GONE_POLL_S:
         time.sleep(pause)
-        if not _map_exists(map_id):
+        if not map_exists(map_id):
             return True
     return False
 

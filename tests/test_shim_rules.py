@@ -500,6 +500,8 @@ def test_every_public_map_member_is_implemented_or_refused(registered: Any) -> N
         # provider, never by a Map constructor)
         "allowed_flags", "default_key_type", "fixed_key_size", "fixed_value_size", "kernel_batch", "map_type",
         "prepare_spec",
+        # how a kernel map class wraps a new kernel map or a descriptor (extensible maps come from their extension)
+        "create_kernel_map", "adopt_fd",
     }
     public = {name for name in dir(ebpfmaps.Map) if not name.startswith("_")}
     public |= {"__getitem__", "__setitem__", "__delitem__", "__contains__", "__iter__", "__len__", "__bool__",

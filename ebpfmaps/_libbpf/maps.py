@@ -284,6 +284,25 @@ def btf_get_fd_by_id(btf_id: int, op: str = "btf_get_fd_by_id") -> FD:
     return FD(fd, "btf")
 
 
+def btf_info_blob(h: FD, op: str = "btf_info") -> bytes:
+    """The raw BTF blob of a loaded BTF object (BPF_OBJ_GET_INFO_BY_FD, twice: size, then data)."""
+    with h.pinned(op) as fd:
+        info = structs.BpfBtfInfo()
+        length = ctypes.c_uint32(ctypes.sizeof(info))
+        ret = int(lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length)))
+        if ret < 0:
+            raise _fail(ret, op, "bpf_obj_get_info_by_fd")
+        # Second call with a buffer of the size the kernel just reported: never shorter than it writes.
+        size = int(info.btf_size)
+        buf = (ctypes.c_char * max(size, 1))()
+        info = structs.BpfBtfInfo(btf=ctypes.addressof(buf), btf_size=size)
+        length = ctypes.c_uint32(ctypes.sizeof(info))
+        ret = int(lib.bpf_obj_get_info_by_fd(fd, ctypes.addressof(info), ctypes.byref(length)))
+        if ret < 0:
+            raise _fail(ret, op, "bpf_obj_get_info_by_fd")
+        return bytes(buf.raw[: min(size, int(info.btf_size))])
+
+
 def btf_load(blob: bytes, *, log_size: int = 0, op: str = "btf_load") -> tuple[FD | None, int, str]:
     """BPF_BTF_LOAD: ``(handle, 0, "")`` on success, ``(None, errno, log)`` when the kernel refuses the blob.
 

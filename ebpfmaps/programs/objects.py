@@ -214,18 +214,16 @@ class BpfObject:
         """A new Map object (its own fd) on the object's map ``name``, with optional codecs."""
         self._require_loaded("maps")
         ptr = self._map_ptr(name)
+        path = obj_calls.map_pin_path(self._obj, ptr)
         own = obj_calls.map_dup_fd(self._obj, ptr, name)
         try:
             info = map_info_from_fd(own)
         except BaseException:
             os.close(own)
             raise
-        # _adopt owns ``own`` from here on, closing it if it fails.
-        m = class_for(info.type)._adopt(own, info, key_type=key_type, value_type=value_type)
-        path = obj_calls.map_pin_path(self._obj, ptr)
-        if path:
-            m._pin_path = path
-        return m
+        # adopt_fd owns ``own`` from here on, closing it if it fails.
+        return class_for(info.type).adopt_fd(own, info, key_type=key_type, value_type=value_type,
+                                             pin_path=path or None)
 
     def _get_program(self, name: str) -> Program:
         self._require_loaded("programs")
