@@ -205,11 +205,14 @@ class Map:
         if max_entries is None:
             max_entries = self._default_max_entries()
         inner_spec: MapSpec | None
-        inner_fd: int | None = None
         if isinstance(inner_map, Map):
-            inner_spec, inner_fd = inner_map.spec, inner_map.fd
-        else:
+            inner_spec = inner_map.spec
+        elif inner_map is None or isinstance(inner_map, MapSpec):
             inner_spec = inner_map
+        else:
+            raise InvalidArgument(f"inner_map must be a kernel Map or a MapSpec, not {type(inner_map).__name__} "
+                                  "(a map layered over a kernel map, such as an extensible map, passes its .base)",
+                                  op="create")
         btf_fd = getattr(btf, "fd", btf)
         spec = MapSpec(
             type=tid,
@@ -229,7 +232,11 @@ class Map:
         )
         spec = self.prepare_spec(spec)
         self._btf = btf  # keep a BTF object alive as long as the map refers to it
-        fd = self.create_kernel_map(spec, inner_fd)
+        if isinstance(inner_map, Map):
+            with inner_map.handle.pinned("create") as inner_fd:  # the template stays open for the syscall
+                fd = self.create_kernel_map(spec, inner_fd)
+        else:
+            fd = self.create_kernel_map(spec)
         self._init_from_fd(fd, spec, kcodec, vcodec, writable=True)
         try:
             profile.after_create(self)
@@ -453,8 +460,13 @@ class Map:
         )
         if inner_map is not None or spec.inner_map is not None:
             kwargs["inner_map"] = inner_map if inner_map is not None else spec.inner_map
-        if spec.type >= EXTENSIBLE_MIN:  # an extensible type: its extension creates it, as create() does
-            return extension.create_extensible(spec.type, kwargs)
+        if spec.type >= EXTENSIBLE_MIN:
+            # An extensible type: its extension creates it, as create() does, from the fields the spec sets
+            # (kernel-only fields left at their defaults are not the extension's business).
+            unset = {"btf": None, "btf_key_type_id": 0, "btf_value_type_id": 0, "btf_vmlinux_value_type_id": 0,
+                     "ifindex": 0, "numa_node": None, "map_extra": 0, "flags": 0, "name": ""}
+            return extension.create_extensible(spec.type, {k: v for k, v in kwargs.items()
+                                                           if not (k in unset and v == unset[k])})
         if target is Map:
             kwargs["map_type"] = spec.type
         return target(**kwargs)

@@ -582,3 +582,27 @@ def test_a_closed_map_never_reaches_its_base(registered: Any, pin_path: Path) ->
     assert p.rec.take() == [] and not pin_path.exists()
     assert "closed" in repr(m) and m.map_id > 0
     m.close()  # idempotent
+
+
+def test_map_from_spec_creates_extensible_types_through_their_provider(registered: Any) -> None:
+    p = registered()
+    spec = MapSpec(type=p.custom_map_type, key_size=4, value_size=8, max_entries=4, name="core_from_spec")
+    m = ebpfmaps.Map.from_spec(spec, key_type=ctypes.c_uint32)
+    try:
+        assert isinstance(m, ExtensibleMap) and m.provider is p and m.spec.type == p.custom_map_type
+        assert p.rec.take() == [("create", p.custom_map_type, 4, 8)]
+    finally:
+        m.close()
+
+
+def test_an_extensible_map_as_inner_map_asks_for_its_base(registered: Any) -> None:
+    p = registered()
+    m = new_map(p)
+    try:
+        with pytest.raises(ebpfmaps.errors.InvalidArgument, match=r"\.base"):
+            ebpfmaps.ArrayOfMaps(max_entries=2, inner_map=m)  # type: ignore[arg-type]
+        with ebpfmaps.ArrayOfMaps(max_entries=2, inner_map=m.base) as outer:
+            outer[0] = m.base
+            assert outer[0] is not None
+    finally:
+        m.close()

@@ -86,6 +86,10 @@ class _OfMapsBase(Map):
                                   "inner maps)", op="create")
         if value_size not in (None, 4) or value_type is not None:
             raise InvalidValueSize(f"{type(self).__name__} values are inner map fds: value_size is 4", op="create")
+        if not isinstance(inner_map, (Map, MapSpec)):
+            raise InvalidArgument(f"inner_map must be a kernel Map or a MapSpec, not {type(inner_map).__name__} "
+                                  "(a map layered over a kernel map, such as an extensible map, passes its .base)",
+                                  op="create")
         template_spec = inner_map.spec if isinstance(inner_map, Map) else inner_map
         if template_spec.type in _OF_MAPS:
             raise IncompatibleMap("a map of maps cannot hold maps of maps (the kernel allows one level)",
