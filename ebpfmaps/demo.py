@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import ebpfmaps
-from ebpfmaps import BPF_EXIST, BPF_NOEXIST, errors
+from ebpfmaps import BPF_EXIST, BPF_NOEXIST, StaticPool, _libbpf, asm, errors, profile
+from ebpfmaps.asm import R0, R1, R2, R3, R4, R10
+from ebpfmaps.programs import Program
 
 try:
     from rich.console import Console
@@ -70,8 +72,6 @@ class Stats(ctypes.Structure):
 
 def scene_environment() -> None:
     heading("The machine")
-    from ebpfmaps import _libbpf, profile
-
     major, minor = _libbpf.version()
     say(f"kernel {platform.release()}, libbpf {major}.{minor} ({_libbpf.LIBBPF_PATH}), "
         f"{ebpfmaps.possible_cpus()} possible CPUs, profile [bold]{profile.active()}[/bold]")
@@ -226,10 +226,6 @@ def scene_map_types() -> None:
 
 def scene_program_and_ringbuf() -> None:
     heading("A BPF program (assembled in Python) shares maps with Python")
-    from ebpfmaps import asm
-    from ebpfmaps.asm import R0, R1, R2, R3, R4, R10
-    from ebpfmaps.programs import Program
-
     counts = ebpfmaps.HashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=16)
     events = ebpfmaps.RingBufMap(max_entries=4096 * 4)
     counts[7] = 100
@@ -259,8 +255,6 @@ def scene_program_and_ringbuf() -> None:
 
 def scene_profiles() -> None:
     heading("Profiles: an embedded pool charged with real kernel memory, and resize in the cloud")
-    from ebpfmaps import StaticPool, profile
-
     with profile.using("embedded"):
         StaticPool.reset()
         small = ebpfmaps.ArrayMap(value_type=ctypes.c_uint64, max_entries=100)
