@@ -313,7 +313,7 @@ def int_key(prefixlen: int, data: int) -> tuple[int, bytes]:
 def lpm_update_flags_honoured() -> bool:
     """Probe: does the running kernel apply BPF_EXIST to LPM tries (ENOENT on an empty trie)?
 
-    Kernels before the LPM trie fixes of early 2025 (the 6.1 of the VM runs) ignore BPF_EXIST/BPF_NOEXIST there.
+    Kernels without the LPM trie fixes of early 2025 ignore BPF_EXIST/BPF_NOEXIST there.
     """
     with ebpfmaps.LpmTrieMap(data_size=4, value_size=4, max_entries=1) as m:
         try:
@@ -339,12 +339,12 @@ def lpm_full_inplace_update() -> bool:
 
 def require_lpm_update_flags() -> None:
     if not lpm_update_flags_honoured():
-        pytest.skip("the running kernel ignores BPF_EXIST/BPF_NOEXIST on LPM tries (probe; kernels before the LPM trie fixes of early 2025)")
+        pytest.skip("the running kernel ignores BPF_EXIST/BPF_NOEXIST on LPM tries (probe; kernels without the LPM trie fixes of early 2025)")
 
 
 def require_lpm_full_inplace_update() -> None:
     if not lpm_full_inplace_update():
-        pytest.skip("the running kernel refuses to overwrite an element of a full LPM trie (probe; kernels before the LPM trie fixes of early 2025)")
+        pytest.skip("the running kernel refuses to overwrite an element of a full LPM trie (probe; kernels without the LPM trie fixes of early 2025)")
 
 
 def test_lpm_trie_update_flags() -> None:
