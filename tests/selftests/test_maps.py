@@ -507,8 +507,8 @@ def test_sockmap(mtype: MapType, tcp_sockets: list[socket.socket]) -> None:
     with cls(value_size=4, max_entries=6, **kw) as m:
         # Update with a UDP socket. The C test (written for 5.7+, where sockmap took UDP) expects an
         # unbound UDP socket to be accepted. 6.18 accepts only hashed (bound or connected) UDP sockets
-        # and answers EOPNOTSUPP for an unbound one, while older kernels (the 6.1 of the VM runs) take
-        # it: either answer is the kernel's, and a bound UDP socket is accepted by both.
+        # and answers EOPNOTSUPP for an unbound one, while the kernels the C was written for take it:
+        # either answer is the kernel's, and a bound UDP socket is accepted by both.
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             try:
