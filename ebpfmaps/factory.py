@@ -50,7 +50,7 @@ def _is_map_fd(fd: int) -> bool:
 
 
 def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, value_type: Any, where: str,
-           pin_path: str | None = None) -> Map:
+           pin_path: str | None = None, writeonly: bool = False) -> Map:
     try:
         if not _is_map_fd(fd):
             raise InvalidArgument(f"{where} is not a BPF map", op="open")
@@ -67,24 +67,30 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
         raise
     cls = class_for(info.type)
     if view is not None:
-        m = cls.adopt_fd(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY, pin_path=pin_path)
+        m = cls.adopt_fd(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY,
+                         readable=not writeonly, pin_path=pin_path)
         return extension.adopt(m, key_type=key_type, value_type=value_type, claimed=True)
     m = cls.adopt_fd(fd, info, key_type=key_type, value_type=value_type,
-                     writable=not readonly and not info.flags & BPF_F_RDONLY, pin_path=pin_path)
+                     writable=not readonly and not info.flags & BPF_F_RDONLY, readable=not writeonly,
+                     pin_path=pin_path)
     return extension.adopt(m)
 
 
 def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, readonly: bool = False, *,
-                key_type: Any = None, value_type: Any = None) -> Map:
+                key_type: Any = None, value_type: Any = None, writeonly: bool = False) -> Map:
     """Open the map pinned at ``path`` as the class of its type.
 
     With ``spec``, any difference in type, sizes, max_entries, flags or map_extra
     raises :class:`IncompatibleMap` listing every one. ``readonly=True`` opens the
-    fd with BPF_F_RDONLY: lookups work, writes raise :class:`PermissionDenied`.
+    fd with BPF_F_RDONLY: lookups work, writes raise :class:`PermissionDenied`;
+    ``writeonly=True`` opens it with BPF_F_WRONLY: updates and deletes work, reads
+    raise :class:`PermissionDenied`.
     """
-    fd = pinning.obj_get(path, readonly=readonly)
+    if readonly and writeonly:
+        raise InvalidArgument("open_pinned: readonly and writeonly exclude each other", op="open_pinned")
+    fd = pinning.obj_get(path, readonly=readonly, writeonly=writeonly)
     return _adopt(fd, spec=spec, readonly=readonly, key_type=key_type, value_type=value_type, where=os.fspath(path),
-                  pin_path=os.fspath(path))
+                  pin_path=os.fspath(path), writeonly=writeonly)
 
 
 def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None) -> Map:

@@ -303,6 +303,7 @@ class Map:
         self._spec = spec
         self._pin_path: str | None = None
         self._writable = writable and not spec.flags & BPF_F_RDONLY
+        self._readable = not spec.flags & BPF_F_WRONLY  # adopt_fd(readable=False) for a write-only fd
         self._kcodec = kcodec
         if self.per_cpu and not isinstance(vcodec, PerCpuCodec):
             vcodec = PerCpuCodec(vcodec, possible_cpus())
@@ -406,6 +407,7 @@ class Map:
         key_type: Any = None,
         value_type: Any = None,
         writable: bool = True,
+        readable: bool = True,
         pin_path: str | None = None,
     ) -> _M:
         """Wrap a map fd the caller owns (from a pin, an id, an object file); sizes come from the kernel.
@@ -429,6 +431,7 @@ class Map:
             self._btf = None
             self._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
             self._pin_path = pin_path
+            self._readable = self._readable and readable
             self._after_adopt(info)
             return self
         except BaseException:
@@ -615,9 +618,9 @@ class Map:
         if err == E.EPERM and not self._writable and op in ("update", "delete", "lookup_and_delete", "push", "pop"):
             return PermissionDenied(f"{op}: the map is read-only for this process (opened or created with BPF_F_RDONLY)",
                                     errno=err, op=op)
-        if err == E.EPERM and self._spec.flags & BPF_F_WRONLY and op in _READ_OPS:
-            return PermissionDenied(f"{op}: the map was created with BPF_F_WRONLY: this fd cannot read it",
-                                    errno=err, op=op)
+        if err == E.EPERM and not self._readable and op in _READ_OPS:
+            how = "created with BPF_F_WRONLY" if self._spec.flags & BPF_F_WRONLY else "opened write-only"
+            return PermissionDenied(f"{op}: the map was {how}: this fd cannot read it", errno=err, op=op)
         if err == E.EPERM and op in ("update", "delete"):
             try:
                 frozen = self.info().frozen
@@ -1253,7 +1256,8 @@ class _BatchUnsupported(Exception):
 
 
 # Operations that need a readable fd (the kernel checks FMODE_CAN_READ).
-_READ_OPS = frozenset({"lookup", "lookup_batch", "get_next_key", "lookup_and_delete", "lookup_and_delete_batch"})
+_READ_OPS = frozenset({"lookup", "lookup_batch", "get_next_key", "lookup_and_delete", "lookup_and_delete_batch",
+                       "peek", "pop"})
 
 # Creation flags that cannot be combined (include/linux/bpf.h, bpf_map_flags_access_ok).
 _EXCLUSIVE_FLAGS = (

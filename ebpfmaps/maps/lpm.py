@@ -172,7 +172,8 @@ class LpmTrieMap(Map):
 
     map_type = MapType.LPM_TRIE
     allowed_flags: ClassVar[int] = LPM_FLAGS
-    kernel_batch: ClassVar[bool | None] = False  # lpm_trie.c implements no batch operations
+    # lpm_trie.c has the generic batch operations on newer kernels (seen on 6.18): probed on first use.
+    kernel_batch: ClassVar[bool | None] = None
 
     def __init__(self, key_size: int | None = None, value_size: int | None = None, max_entries: int | None = None,
                  *, family: Any = None, data_size: int | None = None, key_type: Any = None, **kwargs: Any) -> None:

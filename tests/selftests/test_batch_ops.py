@@ -144,11 +144,6 @@ def _lpm_map() -> ebpfmaps.LpmTrieMap:
     return ebpfmaps.LpmTrieMap(family="ipv4", value_type=ctypes.c_int, max_entries=MAX_ENTRIES, name="lpm_trie_map")
 
 
-@pytest.mark.xfail(strict=True, raises=NotSupported,
-                   reason="library: LpmTrieMap.iter_batches() raises NotSupported ('lpm-trie maps have no kernel "
-                          "batch operations'), but the kernel implements BPF_MAP_LOOKUP_BATCH/UPDATE_BATCH/"
-                          "DELETE_BATCH for LPM tries (generic_map_*_batch in lpm_trie.c); on 6.18 a raw "
-                          "bpf_map_lookup_batch on the same map returns all entries")
 def test_lpm_trie_map_batch_ops() -> None:
     """lpm_trie_map_batch_ops.c: test_lpm_trie_map_batch_ops: update_batch, lookup_batch by steps, delete_batch."""
     with _lpm_map() as m:

@@ -801,16 +801,15 @@ def test_map_rdonly_file_flags(pin_path: Path) -> None:
                 ro.update(1, 2, BPF_ANY)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="library: open_pinned() has no write-only mode; the kernel's BPF_OBJ_GET takes "
-                          "file_flags=BPF_F_WRONLY (a write-only fd: updates work, lookups fail EPERM)")
 def test_map_wronly_file_flags(pin_path: Path) -> None:
     """test_map_wronly with file flags: a pinned map opened write-only takes writes and refuses reads."""
     with ebpfmaps.HashMap(key_type=ctypes.c_int, value_type=ctypes.c_int, max_entries=8) as m:
         m.pin(pin_path)
-        with ebpfmaps.open_pinned(pin_path, writeonly=True,  # type: ignore[call-arg]
+        with ebpfmaps.open_pinned(pin_path, writeonly=True,
                                   key_type=ctypes.c_int, value_type=ctypes.c_int) as wo:
             wo[1] = 1234
-            with pytest.raises(PermissionDenied):
+            with pytest.raises(PermissionDenied, match="write-only"):
                 wo.lookup(1)
+            with pytest.raises(PermissionDenied, match="write-only"):
+                list(wo.items())
         assert m[1] == 1234
