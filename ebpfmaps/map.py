@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
-from ebpfmaps import errors, extension, pinning, profile
+from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
@@ -185,6 +185,7 @@ class Map:
         btf_value_type_id: int = 0,
         btf_vmlinux_value_type_id: int = 0,
         ifindex: int = 0,
+        allow_overcommit: bool = False,
     ) -> None:
         if map_type is None:
             if self.map_type is None:
@@ -229,6 +230,7 @@ class Map:
             btf_value_type_id=btf_value_type_id,
             btf_vmlinux_value_type_id=btf_vmlinux_value_type_id,
             ifindex=ifindex,
+            allow_overcommit=bool(allow_overcommit),
         )
         spec = self.prepare_spec(spec)
         self._btf = btf  # keep a BTF object alive as long as the map refers to it
@@ -283,9 +285,14 @@ class Map:
         """Create the kernel map ``spec`` describes (after the profile's checks) and return its fd,
         which the caller owns: hand it to :meth:`adopt_fd` or close it.
 
+        A map whose estimated kernel memory exceeds what this process may still use is refused
+        with :class:`~ebpfmaps.errors.OutOfMemory` before the syscall, unless
+        ``spec.allow_overcommit`` (see :mod:`ebpfmaps.memguard`).
+
         Part of the small API that layers over a map (resize, the factory) build on.
         """
         profile.before_create(spec)
+        memguard.check(spec)
         h = _maps.map_create(
             spec.type, spec.name, spec.key_size, spec.value_size, spec.max_entries, flags=spec.flags,
             map_extra=spec.map_extra, numa_node=spec.numa_node or 0, ifindex=spec.ifindex, btf_fd=spec.btf_fd,
@@ -458,6 +465,8 @@ class Map:
             btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id,
             ifindex=spec.ifindex,
         )
+        if spec.allow_overcommit:
+            kwargs["allow_overcommit"] = True
         if inner_map is not None or spec.inner_map is not None:
             kwargs["inner_map"] = inner_map if inner_map is not None else spec.inner_map
         if spec.type >= EXTENSIBLE_MIN:
