@@ -690,8 +690,9 @@ class Map:
             self._vpool.append(buf)
             raise
 
-    def _write_via_pin(self, op: str, key: Any, attempt: Callable[[int], int]) -> None:
-        """A write refused with EPERM on a map opened from a pin: follow the pin and retry (bounded).
+    def _write_via_pin(self, op: str, key: Any, kb: bytes, vb: bytes | None = None, cflags: Any = None) -> None:
+        """An update (``vb`` given) or delete refused with EPERM on a map opened from a pin: follow the
+        pin and retry (bounded). A separate method, so the hot paths keep their plain locals.
 
         When another process resized the map, the old map is frozen and the pin names the new one:
         :meth:`_follow_pin` moves this object there and the write is made again. Any other EPERM
@@ -702,7 +703,7 @@ class Map:
             if not self._follow_pin(op):
                 break
             with self._h.pinned(op) as fd:
-                ret = attempt(fd)
+                ret = _update(fd, kb, vb, cflags) if vb is not None else _delete(fd, kb)
             if ret != _EPERM:
                 break
         if ret:
@@ -902,7 +903,7 @@ class Map:
             if not self._writable:
                 self._check_writable("update")
             if ret == _EPERM and self._pin_path is not None:
-                self._write_via_pin("update", key, lambda fd: _update(fd, kb, vb, cflags))
+                self._write_via_pin("update", key, kb, vb, cflags)
                 return
             raise self._fail(ret, "update", key)
 
@@ -926,7 +927,7 @@ class Map:
             if not self._writable:
                 self._check_writable("delete")
             if ret == _EPERM and self._pin_path is not None:
-                self._write_via_pin("delete", key, lambda fd: _delete(fd, kb))
+                self._write_via_pin("delete", key, kb)
                 return
             raise self._fail(ret, "delete", key)
 

@@ -323,6 +323,7 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
     target = _class_of(info).adopt_fd(new_fd)
     temp: str | None = None
     held: list[FD] = []
+    fds: list[int] = []
     try:
         # The bulk of the copy, while writers go on.
         _write_entries(target, [(k, v) for k, v in first.items() if keep(k)], spread_cpus=spread)
@@ -371,13 +372,20 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
         if info.frozen:
             target.freeze()
         new_id = target.info().id
+        # A descriptor of the new map for each object, with the access it had (read-only objects stay so).
+        for o in switched:
+            fds.append(target.handle.dup_number() if o.writable else
+                       _maps.map_get_fd_by_id(new_id, BPF_F_RDONLY, op="resize").detach())
         if temp is not None and pin is not None:
             _rename(temp, pin)
             temp = None
         # From here on nothing can fail: each object takes the new map over its own fd number.
-        for o in switched:
-            o.replace_kernel_map(target.handle.dup_number(), o.spec.replace(max_entries=new_max_entries))
+        for o, fd in zip(switched, fds):
+            o.replace_kernel_map(fd, o.spec.replace(max_entries=new_max_entries))
+        fds.clear()
     except BaseException:
+        for fd in fds:
+            os.close(fd)
         if temp is not None:
             try:
                 os.unlink(temp)

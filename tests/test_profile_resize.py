@@ -479,6 +479,7 @@ def test_acknowledged_writes_survive_resizes_in_this_process() -> None:
     sizes = [4 * cap, 2 * cap + 512, 3 * cap, 2 * cap + 64, 5 * cap]
     with _make("hash", 2 * cap + 256) as m:
         other = copy.copy(m)  # a second object (own fd) on the same kernel map
+        reader = ebpfmaps.open_by_id(m.id, readonly=True, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64)
         acked = [0, 0]
         stop = threading.Event()
         errors: list[BaseException] = []
@@ -529,7 +530,13 @@ def test_acknowledged_writes_survive_resizes_in_this_process() -> None:
         # The other object was moved to the new map too.
         assert other.info().id == m.info().id == results[-1].new_id
         assert other.max_entries == m.max_entries == sizes[-1]
+        # A read-only object moved too, and its new descriptor is read-only as well.
+        assert reader.info().id == m.info().id and reader[0] == 1
+        with open(f"/proc/self/fdinfo/{reader.fd}") as f:
+            flags = next(int(line.split()[1], 8) for line in f if line.startswith("flags:"))
+        assert flags & os.O_ACCMODE == os.O_RDONLY
         other.close()
+        reader.close()
 
 
 _WRITER = r"""
