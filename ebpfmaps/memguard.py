@@ -35,6 +35,7 @@ MEMINFO = "/proc/meminfo"
 # Maps estimated below this are not checked: they cannot take a machine down, and reading the
 # memory figures would cost more than creating them.
 MIN_CHECKED = 1 << 20
+_U32_MAX = 0xFFFFFFFF
 # cgroup v1 reports "no limit" as a huge page-aligned number (PAGE_COUNTER_MAX pages).
 _NO_LIMIT = 1 << 62
 
@@ -219,6 +220,8 @@ def check(spec: MapSpec) -> None:
     """Raise :class:`OutOfMemory` when ``spec``'s estimate exceeds the memory available (see the module docs)."""
     if spec.allow_overcommit:
         return
+    if not all(0 <= v <= _U32_MAX for v in (spec.key_size, spec.value_size, spec.max_entries)):
+        return  # not a map the kernel could be asked for: the syscall layer's range checks say why
     need = estimate(spec)
     if need < MIN_CHECKED:
         return
