@@ -120,14 +120,38 @@ class ResizeResult:
         return self.old_id != self.new_id
 
 
-def _read_entries(m: Map) -> dict[bytes, bytes]:
-    """Every entry of ``m`` as ``{key bytes: value bytes}``, straight from batch lookups."""
-    ks, vs = m.key_size, m.value_codec.size
-    out: dict[bytes, bytes] = {}
-    for kb, vb, count in m.iter_batches_raw(COPY_BATCH):
-        out.update(zip([kb[i * ks : (i + 1) * ks] for i in range(count)],
-                       [vb[i * vs : (i + 1) * vs] for i in range(count)]))
-    return out
+class _Snapshot:
+    """A map's entries as batch lookups read them: packed keys and values, split per entry only when needed.
+
+    Two reads of a map nobody changed in between come out identical (batch lookups walk
+    buckets or indices in order), so comparing snapshots is a comparison of two byte strings.
+    """
+
+    def __init__(self, m: Map) -> None:
+        chunks = list(m.iter_batches_raw(COPY_BATCH))
+        self.keys = b"".join(c[0] for c in chunks)
+        self.values = b"".join(c[1] for c in chunks)
+        self.count = sum(c[2] for c in chunks)
+        self.ks, self.vs = m.key_size, m.value_codec.size
+        self._entries: dict[bytes, bytes] | None = None
+
+    def same(self, other: _Snapshot) -> bool:
+        return self.keys == other.keys and self.values == other.values
+
+    def entries(self) -> dict[bytes, bytes]:
+        """``{key bytes: value bytes}``."""
+        if self._entries is None:
+            ks, vs, keys, values = self.ks, self.vs, self.keys, self.values
+            self._entries = dict(zip([keys[i * ks : (i + 1) * ks] for i in range(self.count)],
+                                     [values[i * vs : (i + 1) * vs] for i in range(self.count)]))
+        return self._entries
+
+    def changed_since(self, earlier: _Snapshot) -> int:
+        """How many keys have another value (or are present in one snapshot only) than in ``earlier``."""
+        if self.same(earlier):
+            return 0
+        now, then = self.entries(), earlier.entries()
+        return sum(1 for k in now.keys() | then.keys() if now.get(k) != then.get(k))
 
 
 @contextmanager
@@ -144,30 +168,49 @@ def _on_cpu(cpu: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def _write_entries(target: Map, pairs: list[tuple[bytes, bytes]], *, spread_cpus: bool) -> None:
-    """Batch-update ``pairs`` into ``target`` until everything is written or the map is full.
+def _write_entries(target: Map, keys: bytes, values: bytes, count: int, *, spread_cpus: bool) -> bool:
+    """Batch-update ``count`` packed entries into ``target`` until everything is written (True) or the map
+    is full (False).
 
     A full non-LRU hash map refuses further inserts (E2BIG): the rest is dropped,
     which the caller finds by reading the new map back. With per-CPU LRU lists
     (BPF_F_NO_COMMON_LRU) a syscall insert draws from the calling CPU's list
     only, so the copy is spread over the CPUs this thread may run on.
     """
-    if not pairs:
-        return
+    if count == 0:
+        return True
+    ks, vs = target.key_size, target.value_codec.size
     cpus = sorted(os.sched_getaffinity(0)) if spread_cpus else []
     # One piece per CPU, each holding an equal share of the entries; else pieces of COPY_BATCH.
-    share = -(-len(pairs) // len(cpus)) if cpus else COPY_BATCH
-    for n, start in enumerate(range(0, len(pairs), share)):
-        piece = pairs[start : start + share]
+    share = -(-count // len(cpus)) if cpus else COPY_BATCH
+    for n, start in enumerate(range(0, count, share)):
+        end = min(start + share, count)
         with _on_cpu(cpus[n % len(cpus)] if cpus else None):
             try:
-                target.update_batch(b"".join(k for k, _ in piece), b"".join(v for _, v in piece))
+                target.update_batch(keys[start * ks : end * ks], values[start * vs : end * vs])
             except OutOfMemory:
-                return  # full before this piece: nothing more fits
+                return False  # full before this piece: nothing more fits
             except BatchError as exc:
                 if isinstance(exc.cause, OutOfMemory):
-                    return  # full part way: the prefix was written
+                    return False  # full part way: the prefix was written
                 raise
+    return True
+
+
+def _packed(pairs: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, int]:
+    return b"".join(k for k, _ in pairs), b"".join(v for _, v in pairs), len(pairs)
+
+
+def _kept(snap: _Snapshot, is_array: bool, new_max_entries: int) -> tuple[bytes, bytes, int]:
+    """The entries of ``snap`` the new map can hold by index: for arrays those below the new size, else all."""
+    if not is_array or snap.count == 0:
+        return snap.keys, snap.values, snap.count
+    idx = struct.unpack(f"={snap.count}I", snap.keys)
+    if max(idx) < new_max_entries:
+        return snap.keys, snap.values, snap.count
+    ks, vs = snap.ks, snap.vs
+    return _packed([(snap.keys[i * ks : (i + 1) * ks], snap.values[i * vs : (i + 1) * vs])
+                    for i in range(snap.count) if idx[i] < new_max_entries])
 
 
 def _present_keys(m: Map) -> set[bytes]:
@@ -176,12 +219,6 @@ def _present_keys(m: Map) -> set[bytes]:
     for kb, _, count in m.iter_batches_raw(COPY_BATCH):
         out.update(kb[i * ks : (i + 1) * ks] for i in range(count))
     return out
-
-
-def _index_below(new_max_entries: int) -> Callable[[bytes], bool]:
-    def keep(key: bytes) -> bool:
-        return bool(struct.unpack("=I", key)[0] < new_max_entries)
-    return keep
 
 
 # One resize of a kernel map at a time in this process, whichever object asks: a lock per kernel
@@ -301,9 +338,8 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
     old_max = info.max_entries
     mtype = MapType(info.type)
     is_array = mtype.is_array_family
-    keep: Callable[[bytes], bool] = _index_below(new_max_entries) if is_array else (lambda key: True)
     spread = mtype.is_lru and bool(info.flags & BPF_F_NO_COMMON_LRU)
-    first = _read_entries(old)
+    first = _Snapshot(old)
 
     spec: MapSpec = m.spec.replace(max_entries=new_max_entries)
     btf: FD | None = None
@@ -326,7 +362,7 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
     fds: list[int] = []
     try:
         # The bulk of the copy, while writers go on.
-        _write_entries(target, [(k, v) for k, v in first.items() if keep(k)], spread_cpus=spread)
+        complete = _write_entries(target, *_kept(first, is_array, new_max_entries), spread_cpus=spread)
         pin = _pin_of(m, info.id, notes)
         if pin is not None:
             temp = pinning.migration_temp_path(pin)
@@ -353,22 +389,34 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
                          "fields it manages): writes by other processes during the copy are counted in "
                          "lost_after_copy, not carried over")
         # The last copy: what changed since the first read, on a map nobody writes through syscalls now.
-        final = _read_entries(old)
-        gone = [k for k in first if k not in final]
-        if gone:
-            target.delete_batch(gone)
-        _write_entries(target, [(k, v) for k, v in final.items() if first.get(k) != v and keep(k)],
-                       spread_cpus=spread)
-        present = {k for k in final if keep(k)} if is_array else _present_keys(target)
-        dropped: dict[Any, Any] = {}
+        final = _Snapshot(old)
+        if not final.same(first):
+            before, after = first.entries(), final.entries()
+            gone = [k for k in before if k not in after]
+            if gone:
+                target.delete_batch(gone)
+            changed = [(k, v) for k, v in after.items() if before.get(k) != v]
+            if is_array:
+                changed = [(k, v) for k, v in changed if struct.unpack("=I", k)[0] < new_max_entries]
+            complete = _write_entries(target, *_packed(changed), spread_cpus=spread) and complete
         kdec: Callable[[bytes], Any] = m.key_codec.decode
         vdec: Callable[[bytes], Any] = m.value_codec.decode
-        copied = 0
-        for key, value in final.items():
-            if key in present:
-                copied += 1
-            else:
-                dropped[kdec(key)] = vdec(value)
+        dropped: dict[Any, Any] = {}
+        ks, vs = final.ks, final.vs
+        if is_array:
+            idx = struct.unpack(f"={final.count}I", final.keys)
+            for i in range(final.count):
+                if idx[i] >= new_max_entries:
+                    dropped[kdec(final.keys[i * ks : (i + 1) * ks])] = vdec(final.values[i * vs : (i + 1) * vs])
+        elif not complete or mtype.is_lru:
+            # Hash maps: read the new map back, since a full map or the LRU decides what stayed (when
+            # every write went through to a map that does not evict, everything is there).
+            present = _present_keys(target)
+            if len(present) < final.count:
+                for key, value in final.entries().items():
+                    if key not in present:
+                        dropped[kdec(key)] = vdec(value)
+        copied = final.count - len(dropped)
         if info.frozen:
             target.freeze()
         new_id = target.info().id
@@ -397,8 +445,7 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
             h.release()
         target.close()
     # Writes the old map took after the last read (kernel programs) are not in the new map: count them.
-    now = _read_entries(old)
-    lost = sum(1 for k in now.keys() | final.keys() if now.get(k) != final.get(k))
+    lost = _Snapshot(old).changed_since(final)
     if dropped:
         sample = ", ".join(repr(k) for k in list(dropped)[:8]) + (", ..." if len(dropped) > 8 else "")
         why = "did not fit" if new_max_entries < old_max else "were evicted by the LRU while copying"
