@@ -17,11 +17,13 @@ import errno as E
 import os
 import struct
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
-from ebpfmaps import errors, extension, pinning, profile
+from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
@@ -68,6 +70,11 @@ _u64 = fast.u64
 _FLAGS_ANY = fast.u64(BPF_ANY)
 
 _ENOENT = -E.ENOENT
+_EPERM = -E.EPERM
+# A write refused by a map frozen for a resize follows the pin this many times at most, waiting up to
+# PIN_FOLLOW_WAIT seconds each time for the resize to rename its new map over the pin.
+_PIN_RETRIES = 8
+PIN_FOLLOW_WAIT = 30.0
 _UPDATE_FLAGS = BPF_ANY | BPF_NOEXIST | BPF_EXIST | BPF_F_LOCK
 DEFAULT_BATCH = 4096
 # Batch size of items()/keys()/values() walks: big enough that the per-syscall cost is spread
@@ -135,12 +142,43 @@ def map_info_from_fd(fd: int) -> MapInfo:
     )
 
 
+# Every Map object of this process, so that a layer can find all the objects on one kernel map
+# (a resize moves them all to the new map): see maps_on().
+_live: weakref.WeakSet[Map] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def maps_on(map_id: int) -> list[Map]:
+    """Every open :class:`Map` object of this process on kernel map ``map_id``.
+
+    Each object's id is looked up once (one syscall) and kept until its kernel map is replaced.
+    Part of the small API that layers over a map (resize) build on.
+    """
+    with _live_lock:
+        candidates = list(_live)
+    out: list[Map] = []
+    for m in candidates:
+        if m.closed:
+            continue
+        kid = m._kernel_id
+        if kid is None:
+            try:
+                kid = m._kernel_id = _maps.map_info(m._h, "maps_on").id
+            except errors.MapError:
+                continue
+        if kid == map_id:
+            out.append(m)
+    return out
+
+
 class Map:
     """A kernel BPF map. Create one through a subclass (``HashMap(...)``) or :func:`ebpfmaps.create`.
 
     Keys and values are bytes unless ``key_type``/``value_type`` give a codec
     (see :mod:`ebpfmaps.codecs`). Every size, flag and type is checked before the
-    syscall; a failed operation leaves the map unchanged.
+    syscall; a failed operation leaves the map unchanged. A map whose estimated kernel
+    memory exceeds what the process may use is refused (:mod:`ebpfmaps.memguard`) unless
+    created with ``allow_overcommit=True``.
     """
 
     #: The kernel type this class creates; ``None`` for the generic class.
@@ -164,6 +202,7 @@ class Map:
     _spec: MapSpec
     _kcodec: Codec
     _vcodec: Codec
+    _kernel_id: int | None
 
     # ------------------------------------------------------------------ creation
     def __init__(
@@ -185,6 +224,7 @@ class Map:
         btf_value_type_id: int = 0,
         btf_vmlinux_value_type_id: int = 0,
         ifindex: int = 0,
+        allow_overcommit: bool = False,
     ) -> None:
         if map_type is None:
             if self.map_type is None:
@@ -229,6 +269,7 @@ class Map:
             btf_value_type_id=btf_value_type_id,
             btf_vmlinux_value_type_id=btf_vmlinux_value_type_id,
             ifindex=ifindex,
+            allow_overcommit=bool(allow_overcommit),
         )
         spec = self.prepare_spec(spec)
         self._btf = btf  # keep a BTF object alive as long as the map refers to it
@@ -283,9 +324,14 @@ class Map:
         """Create the kernel map ``spec`` describes (after the profile's checks) and return its fd,
         which the caller owns: hand it to :meth:`adopt_fd` or close it.
 
+        A map whose estimated kernel memory exceeds what this process may still use is refused
+        with :class:`~ebpfmaps.errors.OutOfMemory` before the syscall, unless
+        ``spec.allow_overcommit`` (see :mod:`ebpfmaps.memguard`).
+
         Part of the small API that layers over a map (resize, the factory) build on.
         """
         profile.before_create(spec)
+        memguard.check(spec)
         h = _maps.map_create(
             spec.type, spec.name, spec.key_size, spec.value_size, spec.max_entries, flags=spec.flags,
             map_extra=spec.map_extra, numa_node=spec.numa_node or 0, ifindex=spec.ifindex, btf_fd=spec.btf_fd,
@@ -320,6 +366,9 @@ class Map:
         self._init_fast_paths()
         self._batch_ok: bool | None = self.kernel_batch
         self._lock = threading.Lock()
+        self._kernel_id: int | None = None  # this object's kernel map id, looked up by maps_on()
+        with _live_lock:
+            _live.add(self)
 
     def _init_fast_paths(self) -> None:
         """Pick the cheapest correct encode/decode for this map's codecs (used by the element ops).
@@ -461,6 +510,8 @@ class Map:
             btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id,
             ifindex=spec.ifindex,
         )
+        if spec.allow_overcommit:
+            kwargs["allow_overcommit"] = True
         if inner_map is not None or spec.inner_map is not None:
             kwargs["inner_map"] = inner_map if inner_map is not None else spec.inner_map
         if spec.type >= EXTENSIBLE_MIN:
@@ -578,6 +629,7 @@ class Map:
         """
         self._h.replace(fd)
         self._spec = spec
+        self._kernel_id = None
 
     def __copy__(self: _M) -> _M:
         """A second object on the same kernel map, with its own duplicated descriptor and codecs."""
@@ -632,6 +684,79 @@ class Map:
         detail = f"key {key!r}" if key is not None and err == E.ENOENT else ""
         return errors.from_errno(err, op, detail)
 
+    def _reenter_with(self, buf: Any, op: str) -> int:
+        """The hot paths' slow branch: wait out a hold (a resize) and return the number, or give the
+        value buffer back to the pool and raise :class:`MapClosed`."""
+        try:
+            return self._h.reenter(op)
+        except BaseException:
+            self._vpool.append(buf)
+            raise
+
+    def _write_via_pin(self, op: str, key: Any, kb: bytes, vb: bytes | None = None, cflags: Any = None) -> None:
+        """An update (``vb`` given) or delete refused with EPERM on a map opened from a pin: follow the
+        pin and retry (bounded). A separate method, so the hot paths keep their plain locals.
+
+        When another process resized the map, the old map is frozen and the pin names the new one:
+        :meth:`_follow_pin` moves this object there and the write is made again. Any other EPERM
+        (a map frozen for good, no permission) is raised as before.
+        """
+        ret = _EPERM
+        for _ in range(_PIN_RETRIES):
+            if not self._follow_pin(op):
+                break
+            with self._h.pinned(op) as fd:
+                ret = _update(fd, kb, vb, cflags) if vb is not None else _delete(fd, kb)
+            if ret != _EPERM:
+                break
+        if ret:
+            raise self._fail(ret, op, key)
+
+    def _follow_pin(self, op: str) -> bool:
+        """After a write to this object's map failed with EPERM: True when a retry may now succeed.
+
+        That is when the map was frozen by a resize in another process that pinned a new map in its
+        place: this object takes the pinned map over (same fd number, as a resize in this process
+        does) and the caller retries. While a resize is between freezing the old map and renaming
+        the new pin over it (its temporary pin is in the pin's directory, see
+        :func:`ebpfmaps.pinning.migration_in_progress`), wait for the rename, up to
+        ``PIN_FOLLOW_WAIT`` seconds. False when the map is not frozen, the pin still names it and no
+        resize is under way, or the pin now holds a map of another kind.
+        """
+        path = self._pin_path
+        if path is None or not self._writable:
+            return False
+        deadline = time.monotonic() + PIN_FOLLOW_WAIT
+        pause = 1e-3
+        while True:
+            # Looked at before the pin is resolved: a resize makes its temporary pin before freezing
+            # the old map and removes it by the rename, so a map seen frozen with no temporary pin
+            # around has either been renamed away already (the pin resolves to the new map) or was
+            # frozen for good.
+            migrating = pinning.migration_in_progress(path)
+            try:
+                h = pinning.obj_get_handle(path, kind="map")
+            except errors.MapError:
+                return False
+            try:
+                with h.pinned(op) as pfd:
+                    pinned = map_info_from_fd(pfd)
+                mine = self.info()
+                if pinned.id != mine.id:
+                    s = self._spec
+                    if (pinned.type, pinned.key_size, pinned.value_size) != (s.type, s.key_size, s.value_size):
+                        return False
+                    self.replace_kernel_map(h.detach(), s.replace(max_entries=pinned.max_entries))
+                    return True
+                if not mine.frozen:
+                    return True  # already moved to the pinned map (by another thread): retry there
+            finally:
+                h.close()
+            if not migrating or time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
     def _check_writable(self, op: str) -> None:
         if not self._writable:
             raise PermissionDenied(f"{op}: the map is read-only for this process (opened or created with BPF_F_RDONLY)",
@@ -672,8 +797,7 @@ class Map:
         try:
             fd = self._h.num
             if fd < 0:
-                pool.append(buf)
-                raise self._h.closed_error("lookup")
+                fd = self._reenter_with(buf, "lookup")
             ret = _lookup_flags(fd, kb, buf, _u64(flags)) if flags else _lookup(fd, kb, buf)
         finally:
             users.pop()
@@ -710,8 +834,7 @@ class Map:
         try:
             fd = self._h.num
             if fd < 0:
-                pool.append(buf)
-                raise self._h.closed_error("lookup")
+                fd = self._reenter_with(buf, "lookup")
             ret = _lookup(fd, kb, buf)
         finally:
             users.pop()
@@ -773,7 +896,7 @@ class Map:
         try:
             fd = self._h.num
             if fd < 0:
-                raise self._h.closed_error("update")
+                fd = self._h.reenter("update")  # waits out a resize's hold; raises once closed
             ret = _update(fd, kb, vb, cflags)
         finally:
             users.pop()
@@ -782,6 +905,9 @@ class Map:
         if ret:
             if not self._writable:
                 self._check_writable("update")
+            if ret == _EPERM and self._pin_path is not None:
+                self._write_via_pin("update", key, kb, vb, cflags)
+                return
             raise self._fail(ret, "update", key)
 
     def delete(self, key: Any) -> None:
@@ -794,7 +920,7 @@ class Map:
         try:
             fd = self._h.num
             if fd < 0:
-                raise self._h.closed_error("delete")
+                fd = self._h.reenter("delete")
             ret = _delete(fd, kb)
         finally:
             users.pop()
@@ -803,6 +929,9 @@ class Map:
         if ret:
             if not self._writable:
                 self._check_writable("delete")
+            if ret == _EPERM and self._pin_path is not None:
+                self._write_via_pin("delete", key, kb)
+                return
             raise self._fail(ret, "delete", key)
 
     def lookup_and_delete(self, key: Any) -> Any:
@@ -1112,6 +1241,11 @@ class Map:
             # (measured on 6.18), leaving ``count`` as we passed it.
             return self._update_each_undoable(kb, vb, nk, flags)
         ret, left = _maps.map_update_batch(self._h, kb, vb, nk, elem_flags=flags)
+        for _ in range(_PIN_RETRIES):
+            # A frozen map refuses the whole batch (EPERM, nothing written): a resize may have moved the pin.
+            if ret != _EPERM or self._pin_path is None or left not in (0, nk) or not self._follow_pin("update_batch"):
+                break
+            ret, left = _maps.map_update_batch(self._h, kb, vb, nk, elem_flags=flags)
         if ret == 0:
             return nk
         # The kernel writes back how many elements it processed; an early refusal leaves our own

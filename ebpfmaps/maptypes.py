@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import struct
 
 from ebpfmaps.errors import InvalidArgument
 
@@ -137,13 +138,18 @@ class MapType(enum.IntEnum):
         """``max_entries`` may be 0: the kernel sizes the map itself (per CPU, per socket, per cgroup...)."""
         return self in _ZERO_ENTRIES
 
-    def memlock_estimate(self, key_size: int, value_size: int, max_entries: int, flags: int, ncpus: int) -> int:
-        """A lower bound of the kernel memory a map of this type holds (0 when unknown).
+    def memlock_estimate(self, key_size: int, value_size: int, max_entries: int, flags: int, ncpus: int,
+                         map_extra: int = 0) -> int:
+        """A lower bound of the kernel memory a map of this type allocates at creation (0 when unknown).
 
-        Only the element storage is counted, as the kernel's ``map_mem_usage`` callbacks add it up
-        (kernel/bpf/arraymap.c ``array_map_mem_usage``, hashtab.c ``htab_map_mem_usage``,
-        queue_stack_maps.c, ringbuf.c); headers, buckets and locks come on top, so the real
-        ``memlock`` is never smaller. ``ncpus`` is the number of possible CPUs.
+        What the kernel allocates up front is counted as its ``map_mem_usage`` callbacks add it up
+        (kernel/bpf/arraymap.c ``array_map_mem_usage``, hashtab.c ``htab_map_mem_usage``, stackmap.c,
+        devmap.c, cpumap.c, xskmap.c, sock_map.c, reuseport_array.c, bloom_filter.c,
+        queue_stack_maps.c, ringbuf.c): element storage, per-CPU copies (``ncpus`` is the number of
+        *possible* CPUs), preallocated elements and bucket arrays. Struct headers, element headers
+        and locks come on top, so the real ``memlock`` is never smaller. Types that allocate only
+        when elements are added (LPM tries, local storages, arenas, hash maps with
+        ``BPF_F_NO_PREALLOC`` beyond their buckets) count what they allocate at creation.
         """
         n = max_entries
         if n <= 0:
@@ -154,10 +160,27 @@ class MapType(enum.IntEnum):
         if self is MapType.PERCPU_ARRAY:
             return n * (8 + _round8(value_size) * ncpus)
         preallocated = not flags & BPF_F_NO_PREALLOC
-        if self in (MapType.HASH, MapType.LRU_HASH) and preallocated:
-            return n * (_round8(key_size) + _round8(value_size))
-        if self in (MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH) and preallocated:
-            return n * (_round8(key_size) + _round8(value_size) * ncpus)
+        if self in _HASH_FAMILY or self is MapType.HASH_OF_MAPS:
+            # struct bucket (a list head and a spinlock) per power-of-two bucket, allocated even without prealloc.
+            buckets = _pow2(n) * _HTAB_BUCKET
+            if not preallocated:
+                return buckets
+            if self in _PER_CPU:
+                # The element holds a pointer to its per-CPU value copies.
+                return buckets + n * (_HTAB_ELEM + _round8(key_size) + _PTR + _round8(value_size) * ncpus)
+            return buckets + n * (_HTAB_ELEM + _round8(key_size) + _round8(value_size))
+        if self in _POINTER_ARRAYS:
+            # One pointer (or an 8-byte element: fd arrays round their 4-byte values up) per entry.
+            return n * 8
+        if self is MapType.DEVMAP_HASH:
+            return _pow2(n) * 8  # hlist heads
+        if self is MapType.SOCKHASH:
+            return _pow2(n) * _HTAB_BUCKET  # hlist head and spinlock per bucket
+        if self is MapType.STACK_TRACE:
+            # Bucket pointers, and every element preallocated with its value (stackmap.c prealloc_elems_and_freelist).
+            return _pow2(n) * 8 + n * value_size
+        if self is MapType.BLOOM_FILTER:
+            return _bloom_bytes(n, map_extra)
         if self in (MapType.QUEUE, MapType.STACK):
             return (n + 1) * value_size
         if self is MapType.RINGBUF:
@@ -170,6 +193,10 @@ _PER_CPU = frozenset({MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH, MapType.PERC
                       MapType.PERCPU_CGROUP_STORAGE})
 _HASH_FAMILY = frozenset({MapType.HASH, MapType.LRU_HASH, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH})
 _ARRAY_FAMILY = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
+# Types whose storage is one pointer (or 8-byte fd slot) per entry, allocated at creation.
+_POINTER_ARRAYS = frozenset({MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS,
+                             MapType.DEVMAP, MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP,
+                             MapType.REUSEPORT_SOCKARRAY})
 _ZERO_ENTRIES = frozenset({MapType.PERF_EVENT_ARRAY, MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE,
                            MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORAGE, MapType.CGRP_STORAGE})
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -181,6 +208,28 @@ def _round8(n: int) -> int:
 
 def _page_align(n: int) -> int:
     return (n + _PAGE - 1) // _PAGE * _PAGE
+
+
+def _pow2(n: int) -> int:
+    """roundup_pow_of_two, as the kernel sizes bucket arrays."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+_PTR = struct.calcsize("P")
+# sizeof(struct htab_elem) before the key: list node, LRU node and hash (48 bytes on 64-bit kernels).
+_HTAB_ELEM = 6 * _PTR
+# sizeof(struct bucket) in kernel/bpf/hashtab.c (and struct bpf_shtab_bucket): a list head and a spinlock.
+_HTAB_BUCKET = 16
+
+
+def _bloom_bytes(n: int, map_extra: int) -> int:
+    """The bit array of a bloom filter (kernel/bpf/bloom_filter.c bloom_map_alloc): n * k * 7/5 bits,
+    rounded up to a power of two (at least 64), with k hash functions (map_extra's low 4 bits, default 5)."""
+    k = map_extra & 0xF or 5
+    bits = n * k // 5 * 7
+    if bits > 1 << 31:
+        return (1 << 32) // 8
+    return max(_pow2(bits), 64) // 8
 
 
 def map_type_of(type_id: int) -> MapType | None:

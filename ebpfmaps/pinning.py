@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno as E
 import os
+import secrets
 from dataclasses import dataclass
 
 from ebpfmaps import errors
@@ -146,3 +147,28 @@ def obj_get_handle(path: str | os.PathLike[str], *, readonly: bool = False, writ
     require_bpffs(p, "open_pinned")
     flags = (BPF_F_RDONLY if readonly else 0) | (BPF_F_WRONLY if writeonly else 0)
     return _maps.obj_get(p, flags, kind=kind)
+
+
+# A resize pins its new map next to the old pin under this marker, then renames it over the pin.
+# No dots: bpffs reserves names with dots for itself (bpf_lookup refuses them with EPERM).
+MIGRATION_MARK = "_resize_"
+
+
+def migration_temp_path(path: str) -> str:
+    """Where a resize of the map pinned at ``path`` pins the new map before renaming it over ``path``."""
+    directory, base = os.path.split(path)
+    return os.path.join(directory, f"{base}{MIGRATION_MARK}{os.getpid()}_{secrets.token_hex(4)}")
+
+
+def migration_in_progress(path: str) -> bool:
+    """Whether a resize of the map pinned at ``path`` is under way: its temporary pin is in the directory.
+
+    A resize makes the temporary pin before it freezes the old map and removes it by renaming it
+    over ``path``, so a writer that finds the map frozen and this True knows to wait for the rename.
+    """
+    directory, base = os.path.split(path)
+    prefix = base + MIGRATION_MARK
+    try:
+        return any(name.startswith(prefix) for name in os.listdir(directory or "."))
+    except OSError:
+        return False

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ebpfmaps.cpus import possible_cpus
+from ebpfmaps import memguard
 from ebpfmaps.errors import InvalidArgument, NotSupported, OutOfMemory
 from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, map_type_of, type_name
 from ebpfmaps.pool import StaticPool
@@ -112,10 +112,7 @@ def estimate_memlock(spec: MapSpec) -> int:
     """A lower bound of the kernel memory a map of ``spec`` will hold (0 when unknown; see
     :meth:`MapType.memlock_estimate`). It lets the embedded profile refuse a map that cannot fit
     before the syscall."""
-    t = map_type_of(spec.type)
-    if t is None:
-        return 0
-    return t.memlock_estimate(spec.key_size, spec.value_size, spec.max_entries, spec.flags, possible_cpus())
+    return memguard.estimate(spec)
 
 
 def before_create(spec: MapSpec) -> None:

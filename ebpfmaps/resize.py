@@ -2,36 +2,55 @@
 
 The kernel cannot change a map's ``max_entries``. A resize therefore builds a
 new map with the same spec and the new size, copies the entries with batch
-operations, re-pins it atomically if this object knows a pin, and points the
-Python object at the new map:
+operations, re-pins it atomically if this object knows a pin, and points every
+Python object of this process on the old map at the new map:
 
-1. read every entry of the old map (kernel batch lookups);
-2. create the new map (same type, sizes, flags, name, BTF) and write the
+1. read every entry of the old map (kernel batch lookups) while writers go on;
+2. create the new map (same type, sizes, flags, name, BTF) and write those
    entries with batch updates; on a shrink, what does not fit is dropped;
-3. freeze the new map if the old one was frozen;
-4. pin the new map at a temporary name in the pin's bpffs directory and
-   ``rename`` it over the old pin: rename is atomic on bpffs, so a process
-   opening the pin meanwhile gets the old map or the new one, never nothing;
-5. ``dup2`` the new map onto the object's fd number, so threads of this process
-   that are mid-call finish on the old map and the next call uses the new one.
+3. pin the new map at a temporary name in the pin's bpffs directory
+   (:func:`ebpfmaps.pinning.migration_temp_path`), if this object knows a pin;
+4. *hold* every :class:`Map` object of this process on the old map (found by
+   kernel id, :func:`ebpfmaps.map.maps_on`): their calls in flight finish, and
+   new calls, from any thread, wait for step 8 (:meth:`FD.hold`);
+5. freeze the old map (``BPF_MAP_FREEZE``): from here other processes' writes
+   to it fail with EPERM; ebpfmaps in those processes, when it opened the map
+   from the pin, follows the pin to the new map and retries the write there;
+6. read the old map again and bring the new map up to date: what changed since
+   step 1 is written, what was deleted is deleted; freeze the new map too if
+   the old one was frozen before the resize;
+7. rename the temporary pin over the old pin: rename is atomic on bpffs, so a
+   process opening the pin meanwhile gets the old map or the new one, never nothing;
+8. ``dup2`` the new map onto each held object's fd number and release the holds:
+   the waiting calls run on the new map.
+
+So no write made through ebpfmaps is lost: writes acknowledged before step 4
+(this process) or step 5 (other processes) are in the old map when step 6 reads
+it, and later ones wait or are retried on the new map. A writer in another
+process that opened the map by id, or without ebpfmaps, gets the EPERM itself.
 
 What the migration cannot change (say it plainly): kernel programs, other pins
-and other processes' fds that refer to the old map keep the old map, with its
-old size; updates made to the old map after step 1 are not carried over (pause
-writers during a resize). The map gets a new kernel id.
+and fds that are not ebpfmaps objects opened from the pin keep the old map, with
+its old size, and it is frozen to syscalls from step 5. **Writes made by kernel
+programs to the old map after step 6 read it are lost**: they are counted, by
+comparing the old map with what was copied once the new map is in place, in
+:attr:`ResizeResult.lost_after_copy`. Writes through a memory mapping of an
+mmapable array are not held either; while a writable mapping exists the kernel
+refuses the freeze (EBUSY), and other processes' writes during the copy are then
+only counted, in ``lost_after_copy``, not carried over. The map gets a new kernel id.
 
-A failure before step 4 completes closes the new map and leaves the object, its
-map and its pin as they were.
+A failure before step 5 closes the new map and leaves the objects, the map and
+its pin as they were. A failure after it (the kernel running out of memory for
+the last entries) leaves the old map frozen.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 import threading
+import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,13 +62,15 @@ from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.errors import (
     BatchError,
     InvalidArgument,
+    MapBusy,
     MapClosed,
+    MapError,
     NotSupported,
     OutOfMemory,
     PermissionDenied,
     from_errno,
 )
-from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
+from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd, maps_on
 from ebpfmaps.maptypes import BPF_F_NO_COMMON_LRU, BPF_F_RDONLY, BPF_F_WRONLY, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
@@ -58,6 +79,8 @@ RESIZABLE_TYPES = frozenset(int(t) for t in MapType if t.is_resizable)
 # The kernel stores max_entries as a u32.
 MAX_ENTRIES_LIMIT = 0xFFFFFFFF
 COPY_BATCH = 4096
+# BPF_MAP_FREEZE answers EBUSY while another process's write syscall is in flight: retried this often.
+FREEZE_ATTEMPTS = 50
 
 
 class ResizeWarning(UserWarning):
@@ -72,6 +95,13 @@ class ResizeResult:
     map, decoded with the map's codecs: for arrays the indices at or beyond the new
     size, for hash maps the keys that did not fit (and, for LRU maps, any the
     kernel evicted while the copy filled the new map).
+
+    ``lost_after_copy`` counts the entries of the old map that differ, once the new
+    map is in place, from what the last copy read: writes to the old map by kernel
+    programs (or by other processes, when the old map could not be frozen) that the
+    new map does not have. ``old_frozen`` says the resize froze the old map before
+    the last copy, so writers in other processes were refused (and moved to the new
+    map) rather than lost.
     """
 
     old_max_entries: int
@@ -81,6 +111,8 @@ class ResizeResult:
     repinned: str | None = None
     old_id: int | None = None
     new_id: int | None = None
+    lost_after_copy: int = 0
+    old_frozen: bool = False
 
     @property
     def migrated(self) -> bool:
@@ -88,14 +120,38 @@ class ResizeResult:
         return self.old_id != self.new_id
 
 
-def _read_entries(m: Map) -> list[tuple[bytes, bytes, int]]:
-    """Every entry of ``m`` as packed ``(keys, values, count)`` chunks, straight from batch lookups."""
-    return list(m.iter_batches_raw(COPY_BATCH))
+class _Snapshot:
+    """A map's entries as batch lookups read them: packed keys and values, split per entry only when needed.
 
+    Two reads of a map nobody changed in between come out identical (batch lookups walk
+    buckets or indices in order), so comparing snapshots is a comparison of two byte strings.
+    """
 
-def _split_chunk(keys: bytes, values: bytes, count: int, ks: int, vs: int) -> Iterator[tuple[bytes, bytes]]:
-    for i in range(count):
-        yield keys[i * ks : (i + 1) * ks], values[i * vs : (i + 1) * vs]
+    def __init__(self, m: Map) -> None:
+        chunks = list(m.iter_batches_raw(COPY_BATCH))
+        self.keys = b"".join(c[0] for c in chunks)
+        self.values = b"".join(c[1] for c in chunks)
+        self.count = sum(c[2] for c in chunks)
+        self.ks, self.vs = m.key_size, m.value_codec.size
+        self._entries: dict[bytes, bytes] | None = None
+
+    def same(self, other: _Snapshot) -> bool:
+        return self.keys == other.keys and self.values == other.values
+
+    def entries(self) -> dict[bytes, bytes]:
+        """``{key bytes: value bytes}``."""
+        if self._entries is None:
+            ks, vs, keys, values = self.ks, self.vs, self.keys, self.values
+            self._entries = dict(zip([keys[i * ks : (i + 1) * ks] for i in range(self.count)],
+                                     [values[i * vs : (i + 1) * vs] for i in range(self.count)]))
+        return self._entries
+
+    def changed_since(self, earlier: _Snapshot) -> int:
+        """How many keys have another value (or are present in one snapshot only) than in ``earlier``."""
+        if self.same(earlier):
+            return 0
+        now, then = self.entries(), earlier.entries()
+        return sum(1 for k in now.keys() | then.keys() if now.get(k) != then.get(k))
 
 
 @contextmanager
@@ -112,38 +168,49 @@ def _on_cpu(cpu: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def _write_entries(target: Map, chunks: list[tuple[bytes, bytes, int]], *, spread_cpus: bool) -> None:
-    """Batch-update ``chunks`` into ``target`` until everything is written or the map is full.
+def _write_entries(target: Map, keys: bytes, values: bytes, count: int, *, spread_cpus: bool) -> bool:
+    """Batch-update ``count`` packed entries into ``target`` until everything is written (True) or the map
+    is full (False).
 
     A full non-LRU hash map refuses further inserts (E2BIG): the rest is dropped,
     which the caller finds by reading the new map back. With per-CPU LRU lists
     (BPF_F_NO_COMMON_LRU) a syscall insert draws from the calling CPU's list
     only, so the copy is spread over the CPUs this thread may run on.
     """
-    cpus = sorted(os.sched_getaffinity(0)) if spread_cpus else []
+    if count == 0:
+        return True
     ks, vs = target.key_size, target.value_codec.size
-    pieces: list[tuple[bytes, bytes, int]] = chunks
-    if cpus:
-        # One piece per CPU, each holding an equal share of the entries.
-        flat = [kv for c in chunks for kv in _split_chunk(c[0], c[1], c[2], ks, vs)]
-        share = -(-len(flat) // len(cpus)) or 1
-        pieces = [
-            (b"".join(k for k, _ in flat[i : i + share]), b"".join(v for _, v in flat[i : i + share]),
-             len(flat[i : i + share]))
-            for i in range(0, len(flat), share)
-        ]
-    for n, (kb, vb, count) in enumerate(pieces):
-        if count == 0:
-            continue
+    cpus = sorted(os.sched_getaffinity(0)) if spread_cpus else []
+    # One piece per CPU, each holding an equal share of the entries; else pieces of COPY_BATCH.
+    share = -(-count // len(cpus)) if cpus else COPY_BATCH
+    for n, start in enumerate(range(0, count, share)):
+        end = min(start + share, count)
         with _on_cpu(cpus[n % len(cpus)] if cpus else None):
             try:
-                target.update_batch(kb, vb)
+                target.update_batch(keys[start * ks : end * ks], values[start * vs : end * vs])
             except OutOfMemory:
-                return  # full before this piece: nothing more fits
+                return False  # full before this piece: nothing more fits
             except BatchError as exc:
                 if isinstance(exc.cause, OutOfMemory):
-                    return  # full part way: the prefix was written
+                    return False  # full part way: the prefix was written
                 raise
+    return True
+
+
+def _packed(pairs: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, int]:
+    return b"".join(k for k, _ in pairs), b"".join(v for _, v in pairs), len(pairs)
+
+
+def _kept(snap: _Snapshot, is_array: bool, new_max_entries: int) -> tuple[bytes, bytes, int]:
+    """The entries of ``snap`` the new map can hold by index: for arrays those below the new size, else all."""
+    if not is_array or snap.count == 0:
+        return snap.keys, snap.values, snap.count
+    idx = struct.unpack(f"={snap.count}I", snap.keys)
+    if max(idx) < new_max_entries:
+        return snap.keys, snap.values, snap.count
+    ks, vs = snap.ks, snap.vs
+    return _packed([(snap.keys[i * ks : (i + 1) * ks], snap.values[i * vs : (i + 1) * vs])
+                    for i in range(snap.count) if idx[i] < new_max_entries])
 
 
 def _present_keys(m: Map) -> set[bytes]:
@@ -154,16 +221,17 @@ def _present_keys(m: Map) -> set[bytes]:
     return out
 
 
-_resize_locks: weakref.WeakKeyDictionary[Map, threading.Lock] = weakref.WeakKeyDictionary()
+# One resize of a kernel map at a time in this process, whichever object asks: a lock per kernel
+# map id, dropped once the map is migrated (a resize waiting on it then finds its object moved on).
+_resize_locks: dict[int, threading.Lock] = {}
 _resize_locks_guard = threading.Lock()
 
 
-def _lock_for(m: Map) -> threading.Lock:
-    """A lock per map object, private to resize (the core's own locks stay the core's)."""
+def _lock_for(map_id: int) -> threading.Lock:
     with _resize_locks_guard:
-        lock = _resize_locks.get(m)
+        lock = _resize_locks.get(map_id)
         if lock is None:
-            lock = _resize_locks[m] = threading.Lock()
+            lock = _resize_locks[map_id] = threading.Lock()
         return lock
 
 
@@ -202,20 +270,18 @@ def _pin_of(m: Map, old_id: int, notes: list[str]) -> str | None:
     return path
 
 
-def _replace_pin(new_fd: int, path: str) -> None:
-    """Pin ``new_fd`` at a temporary name next to ``path``, then rename it over ``path`` (atomic on bpffs)."""
-    directory, base = os.path.split(path)
-    # No dots: bpffs reserves names with dots for itself (bpf_lookup refuses them with EPERM).
-    temp = os.path.join(directory, f"{base}_resize_{os.getpid()}_{secrets.token_hex(4)}")
-    pinning.pin_fd(new_fd, temp)
-    try:
-        os.rename(temp, path)
-    except OSError as exc:
+def _freeze(old: Map) -> bool:
+    """Freeze the old map so that other processes' writes fail instead of being lost; False when the kernel
+    refuses. EBUSY comes while a write syscall is in flight (retried) or a writable mapping exists."""
+    for attempt in range(FREEZE_ATTEMPTS):
         try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise from_errno(exc.errno or 0, "resize", f"rename {temp} -> {path}") from exc
+            old.freeze()
+            return True
+        except MapBusy:
+            time.sleep(0.001 * min(attempt + 1, 10))
+        except MapError:
+            return False  # maps with BTF-managed fields (spin locks, timers, kptrs) cannot be frozen
+    return False
 
 
 def resize(m: Map, new_max_entries: int) -> ResizeResult:
@@ -223,7 +289,11 @@ def resize(m: Map, new_max_entries: int) -> ResizeResult:
 
     Growing keeps every entry (an LRU map may still evict while the copy fills
     it; such keys are reported). Shrinking keeps what fits and reports the rest in
-    :attr:`ResizeResult.dropped` and with a :class:`ResizeWarning`.
+    :attr:`ResizeResult.dropped` and with a :class:`ResizeWarning`. Writers need not
+    pause: writes through ebpfmaps, in this process (they wait for the switch) or in
+    others holding the map from its pin (they are moved to the new map), are carried
+    over. Only writes by kernel programs to the old map during the copy can be
+    lost; :attr:`ResizeResult.lost_after_copy` counts them.
     """
     return _resize(m, new_max_entries, stacklevel=3)
 
@@ -234,8 +304,16 @@ def _resize(m: Map, new_max_entries: int, stacklevel: int) -> ResizeResult:
         raise NotSupported("resize: the embedded profile has no resize (its maps have a fixed size)", op="resize")
     _check_resizable(m, new_max_entries)
     notes: list[str] = []
-    with _lock_for(m):  # one resize of an object at a time
-        result = _resize_locked(m, new_max_entries, notes)
+    while True:
+        old_id = m.info().id
+        with _lock_for(old_id):  # one resize of a kernel map at a time
+            if m.info().id != old_id:
+                continue  # another object's resize moved this one to a new map meanwhile
+            result = _resize_locked(m, new_max_entries, notes)
+            if result.migrated:
+                with _resize_locks_guard:
+                    _resize_locks.pop(old_id, None)
+            break
     for note in notes:
         warnings.warn(ResizeWarning(note), stacklevel=stacklevel)
     return result
@@ -246,29 +324,22 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
     old_max = info.max_entries
     if new_max_entries == old_max:
         return ResizeResult(old_max, old_max, copied=0, old_id=info.id, new_id=info.id)
-    is_array = MapType(info.type).is_array_family
-    chunks = _read_entries(m)
-    ks, vs = info.key_size, m.value_codec.size
-    kdec: Callable[[bytes], Any] = m.key_codec.decode
-    vdec: Callable[[bytes], Any] = m.value_codec.decode
-    dropped: dict[Any, Any] = {}
-    copied = 0
-    to_write = chunks
-    if is_array:
-        # Array slots always exist: what is kept is exactly the indices below the new size.
-        to_write = []
-        for kb, vb, count in chunks:
-            idx = struct.unpack_from(f"={count}I", kb)
-            keep = [i for i in range(count) if idx[i] < new_max_entries]
-            if len(keep) == count:
-                to_write.append((kb, vb, count))
-            elif keep:
-                to_write.append((b"".join(kb[i * ks : (i + 1) * ks] for i in keep),
-                                 b"".join(vb[i * vs : (i + 1) * vs] for i in keep), len(keep)))
-            copied += len(keep)
-            for i in range(count):
-                if idx[i] >= new_max_entries:
-                    dropped[kdec(kb[i * ks : (i + 1) * ks])] = vdec(vb[i * vs : (i + 1) * vs])
+    cls = _class_of(info)
+    # A handle of resize's own on the old map (a plain map of the family class: raw bytes codecs, no
+    # extension hooks): the copy reads it while this process's objects on the map are held.
+    old = cls.adopt_fd(m.handle.dup_number(), info)
+    try:
+        return _migrate(m, old, info, new_max_entries, notes)
+    finally:
+        old.close()
+
+
+def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[str]) -> ResizeResult:
+    old_max = info.max_entries
+    mtype = MapType(info.type)
+    is_array = mtype.is_array_family
+    spread = mtype.is_lru and bool(info.flags & BPF_F_NO_COMMON_LRU)
+    first = _Snapshot(old)
 
     spec: MapSpec = m.spec.replace(max_entries=new_max_entries)
     btf: FD | None = None
@@ -284,38 +355,117 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
     finally:
         if btf is not None:
             btf.close()
-    cls = MAP_CLASSES.get(info.type, Map)
     # A plain map of the family class (raw bytes codecs, no extension hooks) does the writing.
-    target = cls.adopt_fd(new_fd)
+    target = _class_of(info).adopt_fd(new_fd)
+    temp: str | None = None
+    held: list[FD] = []
+    fds: list[int] = []
     try:
-        _write_entries(target, to_write,
-                       spread_cpus=MapType(info.type).is_lru and bool(info.flags & BPF_F_NO_COMMON_LRU))
-        if not is_array:
-            # Hash maps: read the new map back, since a full map or the LRU decides what stayed.
+        # The bulk of the copy, while writers go on.
+        complete = _write_entries(target, *_kept(first, is_array, new_max_entries), spread_cpus=spread)
+        pin = _pin_of(m, info.id, notes)
+        if pin is not None:
+            temp = pinning.migration_temp_path(pin)
+            pinning.pin_fd(target.handle, temp)  # before the freeze: see pinning.migration_in_progress
+        # Hold every object of this process on the old map: from here their calls wait for the switch.
+        objects = maps_on(info.id)
+        if not any(o is m for o in objects):
+            objects.append(m)
+        switched: list[Map] = []
+        for o in objects:
+            if o is old:
+                continue
+            h = o.handle
+            if not any(h is x for x in held):
+                try:
+                    h.hold("resize")
+                except MapClosed:
+                    continue  # closed meanwhile: nothing to switch
+                held.append(h)
+            switched.append(o)
+        old_frozen = not info.frozen and _freeze(old)
+        if not old_frozen and not info.frozen and pin is not None:
+            notes.append("resize: the kernel refused to freeze the old map (a writable memory mapping of it, or "
+                         "fields it manages): writes by other processes during the copy are counted in "
+                         "lost_after_copy, not carried over")
+        # The last copy: what changed since the first read, on a map nobody writes through syscalls now.
+        final = _Snapshot(old)
+        if not final.same(first):
+            before, after = first.entries(), final.entries()
+            gone = [k for k in before if k not in after]
+            if gone:
+                target.delete_batch(gone)
+            changed = [(k, v) for k, v in after.items() if before.get(k) != v]
+            if is_array:
+                changed = [(k, v) for k, v in changed if struct.unpack("=I", k)[0] < new_max_entries]
+            complete = _write_entries(target, *_packed(changed), spread_cpus=spread) and complete
+        kdec: Callable[[bytes], Any] = m.key_codec.decode
+        vdec: Callable[[bytes], Any] = m.value_codec.decode
+        dropped: dict[Any, Any] = {}
+        ks, vs = final.ks, final.vs
+        if is_array:
+            idx = struct.unpack(f"={final.count}I", final.keys)
+            for i in range(final.count):
+                if idx[i] >= new_max_entries:
+                    dropped[kdec(final.keys[i * ks : (i + 1) * ks])] = vdec(final.values[i * vs : (i + 1) * vs])
+        elif not complete or mtype.is_lru:
+            # Hash maps: read the new map back, since a full map or the LRU decides what stayed (when
+            # every write went through to a map that does not evict, everything is there).
             present = _present_keys(target)
-            for kb, vb, count in chunks:
-                for key, value in _split_chunk(kb, vb, count, ks, vs):
-                    if key in present:
-                        copied += 1
-                    else:
+            if len(present) < final.count:
+                for key, value in final.entries().items():
+                    if key not in present:
                         dropped[kdec(key)] = vdec(value)
+        copied = final.count - len(dropped)
         if info.frozen:
             target.freeze()
         new_id = target.info().id
-        pin = _pin_of(m, info.id, notes)
-        if pin is not None:
-            _replace_pin(target.fd, pin)
-        # From here on nothing can fail: the object takes the new map over its own fd number.
-        m.replace_kernel_map(target.handle.detach(), spec)
+        # A descriptor of the new map for each object, with the access it had (read-only objects stay so).
+        for o in switched:
+            fds.append(target.handle.dup_number() if o.writable else
+                       _maps.map_get_fd_by_id(new_id, BPF_F_RDONLY, op="resize").detach())
+        if temp is not None and pin is not None:
+            _rename(temp, pin)
+            temp = None
+        # From here on nothing can fail: each object takes the new map over its own fd number.
+        for o, fd in zip(switched, fds):
+            o.replace_kernel_map(fd, o.spec.replace(max_entries=new_max_entries))
+        fds.clear()
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        if temp is not None:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+        raise
     finally:
+        for h in held:
+            h.release()
         target.close()
+    # Writes the old map took after the last read (kernel programs) are not in the new map: count them.
+    lost = _Snapshot(old).changed_since(final)
     if dropped:
         sample = ", ".join(repr(k) for k in list(dropped)[:8]) + (", ..." if len(dropped) > 8 else "")
         why = "did not fit" if new_max_entries < old_max else "were evicted by the LRU while copying"
         notes.append(f"resize {type_name(info.type)} map {old_max} -> {new_max_entries}: "
                      f"{len(dropped)} entries {why} and were dropped: {sample}")
     return ResizeResult(old_max, new_max_entries, copied=copied, dropped=dropped, repinned=pin,
-                        old_id=info.id, new_id=new_id)
+                        old_id=info.id, new_id=new_id, lost_after_copy=lost, old_frozen=old_frozen)
+
+
+def _class_of(info: MapInfo) -> type[Map]:
+    """The family class for a map's type (the generic :class:`Map` when none is specific)."""
+    return MAP_CLASSES.get(info.type, Map)
+
+
+def _rename(temp: str, path: str) -> None:
+    """Rename the temporary pin over ``path`` (atomic on bpffs)."""
+    try:
+        os.rename(temp, path)
+    except OSError as exc:
+        raise from_errno(exc.errno or 0, "resize", f"rename {temp} -> {path}") from exc
 
 
 class Resizable:

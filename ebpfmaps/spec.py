@@ -19,6 +19,9 @@ class MapSpec:
 
     ``type`` is the numeric id: a :class:`MapType` value, or 4096 and up for an
     extensible map. ``inner_map`` describes the inner maps of a map-of-maps.
+    ``allow_overcommit`` skips the check that refuses a map larger than the memory
+    available (:mod:`ebpfmaps.memguard`); it is a creation option, not part of what
+    the map is, so it is left out of comparisons.
     """
 
     type: int
@@ -35,6 +38,7 @@ class MapSpec:
     btf_value_type_id: int = 0
     btf_vmlinux_value_type_id: int = 0
     ifindex: int = 0
+    allow_overcommit: bool = field(default=False, compare=False)
 
     @property
     def type_name(self) -> str:

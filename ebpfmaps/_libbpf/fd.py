@@ -13,6 +13,13 @@ The bookkeeping is lock-free on the hot path: ``list.append``/``list.pop`` are a
 GIL, and the order of the steps (a user appends *then* reads the number; close clears the number
 *then* looks for users) guarantees that either the user sees the handle closed or close sees the
 user in flight. Closing itself takes a lock, so two concurrent closes release the number once.
+
+A handle can also be *held* (:meth:`FD.hold`): the number is hidden (``num`` reads ``-1``) until
+:meth:`FD.release`, the calls in flight are waited for, and every new call waits for the release
+instead of failing, then runs on whatever object the number refers to by then. That is the gate a
+map resize passes its writers through: the old map is quiet while its last entries are copied,
+and the next call uses the new map (:meth:`FD.replace` on a held handle swaps the held number).
+The waiting is off the hot path: a caller only looks for a hold after it found ``num < 0``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -39,7 +47,7 @@ class FD:
     :meth:`enter`/:meth:`leave` (the same steps without two method calls).
     """
 
-    __slots__ = ("__weakref__", "_pending", "kind", "num", "users")
+    __slots__ = ("__weakref__", "_close_on_release", "_gate", "_held", "_pending", "kind", "num", "users")
 
     def __init__(self, num: int, kind: str = "map") -> None:
         if type(num) is not int or num < 0:
@@ -48,6 +56,9 @@ class FD:
         self.kind = kind
         self.users: list[None] = []
         self._pending: list[int] = []  # the number between close() and the last in-flight call leaving
+        self._gate: threading.Event | None = None  # set while held: callers wait on it
+        self._held = -1  # the number while held
+        self._close_on_release = False
 
     @classmethod
     def closed_handle(cls: type[_F], kind: str = "map") -> _F:
@@ -57,17 +68,44 @@ class FD:
         self.kind = kind
         self.users = []
         self._pending = []
+        self._gate = None
+        self._held = -1
+        self._close_on_release = False
         return self
 
     # ------------------------------------------------------------------ use
     def enter(self, op: str = "fd") -> int:
-        """Count one call in flight and return the number; :class:`MapClosed` once closed."""
+        """Count one call in flight and return the number (after a hold, if any); :class:`MapClosed` once closed."""
         self.users.append(None)
         num = self.num
         if num < 0:
-            self.leave()
-            raise self.closed_error(op)
+            try:
+                return self.reenter(op)
+            except BaseException:
+                self.leave()
+                raise
         return num
+
+    def reenter(self, op: str = "fd") -> int:
+        """For a caller counted in flight that found ``num < 0``: wait out a hold and return the number.
+
+        Raises :class:`MapClosed` when the handle is closed; the caller is still counted in flight
+        then (its own ``leave``/``users.pop`` ends the call, as on the hot paths).
+        """
+        while True:
+            gate = self._gate
+            if gate is None:
+                num = self.num
+                if num >= 0:
+                    return num
+                raise self.closed_error(op)
+            # Not in flight while waiting: the holder waits for the calls in flight to finish.
+            self.users.pop()
+            gate.wait()
+            self.users.append(None)
+            num = self.num
+            if num >= 0:
+                return num
 
     def leave(self) -> None:
         """End a call begun with :meth:`enter`; the last one out after a close releases the number."""
@@ -94,12 +132,65 @@ class FD:
 
     @property
     def closed(self) -> bool:
-        return self.num < 0
+        """Closed (a held handle is not, unless close() came during the hold)."""
+        return self.num < 0 and (self._gate is None or self._close_on_release)
+
+    # ------------------------------------------------------------------ holds
+    def hold(self, op: str = "hold", timeout: float = 30.0) -> None:
+        """Hold the handle: new calls wait until :meth:`release`; returns once no call is in flight.
+
+        Raises :class:`MapClosed` when the handle is closed or already held, and
+        :class:`InvalidArgument` (after releasing the hold) when calls are still in flight after
+        ``timeout`` seconds (a caller that holds the handle across the hold would wait forever).
+        """
+        with _close_lock:
+            num = self.num
+            if num < 0:
+                raise self.closed_error(op)
+            self._gate = threading.Event()  # before the number is hidden: a caller that sees -1 finds the gate
+            self._held = num
+            self.num = -1
+        deadline = time.monotonic() + timeout
+        pause = 1e-5
+        while self.users:
+            if time.monotonic() > deadline:
+                self.release()
+                raise InvalidArgument(f"{op}: calls on the {self.kind} were still in flight after {timeout} s",
+                                      op=op)
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
+
+    @property
+    def held(self) -> bool:
+        return self._gate is not None
+
+    def release(self) -> None:
+        """End a hold: waiting calls go on with the number (or find the handle closed, if close() came meanwhile)."""
+        with _close_lock:
+            gate = self._gate
+            if gate is None:
+                return
+            num = self._held
+            self._held = -1
+            if self._close_on_release:
+                self._pending.append(num)
+            else:
+                self.num = num  # before the gate goes: a caller that finds no gate finds the number
+            self._gate = None
+        gate.set()
+        if self._close_on_release and not self.users:
+            self._release()
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Invalidate the handle now; the kernel fd is closed when no call is in flight (idempotent)."""
+        """Invalidate the handle now; the kernel fd is closed when no call is in flight (idempotent).
+
+        On a held handle the number is released to the kernel when the hold ends.
+        """
         with _close_lock:
+            if self._gate is not None:
+                self._close_on_release = True
+                return
             num = self.num
             if num < 0:
                 return
@@ -135,8 +226,16 @@ class FD:
         """Make this handle's number refer to the object behind ``new`` (``dup2``), then close ``new``.
 
         The number stays the same, so calls in flight and code that printed the number carry on
-        with the new object: the atomic switch a map resize needs.
+        with the new object: the atomic switch a map resize needs. On a held handle the held
+        number is switched, and callers waiting on the hold use the new object.
         """
+        with _close_lock:
+            held = self._held if self._gate is not None else -1
+        if held >= 0:
+            if new != held:
+                os.dup2(new, held)
+                os.close(new)
+            return
         num = self.enter("replace")
         try:
             if new != num:
