@@ -114,7 +114,7 @@ def test_probe_out_of_descriptors_is_not_cached() -> None:
         print("second", features.map_type_supported(MapType.QUEUE))
     """)
     lines = out.stdout.splitlines()
-    assert lines == ["first MapError 24", "second True"], out.stdout + out.stderr
+    assert lines == ["first TooManyOpenFiles 24", "second True"], out.stdout + out.stderr
 
 
 def test_unprivileged_users_see_permission_denied() -> None:
