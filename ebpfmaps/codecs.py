@@ -35,6 +35,8 @@ class Codec:
     """Base codec: raw bytes of ``size``."""
 
     def __init__(self, size: int, role: Role = "value") -> None:
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise InvalidArgument(f"{role}_size must be an int, not {type(size).__name__} ({size!r})", op="create")
         if size < 0:
             raise InvalidArgument(f"{role} size must be >= 0, not {size}")
         self.size = size
@@ -209,6 +211,8 @@ class CtypesCodec(Codec):
 
 def make_codec(kind: Any, size: int | None, role: Role) -> Codec:
     """A codec from a user's ``key_type``/``value_type`` and the map's size (either may be None)."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+        raise InvalidArgument(f"{role}_size must be an int, not {type(size).__name__} ({size!r})", op="create")
     if kind is None:
         if size is None:
             raise _size_error(role)(f"{role}_size or {role}_type is required", op="create")

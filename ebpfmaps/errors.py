@@ -87,6 +87,14 @@ class MapClosed(MapError):
     """An operation on a map whose fd was closed (or EBADF)."""
 
 
+class TooManyOpenFiles(MapError, OSError):
+    """EMFILE/ENFILE: the process (or the system) is out of file descriptors.
+
+    Every map, program, pin open and reader takes descriptors; close some (or raise
+    ``RLIMIT_NOFILE``) and retry.
+    """
+
+
 class MapBusy(MapError):
     """EBUSY/EAGAIN: the kernel asked to retry (a lock was held, a bucket was busy)."""
 
@@ -160,6 +168,16 @@ _ELEMENT_OPS = frozenset(
 )
 
 
+def out_of_descriptors(err: int, op: str, detail: str = "", *, call: str | None = None) -> TooManyOpenFiles:
+    """The error for EMFILE/ENFILE: which limit was hit, and what to do about it."""
+    where = f"{op}: {detail}" if detail else op
+    if err == _errno.ENFILE:
+        why = "the system is out of file descriptors (ENFILE, fs.file-max)"
+    else:
+        why = "the process is out of file descriptors (EMFILE, RLIMIT_NOFILE); close maps, readers or files, or raise the limit"
+    return TooManyOpenFiles(f"{where}: {why}", errno=err, op=op, call=call)
+
+
 def from_errno(err: int, op: str, detail: str = "", *, call: str | None = None) -> MapError:
     """The exception for a failed operation ``op`` that returned ``-err`` (from the libbpf function ``call``).
 
@@ -183,6 +201,9 @@ def from_errno(err: int, op: str, detail: str = "", *, call: str | None = None) 
         if op.startswith("update") or op == "push":
             return OutOfMemory(f"{where}: the map is full (E2BIG)", errno=err, op=op, call=call)
         return InvalidArgument(text, errno=err, op=op, call=call)
+    if err == _errno.ENOSPC and op.startswith("update"):
+        # LPM tries (trie_update_elem) answer a full map with ENOSPC where hashes say E2BIG.
+        return OutOfMemory(f"{where}: the map is full (ENOSPC)", errno=err, op=op, call=call)
     if err == _errno.ENOMEM:
         return OutOfMemory(text, errno=err, op=op, call=call)
     if err in (_errno.EPERM, _errno.EACCES):
@@ -193,6 +214,8 @@ def from_errno(err: int, op: str, detail: str = "", *, call: str | None = None) 
         return InvalidArgument(text, errno=err, op=op, call=call)
     if err == _errno.EBADF:
         return MapClosed(text, errno=err, op=op, call=call)
+    if err in (_errno.EMFILE, _errno.ENFILE):
+        return out_of_descriptors(err, op, detail, call=call)
     if err in (_errno.EBUSY, _errno.EAGAIN):
         return MapBusy(text, errno=err, op=op, call=call)
     return MapError(text, errno=err, op=op, call=call)

@@ -153,7 +153,7 @@ def unpin(path: str | os.PathLike[str]) -> None:
     Extensions hear about it (``before_unpin``/``after_unpin``): removing a pin may drop the last
     holder of one of their maps.
     """
-    p = pinning.require_bpffs(path, "unpin")
+    p = pinning.require_pin(path, "unpin")
     tokens = before_unpin(p) if os.path.lexists(p) else []
     try:
         pinning.unpin(p)

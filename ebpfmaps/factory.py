@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 from ebpfmaps import extension, pinning
 from ebpfmaps._libbpf import maps as _maps
-from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError
+from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError, out_of_descriptors
 from ebpfmaps.fdinfo import read_fdinfo
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
 from ebpfmaps.maptypes import BPF_F_RDONLY, EXTENSIBLE_MIN, MapType, parse_map_type
@@ -45,7 +46,10 @@ def create(map_type: MapType | str | int, key_size: int | None = None, value_siz
 def _is_map_fd(fd: int) -> bool:
     try:
         return "map_type" in read_fdinfo(fd)
-    except OSError:
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            # Reading fdinfo takes a descriptor too: running out says nothing about what the fd is.
+            raise out_of_descriptors(exc.errno, "open", f"reading /proc/self/fdinfo/{fd}", call="open") from None
         return False
 
 

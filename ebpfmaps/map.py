@@ -115,6 +115,29 @@ def validate_name(name: str) -> bytes:
     return name.encode()
 
 
+def require_ints(op: str, **fields: Any) -> None:
+    """:class:`InvalidArgument` for the first of ``fields`` that is neither None nor an int (bools,
+    floats and strings are refused rather than truncated or converted)."""
+    for name, value in fields.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidArgument(f"{op}: {name} must be an int, not {type(value).__name__} ({value!r})", op=op)
+
+
+def element_flags(flags: Any, op: str) -> int:
+    """The flags of an element or batch operation as an int.
+
+    One rule for every operation that takes flags (lookup, update, update_batch, and the same on
+    extensible maps): a false value (``0``, ``None``) means no flags; anything else must be an int
+    (a bool, float or string is :class:`InvalidFlags`).
+    """
+    if not flags:
+        return 0
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise InvalidFlags(f"{op}: flags must be an int (or None/0 for none), not {type(flags).__name__} "
+                           f"({flags!r})", op=op)
+    return flags
+
+
 def map_info_from_fd(fd: int) -> MapInfo:
     """BPF_OBJ_GET_INFO_BY_FD plus fdinfo (memlock, frozen) for a map fd the caller holds open."""
     info = _maps.map_info(fd)
@@ -226,6 +249,10 @@ class Map:
         ifindex: int = 0,
         allow_overcommit: bool = False,
     ) -> None:
+        require_ints("create", key_size=key_size, value_size=value_size, max_entries=max_entries, flags=flags,
+                     map_extra=map_extra, numa_node=numa_node, btf_key_type_id=btf_key_type_id,
+                     btf_value_type_id=btf_value_type_id, btf_vmlinux_value_type_id=btf_vmlinux_value_type_id,
+                     ifindex=ifindex)
         if map_type is None:
             if self.map_type is None:
                 raise InvalidArgument("the generic Map needs map_type=; or use a typed class such as HashMap", op="create")
@@ -681,6 +708,13 @@ class Map:
             if frozen:
                 return PermissionDenied(f"{op}: the map is frozen (BPF_MAP_FREEZE): syscalls cannot write it",
                                         errno=err, op=op)
+        if err == E.E2BIG and op.startswith("update"):
+            kind = map_type_of(self._spec.type)
+            if kind is not None and kind.is_index_keyed:
+                # Index-keyed types answer an index past the end with E2BIG, which would read as "map full".
+                where = f"index {key!r}" if key is not None else "an index"
+                return errors.IndexOutOfRange(f"{op}: {where} is outside the {type_name(self._spec.type)} "
+                                              f"(max_entries={self._spec.max_entries}) (E2BIG)", errno=err, op=op)
         detail = f"key {key!r}" if key is not None and err == E.ENOENT else ""
         return errors.from_errno(err, op, detail)
 
@@ -766,7 +800,7 @@ class Map:
     def lookup(self, key: Any, flags: int = 0) -> Any:
         """The value for ``key``, or ``None`` when the key is absent.
 
-        ``flags=BPF_F_LOCK`` reads a value holding a ``bpf_spin_lock`` under the lock.
+        ``flags=BPF_F_LOCK`` reads a value holding a ``bpf_spin_lock`` under the lock (None or 0: no flags).
         """
         # Hot path: every line here is paid per call (see benchmarks/). Raw keys of the right
         # size are used as they are; anything else goes through the codec and its checks.
@@ -818,6 +852,40 @@ class Map:
             return None
         raise self._fail(ret, "lookup", key)
 
+    def next_key(self, key: Any = None) -> Any:
+        """The key after ``key`` in the kernel's order (BPF_MAP_GET_NEXT_KEY), decoded by the key codec.
+
+        ``None`` starts the walk: the first key. The last key gives ``None``. A key that is not in
+        the map gives the first key on hash maps (the kernel's rule; arrays give the index after
+        it, and an index past the end the first one). Each call is one syscall and sees the map as
+        it is then; :meth:`keys` is the walk that copes with concurrent deletes.
+        """
+        kb: bytes | None = None
+        if key is not None:
+            try:
+                kb = self._encode_key(key)
+            except self._absent_key_errors:
+                kb = None  # an index past the end: the kernel starts over at the first one
+        out = self.next_key_bytes(kb)
+        return None if out is None else self._kdec(out)
+
+    def next_key_bytes(self, key: bytes | None) -> bytes | None:
+        """:meth:`next_key` with raw key bytes in and out, no codec (``None``: from the start / no more).
+
+        Part of the small API that layers over a map (extensible maps) build on.
+        """
+        if key is not None and (type(key) is not bytes or len(key) != self._ksize):
+            got = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else type(key).__name__
+            raise errors.InvalidKeySize(f"get_next_key: the key is {got}, the map's key_size is {self._ksize}",
+                                        op="get_next_key")
+        nxt = self._ktype()
+        ret = _maps.map_get_next_key(self._h, key, nxt)
+        if ret == _ENOENT:
+            return None
+        if ret:
+            raise self._fail(ret, "get_next_key", key)
+        return nxt.raw[: self._ksize]
+
     def lookup_bytes(self, key: Any) -> bytes | None:
         """The raw value bytes (no value codec), or ``None``."""
         if self._kraw and type(key) is bytes and len(key) == self._ksize:
@@ -850,6 +918,7 @@ class Map:
         raise self._fail(ret, "lookup", key)
 
     def _check_lookup_flags(self, flags: int) -> None:
+        flags = element_flags(flags, "lookup")
         if flags & ~BPF_F_LOCK:
             raise InvalidFlags(f"lookup accepts only BPF_F_LOCK, not {flags:#x}", op="lookup")
         self._check_lock_flag(flags, "lookup")
@@ -859,6 +928,7 @@ class Map:
             raise InvalidFlags(f"{op}: BPF_F_LOCK needs a value type with a bpf_spin_lock (a map created with BTF)", op=op)
 
     def _check_update_flags(self, flags: int, op: str = "update") -> None:
+        flags = element_flags(flags, op)
         if flags & ~_UPDATE_FLAGS:
             raise InvalidFlags(f"{op} accepts BPF_ANY, BPF_NOEXIST, BPF_EXIST and BPF_F_LOCK, not {flags:#x}", op=op)
         if flags & BPF_NOEXIST and flags & BPF_EXIST:
@@ -867,7 +937,10 @@ class Map:
             self._check_lock_flag(flags, op)
 
     def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
-        """Insert or replace (``BPF_ANY``), insert only (``BPF_NOEXIST``), replace only (``BPF_EXIST``)."""
+        """Insert or replace (``BPF_ANY``), insert only (``BPF_NOEXIST``), replace only (``BPF_EXIST``).
+
+        ``flags`` None (or any false value) means ``BPF_ANY``, as everywhere flags are taken.
+        """
         if flags:
             self._check_update_flags(flags)
             cflags = _u64(flags)
@@ -936,6 +1009,8 @@ class Map:
 
     def lookup_and_delete(self, key: Any) -> Any:
         """Remove ``key`` and return its value atomically (hash types on Linux 5.14+)."""
+        if self._h.closed:
+            raise self._h.closed_error("lookup_and_delete")
         self._check_writable("lookup_and_delete")
         kb = self._encode_key(key)
         buf = self._vtype()
@@ -945,9 +1020,14 @@ class Map:
         return self._decode_value(buf)
 
     def pop_item(self, key: Any, default: Any = ...) -> Any:
-        """dict.pop: remove and return the value (``default`` when absent)."""
+        """dict.pop: remove and return the value (``default`` when absent).
+
+        An index past the end of an array is not "absent" but a bad key: :class:`IndexOutOfRange`.
+        """
         try:
             return self.lookup_and_delete(key)
+        except errors.IndexOutOfRange:
+            raise
         except KeyNotFound:
             if default is ...:
                 raise
@@ -1223,8 +1303,9 @@ class Map:
         element (the kernel's batch update accepts only ``BPF_F_LOCK``), and a failure
         part way undoes what this call changed, so the map is left as it was; with
         ``BPF_ANY`` the kernel has already written a prefix, and :class:`BatchError`
-        says how many.
+        says how many. ``flags`` None means ``BPF_ANY``, as in :meth:`update`.
         """
+        flags = element_flags(flags, "update_batch")
         self._check_update_flags(flags, "update_batch")
         self._check_writable("update_batch")
         kb, nk = self._kcodec.encode_many(keys)
@@ -1326,6 +1407,10 @@ class Map:
                 if use_batch:
                     chunk = b"".join(keys[start:])
                     ret, done = _maps.map_delete_batch(h, chunk, n - start)
+                    if ret and done >= n - start:
+                        # A refusal before any element (no batch op for the type: ENOTSUPP) leaves the
+                        # count as passed; a real stop never counts the element it stopped at.
+                        done = 0
                     deleted += done
                     if ret == 0:
                         return deleted

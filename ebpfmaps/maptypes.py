@@ -134,6 +134,11 @@ class MapType(enum.IntEnum):
         return self in _HASH_FAMILY or self in _ARRAY_FAMILY
 
     @property
+    def is_index_keyed(self) -> bool:
+        """Keys are u32 indices below ``max_entries``; an update past the end is E2BIG (not a full map)."""
+        return self in _INDEX_KEYED
+
+    @property
     def allows_zero_entries(self) -> bool:
         """``max_entries`` may be 0: the kernel sizes the map itself (per CPU, per socket, per cgroup...)."""
         return self in _ZERO_ENTRIES
@@ -197,6 +202,9 @@ _ARRAY_FAMILY = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
 _POINTER_ARRAYS = frozenset({MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS,
                              MapType.DEVMAP, MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP,
                              MapType.REUSEPORT_SOCKARRAY})
+_INDEX_KEYED = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY,
+                          MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS, MapType.DEVMAP, MapType.CPUMAP, MapType.XSKMAP,
+                          MapType.SOCKMAP, MapType.REUSEPORT_SOCKARRAY})
 _ZERO_ENTRIES = frozenset({MapType.PERF_EVENT_ARRAY, MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE,
                            MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORAGE, MapType.CGRP_STORAGE})
 _PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -43,7 +43,13 @@ def _unescape(field: str) -> str:
 def mounts() -> list[Mount]:
     """The mounts this process sees (from /proc/self/mountinfo)."""
     out = []
-    with open("/proc/self/mountinfo") as f:
+    try:
+        f = open("/proc/self/mountinfo")
+    except OSError as exc:
+        if exc.errno in (E.EMFILE, E.ENFILE):
+            raise errors.out_of_descriptors(exc.errno, "mounts", "reading /proc/self/mountinfo", call="open") from None
+        raise
+    with f:
         for line in f:
             left, _, right = line.partition(" - ")
             fields = left.split()
@@ -89,15 +95,65 @@ def umount(path: str | os.PathLike[str]) -> None:
     _maps.umount(os.fspath(path))
 
 
-def require_bpffs(path: str | os.PathLike[str], op: str) -> str:
-    """``path`` as a string, or :class:`NotOnBpffs` when its directory is not on a bpffs."""
+def _path_text(path: str | os.PathLike[str], op: str) -> str:
+    """``path`` as a string the kernel will read in full: a str with no NUL byte, not empty."""
     p = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(p)) or "/"
-    if not os.path.isdir(parent):
-        raise errors.NotOnBpffs(f"{op}: {parent} does not exist (create it on a bpffs first)", op=op)
-    if not is_bpffs(parent):
+    if not isinstance(p, str):
+        raise errors.InvalidArgument(f"{op}: a pin path is a str (or os.PathLike of str), not {type(p).__name__}",
+                                     op=op)
+    if "\0" in p:
+        # The kernel reads a C string: it would stop at the NUL and pin (or open) a shorter path than given.
+        raise errors.InvalidArgument(f"{op}: the path {p!r} contains a NUL byte", op=op)
+    if not p:
+        raise errors.InvalidArgument(f"{op}: empty pin path", op=op)
+    return p
+
+
+def _missing_directory(directory: str) -> str | None:
+    """The first directory on the way to ``directory`` that does not exist (components taken as
+    written, as the kernel walks them: ``a/missing/..`` fails at ``a/missing``), or None."""
+    prefix = "/" if directory.startswith("/") else ""
+    for part in directory.split("/"):
+        if part in ("", "."):
+            continue
+        prefix = os.path.join(prefix, part)
+        if not os.path.isdir(prefix):
+            return prefix
+    return None
+
+
+def require_bpffs(path: str | os.PathLike[str], op: str) -> str:
+    """``path`` as a string, checked before any syscall; the library's error says what is wrong.
+
+    :class:`InvalidArgument` for a path with a NUL byte or that does not end in a name (``.``,
+    ``..``, a trailing ``/``); :class:`NotOnBpffs` when a directory on the way is missing (named)
+    or the directory the pin goes in is not on a bpffs, also when symlinks or ``..`` lead it out.
+    """
+    p = _path_text(path, op)
+    head, name = os.path.split(p)
+    if name in ("", ".", ".."):
+        raise errors.InvalidArgument(f"{op}: {p} does not end in a pin name ({name or 'a trailing /'!r} names a "
+                                     "directory); give the path of the pin itself", op=op)
+    parent = head or "."
+    missing = _missing_directory(parent)
+    if missing is not None:
+        raise errors.NotOnBpffs(f"{op}: directory {missing} does not exist (on the way to {p}); create it on a "
+                                "bpffs first", op=op)
+    real = os.path.realpath(parent)
+    if not is_bpffs(real):
         mounted = ", ".join(bpffs_mounts()) or "none mounted; see ebpfmaps.mount_bpffs()"
-        raise errors.NotOnBpffs(f"{op}: {p} is not on a bpf filesystem (bpffs mounts: {mounted})", op=op)
+        lexical = os.path.normpath(os.path.abspath(parent))
+        via = f"; its directory {parent} resolves to {real} through symlinks or '..'" if real != lexical else ""
+        raise errors.NotOnBpffs(f"{op}: {p} is not on a bpf filesystem{via} (bpffs mounts: {mounted})", op=op)
+    return p
+
+
+def require_pin(path: str | os.PathLike[str], op: str) -> str:
+    """As :func:`require_bpffs`, for a path that should hold a pin: a directory there is refused."""
+    p = require_bpffs(path, op)
+    if os.path.isdir(p) and not os.path.islink(p):
+        raise errors.InvalidArgument(f"{op}: {p} is a directory, not a pin (remove an empty one with os.rmdir)",
+                                     op=op)
     return p
 
 
@@ -122,11 +178,13 @@ def unpin(path: str | os.PathLike[str]) -> None:
     This is the bare removal; :func:`ebpfmaps.unpin` (``ebpfmaps.extension.unpin``) also tells
     the extensions, whose maps may lose their last holder with the pin.
     """
-    p = require_bpffs(path, "unpin")
+    p = require_pin(path, "unpin")
     try:
         os.unlink(p)
     except FileNotFoundError:
         raise errors.PinNotFound(f"unpin: nothing is pinned at {p}", errno=E.ENOENT, op="unpin") from None
+    except OSError as exc:
+        raise errors.from_errno(exc.errno or E.EIO, "unpin", p, call="unlink") from None
 
 
 def obj_get(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False) -> int:
@@ -141,9 +199,11 @@ def obj_get(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: 
 def obj_get_handle(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False,
                    kind: str = "map") -> FD:
     """A handle on the object pinned at ``path`` (BPF_OBJ_GET, optionally with RDONLY/WRONLY file flags)."""
-    p = os.fspath(path)
+    p = _path_text(path, "open_pinned")
     if not os.path.lexists(p):
-        raise errors.PinNotFound(f"open_pinned: nothing is pinned at {p}", errno=E.ENOENT, op="obj_get")
+        missing = _missing_directory(os.path.dirname(p) or ".")
+        why = f": directory {missing} does not exist" if missing is not None else ""
+        raise errors.PinNotFound(f"open_pinned: nothing is pinned at {p}{why}", errno=E.ENOENT, op="obj_get")
     require_bpffs(p, "open_pinned")
     flags = (BPF_F_RDONLY if readonly else 0) | (BPF_F_WRONLY if writeonly else 0)
     return _maps.obj_get(p, flags, kind=kind)

@@ -58,7 +58,7 @@ from ebpfmaps.errors import (
     PermissionDenied,
 )
 from ebpfmaps.factory import class_for, map_exists
-from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, map_info_from_fd
+from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, element_flags, map_info_from_fd, require_ints
 from ebpfmaps.maplike import MapLike
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
@@ -473,12 +473,15 @@ class ExtensibleMap:
                                 f"(the map operation itself completed): {exc!r}", op="delete") from exc
 
     # ------------------------------------------------------------------ checks
-    def _check_flags(self, flags: int, op: str) -> None:
+    def _check_flags(self, flags: int, op: str) -> int:
+        """``flags`` as an int (None: BPF_ANY, the library's rule), checked for what extensible maps accept."""
+        flags = element_flags(flags, op)
         if flags & ~(BPF_NOEXIST | BPF_EXIST):
             raise InvalidFlags(f"{op} on an extensible map accepts BPF_ANY, BPF_NOEXIST and BPF_EXIST, "
                                f"not {flags:#x}", op=op)
         if flags & BPF_NOEXIST and flags & BPF_EXIST:
             raise InvalidFlags(f"{op}: BPF_NOEXIST and BPF_EXIST exclude each other", op=op)
+        return flags
 
     def _check_delete(self, op: str) -> None:
         self._require_open(op)
@@ -525,9 +528,32 @@ class ExtensibleMap:
     def lookup(self, key: Any, flags: int = 0) -> Any:
         """The user's value for ``key`` (through find_element_notify), or ``None``."""
         if flags:
+            element_flags(flags, "lookup")
             raise InvalidFlags("lookup on an extensible map takes no flags (no BPF_F_LOCK)", op="lookup")
         out = self.lookup_bytes(key)
         return None if out is None else self._vdec(out)
+
+    def next_key(self, key: Any = None) -> Any:
+        """The key after ``key`` in the base map's order (BPF_MAP_GET_NEXT_KEY), decoded by the key codec.
+
+        The kernel's semantics, as :meth:`ebpfmaps.Map.next_key`: ``None`` gives the first key, the last
+        key ``None``, an absent key the first key on hash-based maps. The answer is the base map's: no
+        provider callback runs (:meth:`keys` lists what the provider reports present).
+        """
+        self._require_open("next_key")
+        kb: bytes | None = None
+        if key is not None:
+            try:
+                kb = self._raw_key(key)
+            except IndexOutOfRange:
+                kb = None  # an index past the end: the kernel starts over at the first one
+        out = self.next_key_bytes(kb)
+        return None if out is None else self._kcodec.decode(out)
+
+    def next_key_bytes(self, key: bytes | None) -> bytes | None:
+        """:meth:`next_key` with raw key bytes in and out (the base map's answer)."""
+        self._require_open("next_key")
+        return self._base.next_key_bytes(key)
 
     def lookup_bytes(self, key: Any) -> bytes | None:
         """The user's value bytes for ``key`` (through find_element_notify), or ``None``."""
@@ -544,7 +570,7 @@ class ExtensibleMap:
 
     def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
         """Insert or replace through update_element_notify; the replaced value gets delete_element_notify(REPLACED)."""
-        self._check_flags(flags, "update")
+        flags = self._check_flags(flags, "update")
         self._require_open("update")
         self._check_writable("update")
         kb = self._kenc(key)
@@ -597,9 +623,12 @@ class ExtensibleMap:
         return self._vdec(out)
 
     def pop_item(self, key: Any, default: Any = ...) -> Any:
-        """dict.pop: remove and return the user's value (``default`` when absent)."""
+        """dict.pop: remove and return the user's value (``default`` when absent; an index past the end
+        of an array-based map is :class:`IndexOutOfRange`, as on kernel maps)."""
         try:
             return self.lookup_and_delete(key)
+        except IndexOutOfRange:
+            raise
         except KeyNotFound:
             if default is ...:
                 raise
@@ -769,7 +798,7 @@ class ExtensibleMap:
         kernel stops part way, the keys are restored to what they held and every accepted value gets a ROLLBACK
         notification. On success each replaced value gets one REPLACED notification.
         """
-        self._check_flags(flags, "update_batch")
+        flags = self._check_flags(flags, "update_batch")
         self._require_open("update_batch")
         self._check_writable("update_batch")
         kb_all, nk = self._kcodec.encode_many(keys)
@@ -920,6 +949,11 @@ def _options(provider: MapProvider, given: Any) -> dict[str, int]:
     return merged
 
 
+# The largest stored value size a provider may ask for: value_size is a u32 in the kernel (and in the
+# BTF that describes the stored value); the kernel refuses sizes far below this (E2BIG) when creating.
+_MAX_STORED_SIZE = 2**32 - 1
+
+
 def _stored_size(provider: MapProvider, dispatch: DispatchTable, spec: MapSpec, op: str) -> int:
     fn = dispatch.create_map_notify
     stored: int | None = None
@@ -932,9 +966,9 @@ def _stored_size(provider: MapProvider, dispatch: DispatchTable, spec: MapSpec, 
             raise ProviderRefused(f"{op}: {provider.provider_name} refused the map: {exc}", op=op) from exc
     if stored is None:
         stored = spec.value_size
-    if isinstance(stored, bool) or not isinstance(stored, int) or stored <= 0:
+    if isinstance(stored, bool) or not isinstance(stored, int) or not 0 < stored <= _MAX_STORED_SIZE:
         raise ProviderError(f"{op}: {provider.provider_name}.create_map_notify returned {stored!r}; "
-                            f"expected None or a positive stored value size", op=op)
+                            f"expected None or a stored value size from 1 to {_MAX_STORED_SIZE} bytes", op=op)
     if not provider.transforms_values and stored != spec.value_size:
         raise ProviderError(f"{op}: {provider.provider_name} stores {stored}-byte values for {spec.value_size}-byte "
                             f"user values but declares transforms_values = False", op=op)
@@ -948,6 +982,7 @@ def create_extensible(provider: MapProvider, dispatch: DispatchTable, type_id: i
     if unknown:
         raise InvalidArgument(f"extensible maps do not take {unknown} (they accept {sorted(_CREATE_KWARGS)})",
                               op="create")
+    require_ints("create", **{k: kwargs.get(k) for k in ("key_size", "value_size", "flags", "map_extra", "numa_node")})
     base_type = int(provider.base_map_type)
     max_entries = kwargs.get("max_entries")
     if max_entries is None or isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries <= 0:

@@ -80,6 +80,13 @@ def _check_int(value: int, name: str, op: str, limit: int = U32_MAX) -> int:
     return value
 
 
+def _c_path(path: str, op: str) -> bytes:
+    """``path`` as the C string the kernel reads; a NUL inside would silently cut it short."""
+    if "\0" in path:
+        raise errors.InvalidArgument(f"{op}: the path {path!r} contains a NUL byte", op=op)
+    return path.encode()
+
+
 # ---------------------------------------------------------------------------------- creation
 def map_create(
     map_type: int,
@@ -212,9 +219,10 @@ def map_freeze(h: FD, op: str = "freeze") -> None:
 # ---------------------------------------------------------------------------------- bpffs, ids
 def obj_pin(h: FD | int, path: str, op: str = "pin") -> None:
     """BPF_OBJ_PIN ``h`` at ``path`` (an existing file there is a plain :class:`MapError`, not a key error)."""
+    cpath = _c_path(path, op)
     num = h.enter(op) if isinstance(h, FD) else h
     try:
-        ret = int(lib.bpf_obj_pin(num, path.encode()))
+        ret = int(lib.bpf_obj_pin(num, cpath))
     finally:
         if isinstance(h, FD):
             h.leave()
@@ -227,16 +235,17 @@ def obj_pin(h: FD | int, path: str, op: str = "pin") -> None:
 def obj_get(path: str, flags: int = 0, *, kind: str = "map", op: str = "obj_get") -> FD:
     """BPF_OBJ_GET: a handle on the object pinned at ``path`` (``flags``: BPF_F_RDONLY/BPF_F_WRONLY)."""
     _check_int(flags, "file flags", op)
+    cpath = _c_path(path, op)
     if flags:
         if lib.bpf_obj_get_opts is None:
             raise errors.NotSupported("the loaded libbpf lacks bpf_obj_get_opts (read-only opens)", op=op,
                                       call="bpf_obj_get_opts")
         opts = new_opts(structs.BpfObjGetOpts, file_flags=flags)
         call = "bpf_obj_get_opts"
-        fd = int(lib.bpf_obj_get_opts(path.encode(), ctypes.byref(opts)))
+        fd = int(lib.bpf_obj_get_opts(cpath, ctypes.byref(opts)))
     else:
         call = "bpf_obj_get"
-        fd = int(lib.bpf_obj_get(path.encode()))
+        fd = int(lib.bpf_obj_get(cpath))
     if fd < 0:
         raise _fail(fd, op, call, path)
     return FD(fd, kind)

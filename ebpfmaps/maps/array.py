@@ -68,6 +68,9 @@ class _ArrayBase(Map):
             self._kcodec.max_entries = spec.max_entries
 
     def __len__(self) -> int:
+        """max_entries: every index holds a value (once closed, :class:`MapClosed` as any other operation)."""
+        if self._h.closed:
+            raise self._h.closed_error("len")
         return self._spec.max_entries
 
     def check_packed_keys(self, keys: bytes, count: int) -> None:

@@ -33,7 +33,7 @@ from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
-from ebpfmaps.map import Map, map_class
+from ebpfmaps.map import Map, map_class, require_ints
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK
 from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, MapType
 from ebpfmaps.spec import MapSpec
@@ -177,6 +177,7 @@ class LpmTrieMap(Map):
 
     def __init__(self, key_size: int | None = None, value_size: int | None = None, max_entries: int | None = None,
                  *, family: Any = None, data_size: int | None = None, key_type: Any = None, **kwargs: Any) -> None:
+        require_ints("create", key_size=key_size, value_size=value_size, max_entries=max_entries, data_size=data_size)
         sizes = []
         if family is not None:
             sizes.append(("family", _family_data_size(family)))

@@ -24,9 +24,9 @@ from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize, KeyNotFound
 from ebpfmaps.factory import open_by_id
-from ebpfmaps.map import Map, map_class
+from ebpfmaps.map import Map, element_flags, map_class
 from ebpfmaps.maps.hash import HASH_FLAGS
-from ebpfmaps.maps.special import FD_ARRAY_FLAGS, IndexKeyedMap, fd_of
+from ebpfmaps.maps.special import FD_ARRAY_FLAGS, IndexKeyedMap, check_fd_array_flags, fd_of
 from ebpfmaps.maptypes import BPF_ANY, BPF_F_INNER_MAP, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
@@ -132,6 +132,7 @@ class _OfMapsBase(Map):
 
     def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
         """Store the inner map ``value`` (a Map or an fd) at ``key``."""
+        flags = self._check_outer_flags(flags, "update")
         self._check_inner(value)
         try:
             super().update(key, value, flags)
@@ -143,7 +144,12 @@ class _OfMapsBase(Map):
                 "(and max_entries for arrays) must match the template the outer map was created with",
                 ["kernel: bpf_map_meta_equal failed"], op="update") from exc
 
+    def _check_outer_flags(self, flags: Any, op: str) -> int:
+        """The update flags as an int, checked for the type (arrays of maps take BPF_ANY only)."""
+        return element_flags(flags, op)
+
     def update_batch(self, keys: Any, values: Any, flags: int = BPF_ANY) -> int:
+        flags = self._check_outer_flags(flags, "update_batch")
         vals = list(values)
         for v in vals:
             self._check_inner(v)
@@ -160,7 +166,12 @@ class _OfMapsBase(Map):
         return open_by_id(map_id, key_type=kt, value_type=vt)
 
     def lookup(self, key: Any, flags: int = 0) -> Map | None:
-        """The inner map at ``key``, opened by the id the kernel returns (``None`` when absent)."""
+        """The inner map at ``key``, opened by the id the kernel returns (``None`` when absent).
+
+        ``flags`` are checked as for any lookup (a map of maps has no spin lock: only 0 or None).
+        """
+        if flags:
+            self._check_lookup_flags(flags)
         for _ in range(3):
             map_id = self.inner_id(key)
             if map_id is None:
@@ -209,6 +220,9 @@ class ArrayOfMaps(_OfMapsBase, IndexKeyedMap):
 
     map_type = MapType.ARRAY_OF_MAPS
     allowed_flags: ClassVar[int] = FD_ARRAY_FLAGS
+
+    def _check_outer_flags(self, flags: Any, op: str) -> int:
+        return check_fd_array_flags(flags, self._spec.type, op)
 
 
 @map_class

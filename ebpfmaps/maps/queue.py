@@ -92,6 +92,12 @@ class KeylessMap(Map):
     def delete(self, key: Any) -> None:
         self._no_keys("delete")
 
+    def next_key(self, key: Any = None) -> Any:
+        self._no_keys("next_key")
+
+    def next_key_bytes(self, key: bytes | None) -> bytes | None:
+        self._no_keys("next_key")
+
     def lookup_and_delete(self, key: Any) -> Any:
         self._no_keys("lookup_and_delete")
 

@@ -23,7 +23,7 @@ import mmap
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 from ebpfmaps import features
@@ -34,17 +34,21 @@ from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
     IndexOutOfRange,
     InvalidArgument,
+    InvalidFlags,
     InvalidKeySize,
     InvalidValueSize,
     KeyNotFound,
+    MapError,
     NotSupported,
     from_errno,
 )
-from ebpfmaps.map import Map, map_class
+from ebpfmaps.map import Map, element_flags, map_class, require_ints
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK, LengthUnknown
 from ebpfmaps.maptypes import (
+    BPF_EXIST,
     BPF_F_CLONE,
     BPF_F_LINK,
+    BPF_F_LOCK,
     BPF_F_MMAPABLE,
     BPF_F_NO_PREALLOC,
     BPF_F_NO_USER_CONV,
@@ -53,6 +57,7 @@ from ebpfmaps.maptypes import (
     BPF_F_RDONLY_PROG,
     BPF_F_SEGV_ON_FAULT,
     BPF_F_WRONLY,
+    BPF_NOEXIST,
     MapType,
     type_name,
 )
@@ -91,9 +96,36 @@ def fd_of(obj: Any, what: str = "value") -> int:
     else:
         raise InvalidArgument(f"{what} must be a file descriptor or an object with fileno()/fd, "
                               f"not {type(obj).__name__}", op="encode")
-    if fd < 0:
-        raise InvalidArgument(f"{what}: {fd} is not an open file descriptor", op="encode")
+    if not 0 <= fd <= _FD_MAX:
+        raise InvalidArgument(f"{what}: {fd} is not an open file descriptor (fds are 0..{_FD_MAX})", op="encode")
     return fd
+
+
+_FD_MAX = 2**31 - 1  # a descriptor is a C int
+
+
+def check_fd_array_flags(flags: Any, type_id: int, op: str = "update") -> int:
+    """``flags`` for an update of an fd array (prog, cgroup, map-of-maps arrays): only BPF_ANY.
+
+    bpf_fd_array_map_update_elem refuses any other flag (EINVAL): every index always exists, an
+    update replaces what the slot held, so BPF_NOEXIST and BPF_EXIST have no meaning there.
+    """
+    checked = element_flags(flags, op)
+    if checked:
+        raise InvalidFlags(f"{op}: {type_name(type_id)} maps accept only BPF_ANY, not {flag_names_update(checked)}: "
+                           "the kernel refuses BPF_NOEXIST/BPF_EXIST on fd arrays (every index exists; an update "
+                           "replaces the slot)", op=op)
+    return checked
+
+
+def flag_names_update(flags: int) -> str:
+    """Element flags by name (``BPF_NOEXIST``...), the unnamed bits in hex."""
+    names = {BPF_NOEXIST: "BPF_NOEXIST", BPF_EXIST: "BPF_EXIST", BPF_F_LOCK: "BPF_F_LOCK"}
+    out = [name for bit, name in names.items() if flags & bit]
+    rest = flags & ~(BPF_NOEXIST | BPF_EXIST | BPF_F_LOCK)
+    if rest:
+        out.append(f"{rest:#x}")
+    return " | ".join(out)
 
 
 def _decode_each(codec: Codec, data: bytes | memoryview, count: int) -> list[Any]:
@@ -199,6 +231,12 @@ class ProgArray(_FdValued, IndexKeyedMap):
     map_type = MapType.PROG_ARRAY
     allowed_flags: ClassVar[int] = FD_ARRAY_FLAGS
 
+    def update(self, key: Any, value: Any, flags: int = 0) -> None:
+        super().update(key, value, check_fd_array_flags(flags, self._spec.type))
+
+    def update_batch(self, keys: Iterable[Any], values: Iterable[Any], flags: int = 0) -> int:
+        return super().update_batch(keys, values, check_fd_array_flags(flags, self._spec.type, "update_batch"))
+
     def program_id(self, index: int) -> int | None:
         """The id of the program at ``index`` (``None`` when the slot is empty)."""
         value = self.lookup(index)
@@ -214,6 +252,12 @@ class CgroupArray(_FdValued, IndexKeyedMap):
 
     map_type = MapType.CGROUP_ARRAY
     allowed_flags: ClassVar[int] = FD_ARRAY_FLAGS
+
+    def update(self, key: Any, value: Any, flags: int = 0) -> None:
+        super().update(key, value, check_fd_array_flags(flags, self._spec.type))
+
+    def update_batch(self, keys: Iterable[Any], values: Iterable[Any], flags: int = 0) -> int:
+        return super().update_batch(keys, values, check_fd_array_flags(flags, self._spec.type, "update_batch"))
 
 
 # ---------------------------------------------------------------------------------- XDP redirect maps
@@ -390,6 +434,29 @@ class _SocketValued(_FdValued):
     fd_value_sizes: ClassVar[tuple[int, ...]] = (4, 8)
     default_value_size: ClassVar[int] = 8
 
+    def _no_lookups(self, op: str, errno: int | None = None) -> NotSupported:
+        # sock_map_lookup_sys, sock_hash_lookup_sys and reuseport_array_lookup_elem answer ENOSPC to any
+        # syscall lookup unless value_size is 8: what they return is the socket's 8-byte cookie.
+        return NotSupported(f"{op}: the kernel answers syscall lookups of {type_name(self._spec.type)} maps only "
+                            f"when value_size is 8 (the value read back is the socket cookie); this map has "
+                            f"value_size {self._spec.value_size}, so its sockets can be written and deleted "
+                            "but not read", errno=errno, op=op)
+
+    def lookup(self, key: Any, flags: int = 0) -> Any:
+        if self._spec.value_size != 8:
+            raise self._no_lookups("lookup")
+        return super().lookup(key, flags)
+
+    def lookup_bytes(self, key: Any) -> bytes | None:
+        if self._spec.value_size != 8:
+            raise self._no_lookups("lookup")
+        return super().lookup_bytes(key)
+
+    def _fail(self, ret: int, op: str, key: Any = None) -> MapError:
+        if -ret == E.ENOSPC and op in ("lookup", "lookup_batch") and not self._h.closed:
+            return self._no_lookups(op, E.ENOSPC)
+        return super()._fail(ret, op, key)
+
     def cookie(self, key: Any) -> int | None:
         """The socket cookie (SO_COOKIE) of the socket stored at ``key``, or ``None``."""
         if self._spec.value_size != 8:
@@ -398,9 +465,32 @@ class _SocketValued(_FdValued):
         return None if value is None else int(value)
 
 
+class _SocketSlots(_SocketValued):
+    """Index-keyed socket maps: get_next_key walks every index, holding a socket or not, so only a
+    lookup tells the occupied slots, and ``len()``/``keys()``/``items()`` count only those (with
+    value_size 4 the kernel answers no lookups: they raise :class:`NotSupported`)."""
+
+    kernel_batch: ClassVar[bool | None] = False
+
+    def _raw_chunks(self, values: bool) -> Iterator[tuple[bytes, bytes, int]]:
+        if self._spec.value_size != 8:
+            raise self._no_lookups("keys" if not values else "items")
+        for keys, vals, count in super()._raw_chunks(values=True):  # the lookups drop the empty slots
+            yield keys, (vals if values else b""), count
+
+    def __len__(self) -> int:
+        if self._spec.value_size != 8:
+            exc = self._no_lookups("len")
+            raise LengthUnknown(exc.message, op="len")
+        return super().__len__()
+
+
 @map_class
-class SockMap(_SocketValued, IndexKeyedMap):
-    """BPF_MAP_TYPE_SOCKMAP: index → TCP/UDP/unix socket for sk_msg/sk_skb redirection."""
+class SockMap(_SocketSlots, IndexKeyedMap):
+    """BPF_MAP_TYPE_SOCKMAP: index → TCP/UDP/unix socket for sk_msg/sk_skb redirection.
+
+    ``len()``, ``keys()`` and ``items()`` count the slots that hold a socket.
+    """
 
     map_type = MapType.SOCKMAP
     allowed_flags: ClassVar[int] = SOCK_FLAGS
@@ -415,7 +505,7 @@ class SockHash(_SocketValued, _Probed):
 
 
 @map_class
-class ReuseportSockArray(_SocketValued, IndexKeyedMap):
+class ReuseportSockArray(_SocketSlots, IndexKeyedMap):
     """BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: index → SO_REUSEPORT socket for sk_reuseport programs."""
 
     map_type = MapType.REUSEPORT_SOCKARRAY
@@ -547,6 +637,7 @@ class _LocalStorage(_Probed):
     def __init__(self, key_size: int | None = None, value_size: int | None = None,
                  max_entries: int | None = None, *, key_type: Any = None, btf: Any = None,
                  btf_key_type_id: int = 0, btf_value_type_id: int = 0, **kwargs: Any) -> None:
+        require_ints("create", key_size=key_size, value_size=value_size, max_entries=max_entries)
         if max_entries not in (None, 0):
             raise InvalidArgument(f"{type(self).__name__} needs max_entries=0 (storage lives on the kernel objects)",
                                   op="create")
@@ -594,6 +685,9 @@ class _LocalStorage(_Probed):
 
     def keys(self) -> Iterator[Any]:
         raise self._no_walk("keys")
+
+    def next_key_bytes(self, key: bytes | None) -> bytes | None:
+        raise self._no_walk("next_key")
 
     def values(self) -> Iterator[Any]:
         raise self._no_walk("values")

@@ -19,7 +19,7 @@ from ebpfmaps import ksyms
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, StructCodec
 from ebpfmaps.errors import InvalidArgument, InvalidValueSize, KeyNotFound, NotSupported
-from ebpfmaps.map import Map, map_class
+from ebpfmaps.map import Map, map_class, require_ints
 from ebpfmaps.maptypes import BPF_ANY, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_STACK_BUILD_ID, BPF_F_WRONLY, MapType
 from ebpfmaps.spec import MapSpec
 
@@ -101,6 +101,8 @@ class StackTraceMap(Map):
     def __init__(self, key_size: int | None = None, value_size: int | None = None, max_entries: int | None = None,
                  *, depth: int | None = None, build_id: bool = False, flags: int = 0, value_type: Any = None,
                  **kwargs: Any) -> None:
+        require_ints("create", key_size=key_size, value_size=value_size, max_entries=max_entries, depth=depth,
+                     flags=flags)
         if build_id:
             flags |= BPF_F_STACK_BUILD_ID
         frame = BUILD_ID_FRAME_SIZE if flags & BPF_F_STACK_BUILD_ID else IP_SIZE

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno as E
+import math
 import mmap
 import os
 import select
@@ -10,7 +12,7 @@ import time
 from typing import Union
 
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.errors import InvalidArgument, MapClosed
+from ebpfmaps.errors import InvalidArgument, MapClosed, from_errno, out_of_descriptors
 from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
 from ebpfmaps.spec import MapInfo
@@ -60,6 +62,8 @@ def resolve_map(target: MapLike, expected_type: int, role: str) -> tuple[MapRef,
         try:
             num = os.dup(target)  # our own reference: the caller's number may be closed and reused later
         except OSError as exc:
+            if exc.errno in (E.EMFILE, E.ENFILE):
+                raise out_of_descriptors(exc.errno, role, f"duplicating fd {target}", call="dup") from None
             raise MapClosed(f"{role}: fd {target} is not open ({exc.strerror})", errno=exc.errno, op=role) from None
         ref = MapRef(FD(num, "map"), None)
     else:
@@ -78,24 +82,48 @@ def resolve_map(target: MapLike, expected_type: int, role: str) -> tuple[MapRef,
     return ref, info
 
 
-def timeout_ms(timeout: float | None) -> int:
-    """epoll's timeout argument: None waits forever (-1); negative timeouts are refused."""
+# epoll_wait takes an int of milliseconds; longer waits are made of several (the callers loop on a Deadline).
+_MAX_WAIT_MS = 2**31 - 1
+
+
+def check_timeout(timeout: float | None, op: str = "poll") -> float | None:
+    """``timeout`` in seconds, or None to wait forever (``None`` or ``math.inf``).
+
+    Anything else that is not a real number of seconds >= 0 (a negative number, NaN, a string,
+    a bool) is :class:`InvalidArgument`, before any wait.
+    """
     if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidArgument(f"{op}: timeout must be a number of seconds or None, not {type(timeout).__name__}",
+                              op=op)
+    if math.isnan(timeout) or timeout < 0:
+        raise InvalidArgument(f"{op}: timeout must be >= 0 seconds, math.inf or None, not {timeout}", op=op)
+    if math.isinf(timeout):
+        return None
+    return float(timeout)
+
+
+def timeout_ms(timeout: float | None) -> int:
+    """epoll's timeout argument: None (or inf) waits forever (-1); bad timeouts are refused (see check_timeout).
+
+    Waits longer than epoll takes are cut to its maximum; the callers' deadlines wait again.
+    """
+    t = check_timeout(timeout)
+    if t is None:
         return -1
-    if timeout < 0:
-        raise InvalidArgument(f"timeout must be >= 0 seconds or None, not {timeout}", op="poll")
     # Round up so that a tiny positive timeout still waits instead of degrading to a busy poll.
-    return max(int(timeout * 1000 + 0.999), 1 if timeout > 0 else 0)
+    return min(max(int(min(t * 1000 + 0.999, _MAX_WAIT_MS)), 1 if t > 0 else 0), _MAX_WAIT_MS)
 
 
 class Deadline:
-    """Remaining time of a timeout (None: forever) across several waits."""
+    """Remaining time of a timeout (None or inf: forever) across several waits."""
 
     __slots__ = ("end",)
 
     def __init__(self, timeout: float | None) -> None:
-        timeout_ms(timeout)  # validate
-        self.end = None if timeout is None else time.monotonic() + timeout
+        t = check_timeout(timeout)
+        self.end = None if t is None else time.monotonic() + t
 
     def remaining(self) -> float | None:
         if self.end is None:
@@ -113,7 +141,10 @@ class EpollFD(FD):
     __slots__ = ("ep",)
 
     def __init__(self) -> None:
-        ep = select.epoll()
+        try:
+            ep = select.epoll()
+        except OSError as exc:
+            raise from_errno(exc.errno or E.EIO, "epoll_create", call="epoll_create1") from None
         super().__init__(ep.fileno(), "reader")
         self.ep = ep
 
@@ -205,6 +236,15 @@ def close_mappings(mappings: list[mmap.mmap]) -> None:
             pass
 
 
+def map_shared(fd: int, length: int, prot: int, offset: int, what: str) -> mmap.mmap:
+    """``mmap(MAP_SHARED)`` of ``fd``; a failure is the library's error (mmap also takes a descriptor:
+    CPython duplicates ``fd``, so an exhausted descriptor table is :class:`TooManyOpenFiles`)."""
+    try:
+        return mmap.mmap(fd, length, mmap.MAP_SHARED, prot, offset=offset)
+    except OSError as exc:
+        raise from_errno(exc.errno or E.EIO, "mmap", f"{what}, {length} bytes", call="mmap") from None
+
+
 class RingMapping:
     """A BPF ring buffer map's pages mapped into this process (the layout of kernel/bpf/ringbuf.c).
 
@@ -223,10 +263,10 @@ class RingMapping:
         rw, ro = mmap.PROT_READ | mmap.PROT_WRITE, mmap.PROT_READ
         # The mappings hold their own reference to the map: they stay valid whatever happens to the number.
         with handle.pinned("mmap") as fd:
-            self._cons_mm = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, rw if python_consumes else ro, offset=0)
+            self._cons_mm = map_shared(fd, PAGE_SIZE, rw if python_consumes else ro, 0, "ring buffer consumer page")
             try:
-                self._prod_mm = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED, ro if python_consumes else rw,
-                                          offset=PAGE_SIZE)
+                self._prod_mm = map_shared(fd, PAGE_SIZE + 2 * size, ro if python_consumes else rw, PAGE_SIZE,
+                                           "ring buffer data")
             except BaseException:
                 self._cons_mm.close()
                 raise

@@ -40,7 +40,7 @@ from ebpfmaps.cpus import online_cpus
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.programs.tracing import PERF_ATTR_FLAG_WATERMARK, PERF_SAMPLE_RAW, PERF_TYPE_SOFTWARE
-from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, resolve_map
+from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, map_shared, resolve_map
 from ebpfmaps.spec import MapInfo
 
 # include/uapi/linux/perf_event.h (the rest, and perf_event_attr, come with the tracepoint code)
@@ -80,7 +80,7 @@ class _CpuRing:
         self.event = event
         self.data_size = pages * PAGE_SIZE
         with event.pinned("mmap") as fd:
-            self.mm = mmap.mmap(fd, (pages + 1) * PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self.mm = map_shared(fd, (pages + 1) * PAGE_SIZE, mmap.PROT_READ | mmap.PROT_WRITE, 0, f"perf ring of CPU {cpu}")
         whole = memoryview(self.mm)
         self.head = whole[_DATA_HEAD:_DATA_HEAD + 8].cast("Q")
         self.tail = whole[_DATA_TAIL:_DATA_TAIL + 8].cast("Q")

@@ -2,8 +2,8 @@
 
 Each test names its C function. The C main runs most scenarios twice, with map_opts.map_flags 0 and
 BPF_F_NO_PREALLOC: those are parametrized over ``MAP_FLAGS``. Where the C calls
-``bpf_map_get_next_key`` the walk is kept in a companion test marked ``needs_next_key`` (see
-_support.py), and the main test checks the same state through the library's iteration.
+``bpf_map_get_next_key`` the walk is kept in a companion ``*_get_next_key`` test (``Map.next_key``),
+and the main test checks the same state through the library's iteration.
 
 Sizes: test_maps.c uses MAP_SIZE 32K and 100 forked tasks; from Python (and in the emulated VMs,
 ~14x slower) that would take minutes, so MAP_SIZE and TASKS are scaled down below, the scenarios kept.
@@ -48,7 +48,7 @@ from ebpfmaps.errors import (
     PermissionDenied,
 )
 from ebpfmaps.spec import MapSpec
-from tests.selftests._support import needs_next_key, next_key
+from tests.selftests._support import next_key
 
 # test_maps.c: MAP_SIZE (32 * 1024) and TASKS 100, scaled down (see the module docstring).
 MAP_SIZE = 1024
@@ -117,7 +117,6 @@ def test_hashmap(flags: int) -> None:
         assert list(m.keys()) == [] and len(m) == 0
 
 
-@needs_next_key
 @pytest.mark.parametrize("flags", MAP_FLAGS)
 def test_hashmap_get_next_key(flags: int) -> None:
     """test_maps.c: test_hashmap, its bpf_map_get_next_key walk over two elements and the empty map."""
@@ -203,7 +202,6 @@ def test_hashmap_percpu(flags: int) -> None:
         assert len(m) == 0
 
 
-@needs_next_key
 def test_hashmap_percpu_get_next_key() -> None:
     """test_maps.c: test_hashmap_percpu, its bpf_map_get_next_key loop (from a missing key: the first key)."""
     values = [i + 100 for i in range(NR_CPUS)]
@@ -271,7 +269,6 @@ def test_hashmap_walk(flags: int) -> None:
         assert seen == WALK_ENTRIES
 
 
-@needs_next_key
 @pytest.mark.parametrize("flags", MAP_FLAGS)
 def test_hashmap_walk_get_next_key(flags: int) -> None:
     """test_maps.c: test_hashmap_walk, key by key with bpf_map_get_next_key."""
@@ -313,7 +310,6 @@ def test_hashmap_zero_seed() -> None:
         assert list(second.keys()) == order
 
 
-@needs_next_key
 def test_hashmap_zero_seed_get_next_key() -> None:
     """test_maps.c: test_hashmap_zero_seed, key by key with bpf_map_get_next_key."""
     with helper_fill_hashmap(3, BPF_F_ZERO_SEED) as first, helper_fill_hashmap(3, BPF_F_ZERO_SEED) as second:
@@ -352,7 +348,6 @@ def test_arraymap() -> None:
         assert m.lookup(1) == 1234
 
 
-@needs_next_key
 @pytest.mark.parametrize("cls", [ebpfmaps.ArrayMap, ebpfmaps.PerCpuArrayMap], ids=["array", "percpu_array"])
 def test_arraymap_get_next_key(cls: type) -> None:
     """test_maps.c: test_arraymap / test_arraymap_percpu: get_next_key from NULL and from an index past the
@@ -448,7 +443,6 @@ def test_queuemap_stackmap(kind: str, flags: int) -> None:
             m.delete(None)
 
 
-@needs_next_key
 @pytest.mark.parametrize("cls", [ebpfmaps.QueueMap, ebpfmaps.StackMap], ids=["queue", "stack"])
 def test_queuemap_stackmap_get_next_key(cls: type) -> None:
     """test_maps.c: test_queuemap/test_stackmap: bpf_map_get_next_key(fd, NULL, NULL) fails with EINVAL."""
@@ -621,7 +615,6 @@ def test_map_large(flags: int) -> None:
         assert m.lookup(BigKey(a=1, c=0)) is None
 
 
-@needs_next_key
 def test_map_large_get_next_key() -> None:
     """test_maps.c: test_map_large, its walk: from a key not in the map (c=-1) get_next_key visits
     MAP_SIZE keys, then ENOENT."""
@@ -724,7 +717,6 @@ def test_map_rdonly(flags: int) -> None:
         assert list(m.keys()) == []
 
 
-@needs_next_key
 def test_map_rdonly_get_next_key() -> None:
     """test_maps.c: test_map_rdonly: get_next_key on the empty read-only map answers ENOENT."""
     with ebpfmaps.HashMap(key_type=ctypes.c_int, value_type=ctypes.c_int, max_entries=MAP_SIZE,
@@ -745,7 +737,6 @@ def test_map_wronly_hash(flags: int) -> None:
             list(m.keys())
 
 
-@needs_next_key
 def test_map_wronly_hash_get_next_key() -> None:
     """test_maps.c: test_map_wronly_hash: get_next_key is a read: EPERM."""
     with ebpfmaps.HashMap(key_type=ctypes.c_int, value_type=ctypes.c_int, max_entries=MAP_SIZE,
