@@ -225,6 +225,106 @@ def struct_ops_link_supported() -> bool:
     return True
 
 
+_BPF_PROG_TYPE_SOCKET_FILTER = 1
+_BPF_PROG_TYPE_XDP = 6
+_UNSUPPORTED = frozenset({E.EINVAL, E.EOPNOTSUPP, errors.ENOTSUPP})
+
+
+@functools.cache
+def lookup_and_delete_supported(map_type: MapType | int) -> bool:
+    """Whether BPF_MAP_LOOKUP_AND_DELETE_ELEM takes a key on maps of ``map_type`` (hash types: Linux 5.14).
+
+    Probe: a one-element map of the type, looked up and deleted at once.
+    """
+    t = int(map_type)
+    if not map_type_supported(t):
+        return False
+    h = _maps.map_create(t, None, 4, 8, 1, op="probe")
+    try:
+        ret = _maps.map_update_elem(h, bytes(4), bytes(8), 0, "probe")
+        if ret < 0:
+            raise errors.from_errno(-ret, "probe", f"inserting into a {type_name(t)} map")
+        value = ctypes.create_string_buffer(8 * max(1, _maps.num_possible_cpus()))
+        ret = _maps.map_lookup_and_delete_elem(h, bytes(4), value, "probe")
+    finally:
+        h.close()
+    if ret == 0:
+        return True
+    _raise_unanswered(-ret, f"lookup_and_delete on a {type_name(t)} map")
+    if -ret in _UNSUPPORTED:
+        return False
+    raise errors.from_errno(-ret, "probe", f"lookup_and_delete on a {type_name(t)} map")
+
+
+@functools.cache
+def batch_ops_supported(map_type: MapType | int) -> bool:
+    """Whether the kernel has batch operations (BPF_MAP_LOOKUP_BATCH...) for maps of ``map_type``.
+
+    Hash maps have them since Linux 5.6, per-CPU arrays since 5.13. Probe: a batch lookup of an empty
+    map of the type, which answers ENOENT (nothing to read) when the operation exists.
+    """
+    t = int(map_type)
+    if not map_type_supported(t):
+        return False
+    h = _maps.map_create(t, None, 4, 8, 1, op="probe")
+    try:
+        ks = ctypes.create_string_buffer(8)
+        vs = ctypes.create_string_buffer(8 * max(1, _maps.num_possible_cpus()))
+        ret, _ = _maps.map_lookup_batch(h, None, ctypes.create_string_buffer(8), ks, vs, 1)
+    finally:
+        h.close()
+    if ret in (0, -E.ENOENT):
+        return True
+    _raise_unanswered(-ret, f"a batch lookup on a {type_name(t)} map")
+    if -ret in _UNSUPPORTED:
+        return False
+    raise errors.from_errno(-ret, "probe", f"a batch lookup on a {type_name(t)} map")
+
+
+_PROG_TYPES = {"socket_filter": _BPF_PROG_TYPE_SOCKET_FILTER, "xdp": _BPF_PROG_TYPE_XDP, "tracepoint": 5,
+               "sched_cls": 3, "kprobe": 2, "raw_tracepoint": 17}
+
+
+@functools.cache
+def helper_supported(helper: str | int, prog_type: str | int = "xdp") -> bool:
+    """Whether programs of ``prog_type`` may call ``helper`` (a name such as ``"loop"`` or
+    ``"bpf_loop"``, or an id) on the running kernel: libbpf's helper probe."""
+    pt = _PROG_TYPES[prog_type] if isinstance(prog_type, str) else int(prog_type)
+    ret, err = _maps.probe_helper(pt, asm.helper_id(helper))
+    if ret == 1:
+        return True
+    if ret == 0:
+        return False
+    _raise_unanswered(-ret, f"probing helper {helper!r}")
+    raise errors.from_errno(-ret, "probe", f"probing helper {helper!r}")
+
+
+@functools.cache
+def atomic_fetch_supported() -> bool:
+    """Whether the verifier accepts BPF_ATOMIC with BPF_FETCH (fetch-and-add, xchg, cmpxchg: Linux 5.12).
+
+    Older kernels know only BPF_XADD, the atomic add that returns nothing. Probe: a socket filter that
+    fetch-adds on its stack.
+    """
+    code = asm.assemble([
+        asm.st(8, R10, -8, 0),
+        asm.mov64(R1, 1),
+        asm.atomic_add(8, R10, R1, -8, fetch=True),
+        asm.mov64(R0, 0),
+        asm.exit_(),
+    ])
+    try:
+        _maps.prog_load_probe(_BPF_PROG_TYPE_SOCKET_FILTER, bytes(code), "probe_atomic").close()
+    except errors.MapError as exc:
+        if exc.errno is None:
+            raise
+        _raise_unanswered(exc.errno, "loading a program with an atomic fetch-add")
+        if exc.errno in _UNSUPPORTED:
+            return False
+        raise
+    return True
+
+
 _BPF_PROG_TYPE_TRACEPOINT = 5
 _TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 

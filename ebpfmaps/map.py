@@ -391,7 +391,9 @@ class Map:
         self._ktype = ctypes.c_char * max(self._ksize, 1)
         self._vpool: list[Any] = []
         self._init_fast_paths()
-        self._batch_ok: bool | None = self.kernel_batch
+        # Whether this kernel has batch operations for the type: False when the type never has them,
+        # else found out by the first batch call (per-CPU arrays got them only in Linux 5.13).
+        self._batch_ok: bool | None = False if self.kernel_batch is False else None
         self._lock = threading.Lock()
         self._kernel_id: int | None = None  # this object's kernel map id, looked up by maps_on()
         with _live_lock:
@@ -1058,7 +1060,7 @@ class Map:
 
     def __len__(self) -> int:
         """Entries now in the map (a full walk: O(n) syscalls/batches)."""
-        return sum(n for _, _, n in self._raw_chunks(values=False))
+        return sum(n for _, _, n in self.raw_chunks(values=False))
 
     def __bool__(self) -> bool:
         # A map object is always truthy: emptiness would need a walk of the map.
@@ -1070,16 +1072,16 @@ class Map:
     def keys(self) -> Iterator[Any]:
         """Lazy keys; never raises or loops when entries are deleted meanwhile."""
         kdm = self._kcodec.decode_many
-        return chain.from_iterable(kdm(kb, n) for kb, _, n in self._raw_chunks(values=False))
+        return chain.from_iterable(kdm(kb, n) for kb, _, n in self.raw_chunks(values=False))
 
     def values(self) -> Iterator[Any]:
         vdm = self._vcodec.decode_many
-        return chain.from_iterable(vdm(vb, n) for _, vb, n in self._raw_chunks(values=True))
+        return chain.from_iterable(vdm(vb, n) for _, vb, n in self.raw_chunks(values=True))
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Lazy ``(key, value)`` pairs, read in kernel batches where the type supports them."""
         kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
-        return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n)) for kb, vb, n in self._raw_chunks(values=True))
+        return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n)) for kb, vb, n in self.raw_chunks(values=True))
 
     def to_dict(self) -> dict[Any, Any]:
         return dict(self.items())
@@ -1097,12 +1099,15 @@ class Map:
             n += self._delete_raw_keys(keys)
 
     # ------------------------------------------------------------------ iteration machinery
-    def _raw_chunks(self, values: bool) -> Iterator[tuple[bytes, bytes, int]]:
+    def raw_chunks(self, values: bool = True, batch_size: int = ITER_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
         """The whole map as packed ``(keys, values, count)`` chunks: kernel batches where the
-        type has them, else the get_next_key walk grouped into chunks (``values`` empty when
-        not ``values``)."""
+        kernel has them for the type, else the get_next_key walk grouped into chunks (``values``
+        empty when not ``values``).
+
+        Part of the small API that layers over a map (resize, extensible maps) build on.
+        """
         if self._batch_ok is not False:
-            it = self._iter_batches_raw(ITER_BATCH, delete=False)
+            it = self._iter_batches_raw(batch_size, delete=False)
             try:
                 first = next(it)
             except StopIteration:
@@ -1134,7 +1139,7 @@ class Map:
         bounded, safe under concurrent deletes, and :class:`MapClosed` once the map is closed.
         """
         ks, vs = self._ksize, self._vsize
-        for keys, vals, count in self._raw_chunks(values):
+        for keys, vals, count in self.raw_chunks(values):
             for i in range(count):
                 yield keys[i * ks : (i + 1) * ks], (vals[i * vs : (i + 1) * vs] if values else b"")
 
@@ -1239,15 +1244,22 @@ class Map:
     # ------------------------------------------------------------------ batches
     def iter_batches(self, batch_size: int = DEFAULT_BATCH, *, delete: bool = False) -> Iterator[list[tuple[Any, Any]]]:
         """Lazy chunks of decoded ``(key, value)`` pairs straight from kernel batch ops."""
-        self._require_batch("lookup_batch")
         kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
-        for keys, vals, count in self._iter_batches_raw(batch_size, delete):
+        for keys, vals, count in self.iter_batches_raw(batch_size, delete=delete):
             yield list(zip(kdm(keys, count), vdm(vals, count)))
 
     def iter_batches_raw(self, batch_size: int = DEFAULT_BATCH, *, delete: bool = False) -> Iterator[tuple[bytes, bytes, int]]:
-        """Lazy ``(keys, values, count)`` with packed bytes, for numpy or struct consumers."""
-        self._require_batch("lookup_batch")
-        return self._iter_batches_raw(batch_size, delete)
+        """Lazy ``(keys, values, count)`` with packed bytes, for numpy or struct consumers.
+
+        :class:`NotSupported` when the kernel has no batch operations for the type.
+        """
+        op = "lookup_and_delete_batch" if delete else "lookup_batch"
+        self._require_batch(op)
+        try:
+            yield from self._iter_batches_raw(batch_size, delete)
+        except _BatchUnsupported:
+            self._batch_ok = False
+            self._require_batch(op)
 
     def _require_batch(self, op: str) -> None:
         if self._batch_ok is False:

@@ -128,7 +128,7 @@ class _Snapshot:
     """
 
     def __init__(self, m: Map) -> None:
-        chunks = list(m.iter_batches_raw(COPY_BATCH))
+        chunks = list(m.raw_chunks(values=True, batch_size=COPY_BATCH))
         self.keys = b"".join(c[0] for c in chunks)
         self.values = b"".join(c[1] for c in chunks)
         self.count = sum(c[2] for c in chunks)
@@ -216,7 +216,7 @@ def _kept(snap: _Snapshot, is_array: bool, new_max_entries: int) -> tuple[bytes,
 def _present_keys(m: Map) -> set[bytes]:
     ks = m.key_size
     out: set[bytes] = set()
-    for kb, _, count in m.iter_batches_raw(COPY_BATCH):
+    for kb, _, count in m.raw_chunks(values=False, batch_size=COPY_BATCH):
         out.update(kb[i * ks : (i + 1) * ks] for i in range(count))
     return out
 

@@ -675,6 +675,20 @@ class ExtensibleMap:
         return sum(1 for _ in self._take_all())
 
     # ------------------------------------------------------------------ iteration
+    def raw_chunks(self, values: bool = True, batch_size: int = ITER_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
+        """:meth:`raw_pairs` packed into ``(keys, user values, count)`` chunks of up to ``batch_size``."""
+        keys: list[bytes] = []
+        vals: list[bytes] = []
+        for kb, vb in self.raw_pairs(values):
+            keys.append(kb)
+            vals.append(vb)
+            if len(keys) >= batch_size:
+                yield b"".join(keys), b"".join(vals), len(keys)
+                keys.clear()
+                vals.clear()
+        if keys:
+            yield b"".join(keys), b"".join(vals), len(keys)
+
     def raw_pairs(self, values: bool = True) -> Iterator[tuple[bytes, bytes]]:
         """``(key, user value)`` pairs: each element through get_next_key_and_value_notify (or find)."""
         self._require_open("iterate")

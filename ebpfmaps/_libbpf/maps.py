@@ -53,6 +53,7 @@ __all__ = [
     "num_possible_cpus",
     "obj_get",
     "obj_pin",
+    "probe_helper",
     "probe_map_type",
     "prog_load_probe",
     "umount",
@@ -173,6 +174,16 @@ def probe_map_type(map_type: int) -> tuple[int, int]:
     _check_int(map_type, "map type", "probe")
     ctypes.set_errno(0)
     ret = int(lib.libbpf_probe_bpf_map_type(map_type, None))
+    return ret, ctypes.get_errno()
+
+
+def probe_helper(prog_type: int, helper_id: int) -> tuple[int, int]:
+    """libbpf's probe for helper ``helper_id`` in programs of ``prog_type``: ``(result, errno)`` as
+    :func:`probe_map_type` (1 usable, 0 refused, negative: libbpf could not probe)."""
+    _check_int(prog_type, "program type", "probe")
+    _check_int(helper_id, "helper id", "probe")
+    ctypes.set_errno(0)
+    ret = int(lib.libbpf_probe_bpf_helper(prog_type, helper_id, None))
     return ret, ctypes.get_errno()
 
 

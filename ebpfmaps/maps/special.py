@@ -42,7 +42,7 @@ from ebpfmaps.errors import (
     NotSupported,
     from_errno,
 )
-from ebpfmaps.map import Map, element_flags, map_class, require_ints
+from ebpfmaps.map import ITER_BATCH, Map, element_flags, map_class, require_ints
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK, LengthUnknown
 from ebpfmaps.maptypes import (
     BPF_EXIST,
@@ -472,10 +472,10 @@ class _SocketSlots(_SocketValued):
 
     kernel_batch: ClassVar[bool | None] = False
 
-    def _raw_chunks(self, values: bool) -> Iterator[tuple[bytes, bytes, int]]:
+    def raw_chunks(self, values: bool = True, batch_size: int = ITER_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
         if self._spec.value_size != 8:
             raise self._no_lookups("keys" if not values else "items")
-        for keys, vals, count in super()._raw_chunks(values=True):  # the lookups drop the empty slots
+        for keys, vals, count in super().raw_chunks(values=True, batch_size=batch_size):  # the lookups drop the empty slots
             yield keys, (vals if values else b""), count
 
     def __len__(self) -> int:
