@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 from ebpfmaps import asm, errors, fdinfo
 from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps._libbpf import perf as _perf
+from ebpfmaps._libbpf import progs as _progs
 from ebpfmaps.asm import R0, R1, R2, R3, R4, R6, R10
 from ebpfmaps.maptypes import BPF_F_LINK, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType, type_name
 
@@ -290,7 +292,7 @@ def helper_supported(helper: str | int, prog_type: str | int = "xdp") -> bool:
     """Whether programs of ``prog_type`` may call ``helper`` (a name such as ``"loop"`` or
     ``"bpf_loop"``, or an id) on the running kernel: libbpf's helper probe."""
     pt = _PROG_TYPES[prog_type] if isinstance(prog_type, str) else int(prog_type)
-    ret, err = _maps.probe_helper(pt, asm.helper_id(helper))
+    ret, _ = _maps.probe_helper(pt, asm.helper_id(helper))
     if ret == 1:
         return True
     if ret == 0:
@@ -340,6 +342,39 @@ def _tracepoint_id(category: str, name: str) -> int:
             raise errors.PermissionDenied(f"probe: cannot read the id of tracepoint {category}/{name}: {exc}",
                                           errno=exc.errno, op="probe") from None
     raise errors.NotSupported(f"probe: no tracepoint {category}/{name} in tracefs", op="probe")
+
+
+_PERF_TYPE_TRACEPOINT = 2
+_BPF_PERF_EVENT = 41  # enum bpf_attach_type
+
+
+@functools.cache
+def perf_event_link_supported() -> bool:
+    """Whether a program attaches to a perf event as a BPF link (``BPF_LINK_CREATE`` with BPF_PERF_EVENT,
+    Linux 5.15); older kernels bind it with the PERF_EVENT_IOC_SET_BPF ioctl only.
+
+    Probe: a do-nothing tracepoint program linked to a ``syscalls/sys_enter_getppid`` perf event.
+    """
+    tp_id = _tracepoint_id("syscalls", "sys_enter_getppid")
+    code = asm.assemble([asm.mov64(R0, 0), asm.exit_()])
+    prog = _maps.prog_load_probe(_BPF_PROG_TYPE_TRACEPOINT, bytes(code), "probe_perf_link")
+    try:
+        attr = _perf.PerfEventAttr(type=_PERF_TYPE_TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1)
+        event = _perf.perf_event_open(attr, pid=-1, cpu=0)
+        try:
+            _progs.link_create(prog, event, _BPF_PERF_EVENT, "probe", "a perf event link").close()
+        except errors.MapError as exc:
+            if exc.errno is None:
+                raise
+            _raise_unanswered(exc.errno, "linking a program to a perf event")
+            if exc.errno in _UNSUPPORTED:
+                return False
+            raise
+        finally:
+            event.close()
+    finally:
+        prog.close()
+    return True
 
 
 @functools.cache

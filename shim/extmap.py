@@ -138,6 +138,7 @@ class ExtensibleMap:
     _map_id: int
     _stored_size: int
     _transforms: bool
+    _atomic_take: bool
     _release: Callable[[], object]
     _shim_open: bool
 
@@ -166,6 +167,7 @@ class ExtensibleMap:
         self._map_id = binding.map_id
         self._stored_size = base.value_size
         self._transforms = bool(binding.provider.transforms_values)
+        self._atomic_take = True  # until the kernel says it has no lookup_and_delete for the base type
         self._release = _nothing
         return self
 
@@ -503,7 +505,7 @@ class ExtensibleMap:
         kb = self._raw_key(key)
         with _locks.key_lock(self._map_id, kb):
             try:
-                stored = self._base.lookup_and_delete(kb)
+                stored = self._take_stored(kb)
             except KeyNotFound:
                 return False
             self._notify_delete(kb, stored, reason)
@@ -606,7 +608,7 @@ class ExtensibleMap:
         self._check_delete("delete")
         kb = self._kenc(key)
         with _locks.key_lock(self._map_id, kb):
-            stored = self._base.lookup_and_delete(kb)
+            stored = self._take_stored(kb)
             self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
 
     def lookup_and_delete(self, key: Any) -> Any:
@@ -614,7 +616,7 @@ class ExtensibleMap:
         self._check_delete("lookup_and_delete")
         kb = self._kenc(key)
         with _locks.key_lock(self._map_id, kb):
-            stored = self._base.lookup_and_delete(kb)
+            stored = self._take_stored(kb)
             self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
         out = self._user_value(kb, stored)
         if out is None:
@@ -663,7 +665,7 @@ class ExtensibleMap:
             for kb in keys:
                 with _locks.key_lock(self._map_id, kb):
                     try:
-                        stored = self._base.lookup_and_delete(kb)
+                        stored = self._take_stored(kb)
                     except KeyNotFound:
                         continue  # deleted meanwhile by someone else
                     self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
@@ -675,6 +677,27 @@ class ExtensibleMap:
         return sum(1 for _ in self._take_all())
 
     # ------------------------------------------------------------------ iteration
+    def _take_stored(self, kb: bytes) -> bytes:
+        """Remove ``kb`` from the base map and return its stored bytes; :class:`KeyNotFound` when absent.
+
+        Callers hold the key's lock. Kernels without BPF_MAP_LOOKUP_AND_DELETE_ELEM for the base type
+        (hash maps before Linux 5.14) get a lookup then a delete: atomic for every shim user, who takes
+        the same lock, though not against kernel programs writing the key in between.
+        """
+        if self._atomic_take:
+            try:
+                stored: bytes = self._base.lookup_and_delete(kb)
+                return stored
+            except NotSupported as exc:
+                if exc.errno is None:
+                    raise
+                self._atomic_take = False
+        found = self._base.lookup_bytes(kb)
+        if found is None:
+            raise KeyNotFound(f"lookup_and_delete: key {kb.hex()} not found", errno=E.ENOENT, op="lookup_and_delete")
+        self._base.delete(kb)
+        return found
+
     def raw_chunks(self, values: bool = True, batch_size: int = ITER_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
         """:meth:`raw_pairs` packed into ``(keys, user values, count)`` chunks of up to ``batch_size``."""
         keys: list[bytes] = []
@@ -797,7 +820,7 @@ class ExtensibleMap:
         for kb in keys:
             with _locks.key_lock(self._map_id, kb):
                 try:
-                    stored = self._base.lookup_and_delete(kb)
+                    stored = self._take_stored(kb)
                 except KeyNotFound:
                     continue
                 self._notify_delete(kb, stored, DeleteReason.USER_DELETE)

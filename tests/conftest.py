@@ -101,4 +101,18 @@ def bpftool_json(*args: str) -> object:
     """``bpftool -j ARGS`` parsed; bpftool is an independent reader of what we wrote."""
     exe = shutil.which("bpftool") or "/usr/sbin/bpftool"
     out = subprocess.run([exe, "-j", *args], capture_output=True, text=True, check=True, timeout=60)
-    return json.loads(out.stdout)
+    # bpftool may print a warning object ({"warning": ...} or {"error": ...}) before its answer on some
+    # kernels: take every JSON value it printed, and the answer is the one that is not such a notice.
+    decoder = json.JSONDecoder()
+    values: list[object] = []
+    text, pos = out.stdout, 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            break
+        value, pos = decoder.raw_decode(text, pos)
+        values.append(value)
+    answers = [v for v in values if not (isinstance(v, dict) and set(v) <= {"warning", "error"})]
+    assert len(answers) == 1, f"bpftool -j {' '.join(args)} printed {values!r} (stderr: {out.stderr!r})"
+    return answers[0]

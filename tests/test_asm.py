@@ -18,6 +18,7 @@ from ebpfmaps import asm
 from ebpfmaps.asm import R0, R1, R2, R3, R6, R10
 from ebpfmaps.errors import AssemblerError, InvalidArgument
 from ebpfmaps.programs import Program
+from tests.kernel_features import require_atomic_fetch
 
 U64 = (1 << 64) - 1
 
@@ -208,6 +209,7 @@ def test_conditional_jumps_and_store_immediate() -> None:
 
 def test_atomics_in_the_kernel() -> None:
     """add/fetch-add/or/and/xor/xchg/cmpxchg on a map value, results read back from Python."""
+    require_atomic_fetch()
     with ebpfmaps.create("array", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64 * 8, max_entries=1) as cells:
         cells[0] = (ctypes.c_uint64 * 8)(10, 0b1100, 7, 5)
         prog = [

@@ -15,6 +15,8 @@ import ebpfmaps
 from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import InvalidKeySize, InvalidValueSize
 from ebpfmaps.maps.lpm import LpmKeyCodec
+from ebpfmaps.maptypes import MapType
+from tests.kernel_features import require_map_type
 
 
 class ShortCodec(Codec):
@@ -38,6 +40,7 @@ def test_keyless_maps_refuse_short_codec_output_before_the_syscall() -> None:
         with pytest.raises(InvalidValueSize):
             q.push(1)
         assert q.is_empty()
+    require_map_type(MapType.BLOOM_FILTER)
     with ebpfmaps.BloomFilterMap(value_type=ShortCodec(256, "value"), max_entries=16) as bloom:
         with pytest.raises(InvalidValueSize):
             bloom.add(1)

@@ -16,6 +16,7 @@ import ebpfmaps
 from ebpfmaps.errors import InvalidArgument, MapClosed
 from ebpfmaps.readers import RingBufReader
 from ebpfmaps.readers.ringbuf import record_span
+from tests.kernel_features import require_atomic_fetch, require_helper
 from tests.readers_support import load_programs
 
 RB_MAGIC = 0xEB9F0A11
@@ -56,6 +57,8 @@ class Producer:
 
 @pytest.fixture
 def producer(bpffs: Path) -> Iterator[Callable[[int], Producer]]:
+    require_helper("loop")  # rb_producer.bpf.c writes its records in a bpf_loop
+    require_atomic_fetch()  # and numbers them with an atomic fetch-add
     made: list[Producer] = []
 
     def make(ring_size: int = 4 * PAGE) -> Producer:

@@ -14,6 +14,8 @@ import ebpfmaps
 from ebpfmaps.errors import InvalidArgument, InvalidFlags, InvalidKeySize, InvalidValueSize, NotSupported, OutOfMemory
 from ebpfmaps.maps.bloom import bitset_bits, predicted_false_positive_rate
 from ebpfmaps.maps.queue import LengthUnknown
+from ebpfmaps.maptypes import MapType
+from tests.kernel_features import require_map_type
 from tests.types_support import bpftool, bpftool_hex_args, hex_bytes
 
 
@@ -92,6 +94,7 @@ def test_bpftool_sees_our_pushes_and_we_pop_its_pushes(pin_path: Path) -> None:
 
 
 def test_bloom_membership_and_hash_count(pin_path: Path) -> None:
+    require_map_type(MapType.BLOOM_FILTER)
     with ebpfmaps.BloomFilterMap(value_type=ctypes.c_uint64, max_entries=100, nr_hashes=3) as b:
         assert b.info().map_extra == 3 and b.nr_hashes == 3
         b.add_many(range(0, 200, 2))
@@ -130,6 +133,7 @@ def test_bitset_size_follows_the_kernel_formula() -> None:
 def test_bloom_false_positive_rate_matches_the_prediction(nr_hashes: int) -> None:
     """Insert max_entries distinct values, probe values never added: the rate is within the binomial
     noise (6 standard deviations) of (1 - e^(-kn/m))^k for the kernel's m."""
+    require_map_type(MapType.BLOOM_FILTER)
     n, probes = 1000, 20000
     rng = random.Random(1234 + nr_hashes)
     added = set(rng.sample(range(1 << 40), n))

@@ -123,7 +123,11 @@ def test_sockmap_sockhash_reuseport_store_sockets_and_return_cookies() -> None:
     reuse = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     reuse.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     reuse.bind(("127.0.0.1", 0))
-    a, b = socket.socketpair()
+    # Established TCP sockets (sockmap has taken them since Linux 4.14; AF_UNIX pairs only since 5.15).
+    listener = socket.create_server(("127.0.0.1", 0))
+    a = socket.create_connection(listener.getsockname())
+    b, _ = listener.accept()
+    listener.close()
     try:
         with ebpfmaps.SockMap(max_entries=4) as sm, ebpfmaps.SockHash(key_type="=Q", max_entries=4) as sh, \
                 ebpfmaps.ReuseportSockArray(max_entries=2) as ra:

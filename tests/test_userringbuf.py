@@ -12,8 +12,10 @@ import pytest
 
 import ebpfmaps
 from ebpfmaps.errors import InvalidArgument, MapClosed, OutOfMemory
+from ebpfmaps.maptypes import MapType
 from ebpfmaps.readers import RingBufReader, UserRingBufWriter
 from ebpfmaps.readers.ringbuf import record_span
+from tests.kernel_features import require_map_type
 from tests.readers_support import load_programs
 
 PAGE = 4096
@@ -27,6 +29,7 @@ def make_record(seq: int, size: int) -> bytes:
 
 class Echo:
     def __init__(self, bpffs: Path, size: int) -> None:
+        require_map_type(MapType.USER_RINGBUF)
         self.urb = ebpfmaps.create("user_ringbuf", key_size=0, value_size=0, max_entries=size, name="urb")
         self.out = ebpfmaps.create("ringbuf", key_size=0, value_size=0, max_entries=16 * PAGE, name="echo_out")
         self.state = ebpfmaps.create("array", key_size=4, value_size=8, max_entries=3, name="echo_state",

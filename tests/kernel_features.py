@@ -1,0 +1,32 @@
+"""Skips for features the running kernel lacks, each found by a probe of ``ebpfmaps.features`` and named.
+
+Tests call these at their start (or from a fixture): on a kernel that has the feature they do nothing,
+elsewhere the test is skipped with the feature's name. Never a version number.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ebpfmaps import features
+from ebpfmaps.maptypes import MapType
+
+
+def require_map_type(map_type: MapType) -> None:
+    if not features.map_type_supported(map_type):
+        pytest.skip(f"the running kernel lacks {map_type.keyword} maps (probe)")
+
+
+def require_helper(helper: str, prog_type: str = "xdp") -> None:
+    if not features.helper_supported(helper, prog_type):
+        pytest.skip(f"the running kernel lacks the bpf_{helper} helper for {prog_type} programs (probe)")
+
+
+def require_atomic_fetch() -> None:
+    if not features.atomic_fetch_supported():
+        pytest.skip("the running kernel lacks BPF atomic fetch operations (probe)")
+
+
+def require_lookup_and_delete(map_type: MapType) -> None:
+    if not features.lookup_and_delete_supported(map_type):
+        pytest.skip(f"the running kernel lacks lookup_and_delete on {map_type.keyword} maps (probe)")
