@@ -46,9 +46,12 @@ class KeyedMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.m = ebpfmaps.create(self.kind, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64,
-                                 max_entries=self.capacity, flags=self.create_flags)
+        self.m = self.create_map()
         self.model: dict[int, Any] = self.initial_model()
+
+    def create_map(self) -> Any:
+        return ebpfmaps.create(self.kind, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64,
+                               max_entries=self.capacity, flags=self.create_flags)
 
     def initial_model(self) -> dict[int, Any]:
         return {}

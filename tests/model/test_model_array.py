@@ -24,11 +24,9 @@ class ArrayMachine(KeyedMachine):
     kind = "array"
     capacity = SIZE
 
-    def __init__(self) -> None:
-        super().__init__()
-        # ebpfmaps.create("array", value_type=...) keys by index (IndexCodec, which knows the bounds).
-        self.m.close()
-        self.m = ebpfmaps.create(self.kind, value_type=ctypes.c_uint64, max_entries=SIZE)
+    def create_map(self) -> Any:
+        # Without key_type the keys are indices (IndexCodec, which knows the bounds).
+        return ebpfmaps.create(self.kind, value_type=ctypes.c_uint64, max_entries=SIZE)
 
     def initial_model(self) -> dict[int, Any]:
         return {i: self.to_model(0) for i in range(SIZE)}

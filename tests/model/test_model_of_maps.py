@@ -136,9 +136,10 @@ class OfMapsMachine(RuleBasedStateMachine):
         ks, vs = [k for k, _ in pairs], [self.pool[i] for _, i in pairs]
         work = dict(self.model)
         error, failed_at = None, 0
-        for failed_at, (k, i) in enumerate(pairs):
+        for n, (k, i) in enumerate(pairs):
             error = self.expected(work, k, flags)
             if error is not None:
+                failed_at = n
                 break
             work[k] = i
         if error is None:
