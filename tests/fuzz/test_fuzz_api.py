@@ -294,6 +294,8 @@ def known_defect(op: str, target: str, args: dict[str, Any], exc: BaseException)
     if op in ("lookup", "update", "update_batch", "create") and isinstance(exc, TypeError) \
             and not _int(args.get("flags", 0)):
         return "flags of a non-int type -> TypeError"
+    if op == "longest_match" and isinstance(exc, ValueError) and isinstance(args.get("key"), int):
+        return "LpmTrieMap.longest_match(int outside the address range) -> ValueError"
     if op == "create" and type(exc).__name__ == "error" and type(exc).__module__ == "struct" \
             and any(isinstance(args.get(k), str) for k in ("key_type", "value_type")):
         return "create with key_type/value_type an invalid struct format -> struct.error"
