@@ -693,7 +693,13 @@ class Map:
 
     # ------------------------------------------------------------------ errors
     def _fail(self, ret: int, op: str, key: Any = None) -> errors.MapError:
-        err = -ret
+        """The library's exception for a failed map syscall (``ret`` is -errno), naming the libbpf call."""
+        exc = self._explain(-ret, op, key)
+        if exc.call is None:
+            exc.call = _OP_CALLS.get(op)
+        return exc
+
+    def _explain(self, err: int, op: str, key: Any) -> errors.MapError:
         if self._h.closed:
             return MapClosed(f"{op}: the map is closed", errno=err, op=op)
         if err == E.EPERM and not self._writable and op in ("update", "delete", "lookup_and_delete", "push", "pop"):
@@ -1485,6 +1491,15 @@ def _checked_bytes(data: Any, size: int, role: str) -> bytes:
 class _BatchUnsupported(Exception):
     """Internal: the kernel has no batch ops for this map type."""
 
+
+# The libbpf function behind each operation name the map methods report.
+_OP_CALLS = {
+    "lookup": "bpf_map_lookup_elem", "update": "bpf_map_update_elem", "delete": "bpf_map_delete_elem",
+    "lookup_and_delete": "bpf_map_lookup_and_delete_elem", "get_next_key": "bpf_map_get_next_key",
+    "push": "bpf_map_update_elem", "pop": "bpf_map_lookup_and_delete_elem", "peek": "bpf_map_lookup_elem",
+    "lookup_batch": "bpf_map_lookup_batch", "lookup_and_delete_batch": "bpf_map_lookup_and_delete_batch",
+    "update_batch": "bpf_map_update_batch", "delete_batch": "bpf_map_delete_batch",
+}
 
 # Operations that need a readable fd (the kernel checks FMODE_CAN_READ).
 _READ_OPS = frozenset({"lookup", "lookup_batch", "get_next_key", "lookup_and_delete", "lookup_and_delete_batch",

@@ -150,3 +150,19 @@ def test_errors_carry_op_and_errno() -> None:
             m.delete(b"none")
         assert (err.value.errno, err.value.op) == (errno.ENOENT, "delete")
         assert "none" in str(err.value)
+
+
+def test_kernel_errors_name_the_libbpf_call_and_errno() -> None:
+    import errno as E
+
+    with ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=1) as m:
+        m[b"aaaa"] = b"bbbb"
+        with pytest.raises(ebpfmaps.errors.OutOfMemory) as full:
+            m.update(b"cccc", b"dddd")
+        assert (full.value.errno, full.value.op, full.value.call) == (E.E2BIG, "update", "bpf_map_update_elem")
+        with pytest.raises(ebpfmaps.errors.KeyNotFound) as absent:
+            m.delete(b"zzzz")
+        assert (absent.value.errno, absent.value.call) == (E.ENOENT, "bpf_map_delete_elem")
+        with pytest.raises(ebpfmaps.errors.InvalidArgument) as refused:
+            m.update(b"aaaa", b"x")  # refused by the library: no errno, no call
+        assert refused.value.errno is None and refused.value.call is None
