@@ -38,6 +38,7 @@ from ebpfmaps.errors import (
     PermissionDenied,
 )
 from ebpfmaps.fdinfo import read_fdinfo
+from ebpfmaps.maplike import SpecProperties
 from ebpfmaps.maptypes import (
     BPF_ANY,
     BPF_EXIST,
@@ -194,7 +195,7 @@ def maps_on(map_id: int) -> list[Map]:
     return out
 
 
-class Map:
+class Map(SpecProperties):
     """A kernel BPF map. Create one through a subclass (``HashMap(...)``) or :func:`ebpfmaps.create`.
 
     Keys and values are bytes unless ``key_type``/``value_type`` give a codec
@@ -570,41 +571,14 @@ class Map:
         """The :class:`~ebpfmaps._libbpf.fd.FD` that owns the descriptor; closed together with the map."""
         return self._h
 
-    @property
-    def spec(self) -> MapSpec:
-        return self._spec
 
-    @property
-    def type(self) -> int:
-        return self._spec.type
 
-    @property
-    def key_size(self) -> int:
-        return self._spec.key_size
 
-    @property
-    def value_size(self) -> int:
-        return self._spec.value_size
 
-    @property
-    def max_entries(self) -> int:
-        return self._spec.max_entries
 
-    @property
-    def flags(self) -> int:
-        return self._spec.flags
 
-    @property
-    def name(self) -> str:
-        return self._spec.name
 
-    @property
-    def key_codec(self) -> Codec:
-        return self._kcodec
 
-    @property
-    def value_codec(self) -> Codec:
-        return self._vcodec
 
     @property
     def closed(self) -> bool:

@@ -83,3 +83,53 @@ class MapLike(Protocol):
     def close(self) -> None: ...
     def __enter__(self: _L) -> _L: ...
     def __exit__(self, *exc: object) -> None: ...
+
+
+class SpecProperties:
+    """The metadata properties of a map object, read from its spec and codecs.
+
+    Shared by :class:`ebpfmaps.Map` and maps layered over one (an extensible map reports its own
+    type id and the user's value size), which set ``_spec``, ``_kcodec`` and ``_vcodec``.
+    """
+
+    _spec: MapSpec
+    _kcodec: Codec
+    _vcodec: Codec
+
+    @property
+    def spec(self) -> MapSpec:
+        """The map as its users see it (type, sizes, max_entries, flags, name...)."""
+        return self._spec
+
+    @property
+    def type(self) -> int:
+        return self._spec.type
+
+    @property
+    def key_size(self) -> int:
+        return self._spec.key_size
+
+    @property
+    def value_size(self) -> int:
+        return self._spec.value_size
+
+    @property
+    def max_entries(self) -> int:
+        return self._spec.max_entries
+
+    @property
+    def flags(self) -> int:
+        return self._spec.flags
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def key_codec(self) -> Codec:
+        return self._kcodec
+
+    @property
+    def value_codec(self) -> Codec:
+        return self._vcodec
+

@@ -59,7 +59,7 @@ from ebpfmaps.errors import (
 )
 from ebpfmaps.factory import class_for, map_exists
 from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, element_flags, map_info_from_fd, require_ints
-from ebpfmaps.maplike import MapLike
+from ebpfmaps.maplike import MapLike, SpecProperties
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
@@ -107,7 +107,7 @@ def _still_pinned(paths: Iterable[str], map_id: int) -> bool:
     return False
 
 
-class ExtensibleMap:
+class ExtensibleMap(SpecProperties):
     """A map of a custom type id (>= 4096) on a kernel base map, driven by its provider.
 
     Create with :func:`ebpfmaps.create` (``ebpfmaps.create(4100, key_size=4, value_size=8, max_entries=100)``)
@@ -241,42 +241,14 @@ class ExtensibleMap:
         """Whether elements can be deleted: as the base map says (array elements cannot)."""
         return self._base.can_delete
 
-    @property
-    def spec(self) -> MapSpec:
-        """The map as its users see it: the custom type id and the user's value size."""
-        return self._spec
 
-    @property
-    def type(self) -> int:
-        return self._spec.type
 
-    @property
-    def key_size(self) -> int:
-        return self._spec.key_size
 
-    @property
-    def value_size(self) -> int:
-        return self._spec.value_size
 
-    @property
-    def max_entries(self) -> int:
-        return self._spec.max_entries
 
-    @property
-    def flags(self) -> int:
-        return self._spec.flags
 
-    @property
-    def name(self) -> str:
-        return self._spec.name
 
-    @property
-    def key_codec(self) -> Codec:
-        return self._kcodec
 
-    @property
-    def value_codec(self) -> Codec:
-        return self._vcodec
 
     @property
     def writable(self) -> bool:
