@@ -32,13 +32,12 @@ from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
     InvalidArgument,
     InvalidFlags,
-    KeyNotFound,
     MapClosed,
     NotSupported,
     PermissionDenied,
 )
 from ebpfmaps.fdinfo import read_fdinfo
-from ebpfmaps.maplike import SpecProperties
+from ebpfmaps.maplike import DictProtocol, SpecProperties
 from ebpfmaps.maptypes import (
     BPF_ANY,
     BPF_EXIST,
@@ -195,7 +194,7 @@ def maps_on(map_id: int) -> list[Map]:
     return out
 
 
-class Map(SpecProperties):
+class Map(SpecProperties, DictProtocol):
     """A kernel BPF map. Create one through a subclass (``HashMap(...)``) or :func:`ebpfmaps.create`.
 
     Keys and values are bytes unless ``key_type``/``value_type`` give a codec
@@ -618,11 +617,7 @@ class Map(SpecProperties):
         """
         self._h.close()
 
-    def __enter__(self: _M) -> _M:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def replace_kernel_map(self, fd: int, spec: MapSpec) -> None:
         """Make this object the map behind ``fd`` (which it takes over), described by ``spec``.
@@ -1001,50 +996,18 @@ class Map(SpecProperties):
             raise self._fail(ret, "lookup_and_delete", key)
         return self._decode_value(buf)
 
-    def pop_item(self, key: Any, default: Any = ...) -> Any:
-        """dict.pop: remove and return the value (``default`` when absent).
-
-        An index past the end of an array is not "absent" but a bad key: :class:`IndexOutOfRange`.
-        """
-        try:
-            return self.lookup_and_delete(key)
-        except errors.IndexOutOfRange:
-            raise
-        except KeyNotFound:
-            if default is ...:
-                raise
-            return default
 
     # ------------------------------------------------------------------ dict protocol
-    def __getitem__(self, key: Any) -> Any:
-        value = self.lookup(key)
-        if value is None:
-            raise KeyNotFound(f"lookup: key {key!r} not found", errno=E.ENOENT, op="lookup")
-        return value
 
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.update(key, value)
 
-    def __delitem__(self, key: Any) -> None:
-        self.delete(key)
 
-    def __contains__(self, key: Any) -> bool:
-        return self.lookup_bytes(key) is not None
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self.lookup(key)
-        return default if value is None else value
 
-    def __iter__(self) -> Iterator[Any]:
-        return self.keys()
 
     def __len__(self) -> int:
         """Entries now in the map (a full walk: O(n) syscalls/batches)."""
         return sum(n for _, _, n in self.raw_chunks(values=False))
 
-    def __bool__(self) -> bool:
-        # A map object is always truthy: emptiness would need a walk of the map.
-        return True
 
     # keys()/values()/items() decode a whole kernel batch at once (codec.decode_many) and hand
     # out its elements through C-level iterators (chain, zip): no Python frame runs per element.
@@ -1063,8 +1026,6 @@ class Map(SpecProperties):
         kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
         return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n)) for kb, vb, n in self.raw_chunks(values=True))
 
-    def to_dict(self) -> dict[Any, Any]:
-        return dict(self.items())
 
     def clear(self) -> int:
         """Delete every entry; returns how many were deleted."""

@@ -59,7 +59,7 @@ from ebpfmaps.errors import (
 )
 from ebpfmaps.factory import class_for, map_exists
 from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, element_flags, map_info_from_fd, require_ints
-from ebpfmaps.maplike import MapLike, SpecProperties
+from ebpfmaps.maplike import DictProtocol, MapLike, SpecProperties
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
@@ -107,7 +107,7 @@ def _still_pinned(paths: Iterable[str], map_id: int) -> bool:
     return False
 
 
-class ExtensibleMap(SpecProperties):
+class ExtensibleMap(SpecProperties, DictProtocol):
     """A map of a custom type id (>= 4096) on a kernel base map, driven by its provider.
 
     Create with :func:`ebpfmaps.create` (``ebpfmaps.create(4100, key_size=4, value_size=8, max_entries=100)``)
@@ -285,9 +285,6 @@ class ExtensibleMap(SpecProperties):
                 f" {state} key_size={s.key_size} value_size={s.value_size} stored_value_size={self._stored_size}"
                 f" max_entries={s.max_entries}>")
 
-    def __bool__(self) -> bool:
-        # As for Map: always truthy (emptiness would need a walk of the map, with callbacks).
-        return True
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -302,11 +299,7 @@ class ExtensibleMap(SpecProperties):
     def closed(self) -> bool:
         return not self._shim_open or self._base.closed
 
-    def __enter__(self: _X) -> _X:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __copy__(self) -> ExtensibleMap:
         """A second handle on the same map, bound to the same provider, with its own duplicated base."""
@@ -596,37 +589,12 @@ class ExtensibleMap(SpecProperties):
                               f"(it was removed)", op="lookup_and_delete")
         return self._vdec(out)
 
-    def pop_item(self, key: Any, default: Any = ...) -> Any:
-        """dict.pop: remove and return the user's value (``default`` when absent; an index past the end
-        of an array-based map is :class:`IndexOutOfRange`, as on kernel maps)."""
-        try:
-            return self.lookup_and_delete(key)
-        except IndexOutOfRange:
-            raise
-        except KeyNotFound:
-            if default is ...:
-                raise
-            return default
 
     # ------------------------------------------------------------------ dict protocol
-    def __getitem__(self, key: Any) -> Any:
-        value = self.lookup(key)
-        if value is None:
-            raise KeyNotFound(f"lookup: key {key!r} not found", errno=E.ENOENT, op="lookup")
-        return value
 
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.update(key, value)
 
-    def __delitem__(self, key: Any) -> None:
-        self.delete(key)
 
-    def __contains__(self, key: Any) -> bool:
-        return self.lookup_bytes(key) is not None
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self.lookup(key)
-        return default if value is None else value
 
     def _take_all(self) -> Iterator[tuple[bytes, bytes]]:
         """Remove every element with USER_DELETE notifications, yielding ``(key, stored)``; bounded passes."""
@@ -725,8 +693,6 @@ class ExtensibleMap(SpecProperties):
 
     # keys()/values()/items() are lazy like Map's: packed chunks of the provider's answers, decoded a
     # chunk at a time. keys() walks values too: the provider decides which elements are present.
-    def __iter__(self) -> Iterator[Any]:
-        return self.keys()
 
     def keys(self) -> Iterator[Any]:
         kdm = self._kcodec.decode_many
@@ -741,8 +707,6 @@ class ExtensibleMap(SpecProperties):
         return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n))
                                    for kb, vb, n in self._iter_batches_raw(ITER_BATCH, delete=False))
 
-    def to_dict(self) -> dict[Any, Any]:
-        return dict(self.items())
 
     def iter_batches(self, batch_size: int = DEFAULT_BATCH, *, delete: bool = False) -> Iterator[list[tuple[Any, Any]]]:
         """Lazy chunks of decoded ``(key, value)`` pairs, each element through its callbacks."""

@@ -49,7 +49,7 @@ from ebpfmaps import (
     PermissionDenied,
 )
 from ebpfmaps.errors import InvalidArgument, MapClosed
-from ebpfmaps.maplike import MapLike, SpecProperties
+from ebpfmaps.maplike import DictProtocol, MapLike, SpecProperties
 from tests.conftest import bpftool_json
 from tests.shim_helpers import U32, next_type_id, recording_provider, val, xor
 
@@ -508,7 +508,8 @@ def test_every_public_map_member_is_implemented_or_refused(registered: Any) -> N
     public |= {"__getitem__", "__setitem__", "__delitem__", "__contains__", "__iter__", "__len__", "__bool__",
                "__enter__", "__exit__", "__copy__", "__deepcopy__", "__reduce__", "__repr__"}
     assert ebpfmaps.Map not in ExtensibleMap.__mro__
-    ours = {name for name in public if name in vars(ExtensibleMap) or name in vars(SpecProperties)}
+    ours = {name for name in public if name in vars(ExtensibleMap) or name in vars(SpecProperties)
+            or name in vars(DictProtocol)}
     missing = public - ours - kernel_class_facts
     assert not missing, f"ExtensibleMap must implement or refuse these Map members: {sorted(missing)}"
     assert not kernel_class_facts & set(vars(ExtensibleMap))
