@@ -154,6 +154,9 @@ class OfMapsMachine(RuleBasedStateMachine):
 
     @rule(ks=st.lists(KEYS, max_size=5))
     def delete_batch(self, ks: list[int]) -> None:
+        if self.array and any(k >= SLOTS for k in ks):
+            self.refused(IndexOutOfRange, self.m.delete_batch, ks)  # a bad key, checked before any delete
+            return
         present = {k for k in ks if k in self.model}
         assert self.m.delete_batch(ks) == len(present)
         for k in present:
