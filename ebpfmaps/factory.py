@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import os
 from typing import Any
 
@@ -40,7 +42,32 @@ def create(map_type: MapType | str | int, key_size: int | None = None, value_siz
     cls = class_for(tid)
     if cls is Map:
         kwargs["map_type"] = tid
+    unknown = sorted(set(kwargs) - _keywords_of(cls))
+    if unknown:
+        raise InvalidArgument(f"create: {cls.__name__} ({MapType(tid).keyword if tid in _KNOWN_TYPES else tid}) "
+                              f"takes no {', '.join(unknown)} argument{'s' if len(unknown) > 1 else ''}",
+                              op="create")
     return cls(**kwargs)
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in MapType)
+
+
+@functools.cache
+def _keywords_of(cls: type[Map]) -> frozenset[str]:
+    """The keyword arguments ``cls(...)`` takes: those of each ``__init__`` up the MRO that passes
+    ``**kwargs`` on, down to the first that takes no more (Map's)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())
+        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    names.discard("self")
+    return frozenset(names)
 
 
 def _is_map_fd(fd: int) -> bool:

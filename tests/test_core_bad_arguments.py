@@ -126,3 +126,10 @@ def test_non_numeric_create_sizes_are_invalid_arguments(kind: Any, bad: Any) -> 
         kw: dict[str, Any] = {"key_size": 4, "value_size": 4, "max_entries": 4, field: bad}
         with pytest.raises(errors.InvalidArgument):
             ebpfmaps.create(kind, **kw)
+
+
+@pytest.mark.parametrize(("kind", "extra"), [("hash", {"family": 6}), ("lru-percpu-hash", {"nr_hashes": 3}),
+                                             ("devmap", {"mmapable": True}), (0, {"family": "ipv4"})])
+def test_create_with_an_argument_the_type_does_not_take(kind: Any, extra: dict[str, Any]) -> None:
+    with pytest.raises(errors.InvalidArgument, match="takes no"):
+        ebpfmaps.create(kind, key_size=4, value_size=4, max_entries=4, **extra)
