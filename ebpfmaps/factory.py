@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import inspect
 import os
 from typing import Any
@@ -51,12 +50,15 @@ def create(map_type: MapType | str | int, key_size: int | None = None, value_siz
 
 
 _KNOWN_TYPES = frozenset(int(t) for t in MapType)
+_KEYWORDS: dict[type[Map], frozenset[str]] = {}  # cached per class
 
 
-@functools.cache
 def _keywords_of(cls: type[Map]) -> frozenset[str]:
     """The keyword arguments ``cls(...)`` takes: those of each ``__init__`` up the MRO that passes
     ``**kwargs`` on, down to the first that takes no more (Map's)."""
+    cached = _KEYWORDS.get(cls)
+    if cached is not None:
+        return cached
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -67,7 +69,8 @@ def _keywords_of(cls: type[Map]) -> frozenset[str]:
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
     names.discard("self")
-    return frozenset(names)
+    out = _KEYWORDS[cls] = frozenset(names)
+    return out
 
 
 def _is_map_fd(fd: int) -> bool:
