@@ -79,7 +79,7 @@ class Codec:
                     op="encode",
                 )
             return data, len(data) // self.size
-        items = values if isinstance(values, (list, tuple)) else list(values)
+        items = as_items(values, self.role)
         if type(self).encode is not Codec.encode:  # a subclass's encode() must see every value
             return b"".join([self.encode(v) for v in items]), len(items)
         # Fast path: join bytes-like items as they are. join also takes other buffer objects
@@ -118,7 +118,10 @@ class StructCodec(Codec):
     """A :mod:`struct` format; a single field decodes to a scalar, several to a tuple."""
 
     def __init__(self, fmt: str | struct.Struct, role: Role = "value") -> None:
-        st = fmt if isinstance(fmt, struct.Struct) else struct.Struct(fmt)
+        try:
+            st = fmt if isinstance(fmt, struct.Struct) else struct.Struct(fmt)
+        except (struct.error, ValueError) as exc:  # ValueError: a format with non-ASCII characters
+            raise InvalidArgument(f"{role}_type {fmt!r} is not a struct format: {exc}"[:300], op="create") from None
         super().__init__(st.size, role)
         self.struct = st
         body = st.format.lstrip("@=<>!")
@@ -149,7 +152,7 @@ class StructCodec(Codec):
     def encode_many(self, values: Iterable[Any]) -> tuple[bytes, int]:
         if isinstance(values, (bytes, bytearray, memoryview)):
             return super().encode_many(values)
-        items = values if isinstance(values, (list, tuple)) else list(values)
+        items = as_items(values, self.role)
         if self._char is not None:
             try:
                 return struct.pack(f"{self.order}{len(items)}{self._char}", *items), len(items)
@@ -207,6 +210,18 @@ class CtypesCodec(Codec):
         s = self.size
         copy = self.ctype.from_buffer_copy  # type: ignore[attr-defined]
         return [copy(data, i * s) for i in range(count)]
+
+
+def as_items(values: Any, role: str) -> list[Any] | tuple[Any, ...]:
+    """``values`` as a list or tuple; :class:`InvalidArgument` when it is not iterable at all (None, a number...)."""
+    if isinstance(values, (list, tuple)):
+        return values
+    try:
+        it = iter(values)
+    except TypeError:
+        raise InvalidArgument(f"the {role}s must be an iterable (a list, a tuple, packed bytes...), not "
+                              f"{type(values).__name__} ({values!r})"[:200], op="encode") from None
+    return list(it)
 
 
 def make_codec(kind: Any, size: int | None, role: Role) -> Codec:
@@ -319,7 +334,7 @@ class PerCpuCodec(Codec):
     def encode_many(self, values: Iterable[Any]) -> tuple[bytes, int]:
         if isinstance(values, (bytes, bytearray, memoryview)):
             return Codec.encode_many(self, values)
-        items = values if isinstance(values, (list, tuple)) else list(values)
+        items = as_items(values, self.role)
         fmt = self._flat_format(len(items))
         if fmt is not None and items:
             # One value per element (copied to every CPU), packed in one call: the fields are
@@ -416,7 +431,7 @@ class IndexCodec(Codec):
                     raise IndexOutOfRange(f"index {hi} is outside the array (max_entries={self.max_entries})",
                                           op="encode")
             return data, count
-        items = values if isinstance(values, (list, tuple)) else list(values)
+        items = as_items(values, self.role)
         if items:
             # Whole batch in C: struct refuses non-integers and anything outside u32 (negatives
             # included), then one max() bounds the indices. Anything odd takes the per-element

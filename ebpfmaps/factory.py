@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 from typing import Any
 
@@ -40,7 +41,36 @@ def create(map_type: MapType | str | int, key_size: int | None = None, value_siz
     cls = class_for(tid)
     if cls is Map:
         kwargs["map_type"] = tid
+    unknown = sorted(set(kwargs) - _keywords_of(cls))
+    if unknown:
+        raise InvalidArgument(f"create: {cls.__name__} ({MapType(tid).keyword if tid in _KNOWN_TYPES else tid}) "
+                              f"takes no {', '.join(unknown)} argument{'s' if len(unknown) > 1 else ''}",
+                              op="create")
     return cls(**kwargs)
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in MapType)
+_KEYWORDS: dict[type[Map], frozenset[str]] = {}  # cached per class
+
+
+def _keywords_of(cls: type[Map]) -> frozenset[str]:
+    """The keyword arguments ``cls(...)`` takes: those of each ``__init__`` up the MRO that passes
+    ``**kwargs`` on, down to the first that takes no more (Map's)."""
+    cached = _KEYWORDS.get(cls)
+    if cached is not None:
+        return cached
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())
+        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    names.discard("self")
+    out = _KEYWORDS[cls] = frozenset(names)
+    return out
 
 
 def _is_map_fd(fd: int) -> bool:

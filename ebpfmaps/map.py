@@ -27,7 +27,7 @@ from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, PerCpuCodec, StructCodec, make_codec
+from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, PerCpuCodec, StructCodec, as_items, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
     InvalidArgument,
@@ -127,15 +127,31 @@ def element_flags(flags: Any, op: str) -> int:
     """The flags of an element or batch operation as an int.
 
     One rule for every operation that takes flags (lookup, update, update_batch, and the same on
-    extensible maps): a false value (``0``, ``None``) means no flags; anything else must be an int
-    (a bool, float or string is :class:`InvalidFlags`).
+    extensible maps): ``None`` or ``0`` means no flags; anything else must be an int (a bool, float,
+    string or list, even an empty one, is :class:`InvalidFlags`).
     """
-    if not flags:
+    if flags is None:
         return 0
     if isinstance(flags, bool) or not isinstance(flags, int):
         raise InvalidFlags(f"{op}: flags must be an int (or None/0 for none), not {type(flags).__name__} "
                            f"({flags!r})", op=op)
     return flags
+
+
+def batch_size_arg(batch_size: Any, op: str) -> int:
+    """``batch_size`` of a batch read checked: a positive int (a bool, float, string or None is
+    :class:`InvalidArgument`). Any size is accepted; the buffers are sized by what the map can hold."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise InvalidArgument(f"{op}: batch_size must be an int, not {type(batch_size).__name__} ({batch_size!r})",
+                              op=op)
+    if batch_size < 1:
+        raise InvalidArgument(f"{op}: batch_size must be at least 1, not {batch_size}", op=op)
+    return batch_size
+
+
+# The int 0 (one object in CPython): hot paths skip their flags check with one identity test when flags
+# is it; anything else (another spelling of 0 included) goes through element_flags.
+NO_FLAGS = 0
 
 
 def map_info_from_fd(fd: int) -> MapInfo:
@@ -797,8 +813,8 @@ class Map(SpecProperties, DictProtocol):
                 return None
         # A buffer of the map's own value size from this map's free list: list.pop/append are
         # atomic under the GIL, so two threads never hold the same buffer (ctypes drops the GIL during the call).
-        if flags:
-            self._check_lookup_flags(flags)
+        if flags is not NO_FLAGS:
+            flags = self._check_lookup_flags(flags)
         pool = self._vpool
         buf = pool.pop() if pool else self._vtype()
         # In flight on the handle for the syscall: a concurrent close() cannot hand the number to
@@ -894,17 +910,18 @@ class Map(SpecProperties, DictProtocol):
             return None
         raise self._fail(ret, "lookup", key)
 
-    def _check_lookup_flags(self, flags: int) -> None:
+    def _check_lookup_flags(self, flags: int) -> int:
         flags = element_flags(flags, "lookup")
         if flags & ~BPF_F_LOCK:
             raise InvalidFlags(f"lookup accepts only BPF_F_LOCK, not {flags:#x}", op="lookup")
         self._check_lock_flag(flags, "lookup")
+        return flags
 
     def _check_lock_flag(self, flags: int, op: str) -> None:
         if flags & BPF_F_LOCK and not self._spec.btf_value_type_id:
             raise InvalidFlags(f"{op}: BPF_F_LOCK needs a value type with a bpf_spin_lock (a map created with BTF)", op=op)
 
-    def _check_update_flags(self, flags: int, op: str = "update") -> None:
+    def _check_update_flags(self, flags: int, op: str = "update") -> int:
         flags = element_flags(flags, op)
         if flags & ~_UPDATE_FLAGS:
             raise InvalidFlags(f"{op} accepts BPF_ANY, BPF_NOEXIST, BPF_EXIST and BPF_F_LOCK, not {flags:#x}", op=op)
@@ -912,17 +929,18 @@ class Map(SpecProperties, DictProtocol):
             raise InvalidFlags(f"{op}: BPF_NOEXIST and BPF_EXIST exclude each other", op=op)
         if flags & BPF_F_LOCK:
             self._check_lock_flag(flags, op)
+        return flags
 
     def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
         """Insert or replace (``BPF_ANY``), insert only (``BPF_NOEXIST``), replace only (``BPF_EXIST``).
 
-        ``flags`` None (or any false value) means ``BPF_ANY``, as everywhere flags are taken.
+        ``flags`` None or 0 means ``BPF_ANY``, as everywhere flags are taken.
         """
-        if flags:
-            self._check_update_flags(flags)
-            cflags = _u64(flags)
-        else:
+        if flags is NO_FLAGS:
             cflags = _FLAGS_ANY
+        else:
+            checked = self._check_update_flags(flags)
+            cflags = _u64(checked) if checked else _FLAGS_ANY
         if self._kraw and type(key) is bytes and len(key) == self._ksize:
             kb = key
         elif (kpack := self._kpack) is not None:
@@ -1047,6 +1065,7 @@ class Map(SpecProperties, DictProtocol):
 
         Part of the small API that layers over a map (resize, extensible maps) build on.
         """
+        batch_size_arg(batch_size, "raw_chunks")
         if self._batch_ok is not False:
             it = self._iter_batches_raw(batch_size, delete=False)
             try:
@@ -1153,7 +1172,9 @@ class Map(SpecProperties, DictProtocol):
         h = self._h
         op = "lookup_and_delete_batch" if delete else "lookup_batch"
         ks, vs = self._ksize, self._vsize
-        n = max(1, batch_size)
+        # The kernel never hands back more elements than the map holds: a larger batch would only be
+        # allocated (batch_size x (key + value) bytes) and never filled.
+        n = min(batch_size_arg(batch_size, op), max(self._spec.max_entries, 1))
         cursor_size = max(ks, 8)
         cur_in = (ctypes.c_char * cursor_size)()
         cur_out = (ctypes.c_char * cursor_size)()
@@ -1174,7 +1195,7 @@ class Map(SpecProperties, DictProtocol):
                 first = False
                 continue
             if ret == -E.ENOSPC and got == 0:
-                n *= 2
+                n *= 2  # one hash bucket holds more than n elements (the kernel's word for it, even past the cap)
                 kbuf = (ctypes.c_char * (ks * n))()
                 vbuf = (ctypes.c_char * (vs * n))()
                 continue
@@ -1212,9 +1233,10 @@ class Map(SpecProperties, DictProtocol):
         The kernel has no keyed batch lookup, so with ``keys`` each one is looked up
         and absent keys are left out of the result.
         """
+        batch_size_arg(batch_size, "lookup_batch")
         if keys is not None:
             out: dict[Any, Any] = {}
-            for k in keys:
+            for k in as_items(keys, "key"):
                 v = self.lookup(k)
                 if v is not None:
                     out[k] = v
@@ -1294,31 +1316,56 @@ class Map(SpecProperties, DictProtocol):
         raise cause
 
     def _update_each_undoable(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
-        """Element-wise update with ``flags``; on a failure, restore what this call changed, then raise."""
+        """Element-wise update with ``flags``; on a failure, restore what this call changed, then raise.
+
+        With BPF_EXIST each element's previous value is read first and kept restorable: for types
+        whose lookup answers something other than what an update takes (an inner map's id where
+        its fd is written...), :meth:`_restorable_value` holds the object it names open until the
+        batch is done, so the undo writes back that very object.
+        """
         ks, vs = self._ksize, self._vsize
         h = self._h
+        held: list[FD] = []  # objects the previous values name, kept alive for the undo
         with h.pinned("update_batch"):  # the whole undoable run on one map
             old = self._vtype()
             undo: list[tuple[bytes, bytes | None]] = []  # (key, previous value or None when it was absent)
-            for i in range(n):
-                key = kb[i * ks : (i + 1) * ks]
-                previous: bytes | None = None
-                if flags & BPF_EXIST:
-                    r = _maps.map_lookup_elem(h, key, old, "update_batch")
-                    previous = old.raw[:vs] if r == 0 else None
-                ret = _maps.map_update_elem(h, key, vb[i * vs : (i + 1) * vs], flags, "update_batch")
-                if ret:
-                    cause = self._fail(ret, "update_batch", key)
-                    for done_key, value in reversed(undo):
-                        if value is None:
-                            _maps.map_delete_elem(h, done_key, "update_batch")
-                        else:
-                            _maps.map_update_elem(h, done_key, value, BPF_EXIST, "update_batch")
-                    if undo:
-                        cause.message += f" (element {i} of {n}; the {len(undo)} written before it were undone)"
-                    raise cause
-                undo.append((key, previous))
-            return n
+            try:
+                for i in range(n):
+                    key = kb[i * ks : (i + 1) * ks]
+                    previous: bytes | None = None
+                    try:
+                        if flags & BPF_EXIST:
+                            r = _maps.map_lookup_elem(h, key, old, "update_batch")
+                            if r == 0:
+                                previous = self._restorable_value(old.raw[:vs], held)
+                            elif r != _ENOENT:
+                                raise self._fail(r, "lookup", key)
+                        ret = _maps.map_update_elem(h, key, vb[i * vs : (i + 1) * vs], flags, "update_batch")
+                        if ret:
+                            raise self._fail(ret, "update_batch", key)
+                    except errors.MapError as cause:
+                        for done_key, value in reversed(undo):
+                            if value is None:
+                                _maps.map_delete_elem(h, done_key, "update_batch")
+                            else:
+                                _maps.map_update_elem(h, done_key, value, BPF_EXIST, "update_batch")
+                        if undo:
+                            cause.message += f" (element {i} of {n}; the {len(undo)} written before it were undone)"
+                        raise
+                    undo.append((key, previous))
+                return n
+            finally:
+                for obj in held:
+                    obj.close()
+
+    def _restorable_value(self, previous: bytes, held: list[FD]) -> bytes:
+        """The bytes an update takes to put back ``previous``, a value as a lookup returned it.
+
+        The same bytes for plain values. Types that store objects (maps of maps, programs in
+        devmaps and cpumaps) read back an id where an update takes an fd: they open the object by
+        its id, append the handle to ``held`` (kept open until the batch is done) and give its fd.
+        """
+        return previous
 
     def _probe_update_batch(self) -> bool:
         return False

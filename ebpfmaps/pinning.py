@@ -96,8 +96,16 @@ def umount(path: str | os.PathLike[str]) -> None:
 
 
 def _path_text(path: str | os.PathLike[str], op: str) -> str:
-    """``path`` as a string the kernel will read in full: a str with no NUL byte, not empty."""
-    p = os.fspath(path)
+    """``path`` as a string the kernel will read in full: a str with no NUL byte, not empty.
+
+    Only str paths (and os.PathLike objects giving a str) are taken: bytes paths, numbers, None and
+    other objects are :class:`InvalidArgument` (decode a bytes path with ``os.fsdecode`` first).
+    """
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise errors.InvalidArgument(f"{op}: a pin path is a str (or os.PathLike of str), not {type(path).__name__} "
+                                     f"({path!r})"[:200], op=op) from None
     if not isinstance(p, str):
         raise errors.InvalidArgument(f"{op}: a pin path is a str (or os.PathLike of str), not {type(p).__name__}",
                                      op=op)

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ebpfmaps import pinning
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, IndexCodec, make_codec
+from ebpfmaps.codecs import Codec, IndexCodec, as_items, make_codec
 from ebpfmaps.errors import (
     BatchError,
     IncompatibleMap,
@@ -58,7 +58,16 @@ from ebpfmaps.errors import (
     PermissionDenied,
 )
 from ebpfmaps.factory import class_for, map_exists
-from ebpfmaps.map import DEFAULT_BATCH, ITER_BATCH, Map, element_flags, map_info_from_fd, require_ints
+from ebpfmaps.map import (
+    DEFAULT_BATCH,
+    ITER_BATCH,
+    NO_FLAGS,
+    Map,
+    batch_size_arg,
+    element_flags,
+    map_info_from_fd,
+    require_ints,
+)
 from ebpfmaps.maplike import DictProtocol, MapLike, SpecProperties
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
@@ -494,8 +503,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
     # ------------------------------------------------------------------ element operations
     def lookup(self, key: Any, flags: int = 0) -> Any:
         """The user's value for ``key`` (through find_element_notify), or ``None``."""
-        if flags:
-            element_flags(flags, "lookup")
+        if flags is not NO_FLAGS and element_flags(flags, "lookup"):
             raise InvalidFlags("lookup on an extensible map takes no flags (no BPF_F_LOCK)", op="lookup")
         out = self.lookup_bytes(key)
         return None if out is None else self._vdec(out)
@@ -640,6 +648,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
 
     def raw_chunks(self, values: bool = True, batch_size: int = ITER_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
         """:meth:`raw_pairs` packed into ``(keys, user values, count)`` chunks of up to ``batch_size``."""
+        batch_size_arg(batch_size, "raw_chunks")
         keys: list[bytes] = []
         vals: list[bytes] = []
         for kb, vb in self.raw_pairs(values):
@@ -668,7 +677,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
 
     def _iter_batches_raw(self, batch_size: int, delete: bool) -> Iterator[tuple[bytes, bytes, int]]:
         """Packed chunks of user keys and values, each element through its callbacks."""
-        n = max(1, batch_size)
+        n = batch_size_arg(batch_size, "lookup_and_delete_batch" if delete else "lookup_batch")
         source: Iterator[tuple[bytes, bytes]]
         if delete:
             self._check_delete("lookup_and_delete_batch")
@@ -722,9 +731,10 @@ class ExtensibleMap(SpecProperties, DictProtocol):
     # ------------------------------------------------------------------ batches
     def lookup_batch(self, keys: Iterable[Any] | None = None, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
         """The user's values of ``keys`` (or of every element), each through its callbacks."""
+        batch_size_arg(batch_size, "lookup_batch")
         if keys is not None:
             out: dict[Any, Any] = {}
-            for k in keys:
+            for k in as_items(keys, "key"):
                 v = self.lookup(k)
                 if v is not None:
                     out[k] = v

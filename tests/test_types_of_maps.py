@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
 from pathlib import Path
 
 import pytest
 
 import ebpfmaps
-from ebpfmaps import MapSpec, MapType
-from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize
+from ebpfmaps import BPF_EXIST, MapSpec, MapType
+from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize, KeyNotFound
 from tests.conftest import run_python
 from tests.types_support import bpftool, hex_bytes
 
@@ -134,3 +135,27 @@ def test_bpftool_and_another_process_see_the_inner_map(pin_path: Path) -> None:
             str(pin_path))
         assert out.stdout.split() == [str(inner.id), "55"]
     inner.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_failed_exist_batch_puts_back_inner_maps_held_only_by_the_outer_map() -> None:
+    """The undo of a failed BPF_EXIST batch stores back the very inner maps it replaced (a lookup gives
+    their ids, an update takes fds), even when nothing but the outer map held them."""
+    with _inner() as b, ebpfmaps.HashOfMaps(key_type=ctypes.c_uint32, max_entries=4, inner_map=b) as outer:
+        ids = {}
+        for key in (0, 2):
+            with _inner() as a:
+                a[7] = key + 100
+                outer[key] = a
+                ids[key] = a.id
+        before = _open_fds()
+        with pytest.raises(KeyNotFound):
+            outer.update_batch([0, 2, 3], [b, b, b], BPF_EXIST)  # 0 and 2 replaced, 3 absent: undone
+        assert outer.inner_ids() == ids
+        for key in (0, 2):
+            with outer[key] as again:
+                assert again.to_dict() == {7: key + 100}
+        assert _open_fds() == before  # the inner maps held for the undo are closed again

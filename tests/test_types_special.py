@@ -13,12 +13,20 @@ import pytest
 
 import ebpfmaps
 from ebpfmaps import MapType
-from ebpfmaps.errors import InvalidArgument, InvalidFlags, InvalidKeySize, InvalidValueSize, NotSupported
+from ebpfmaps.errors import InvalidArgument, InvalidFlags, InvalidKeySize, InvalidValueSize, MapError, NotSupported
 from ebpfmaps.features import map_type_supported, struct_ops_link_supported
 from ebpfmaps.map import MAP_CLASSES
 from ebpfmaps.maps.ringbuf import PAGE_SIZE, round_ring_size
 from ebpfmaps.maps.special import CpuMapValue, DevMapValue
-from ebpfmaps.maptypes import BPF_F_LINK, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, flag_names
+from ebpfmaps.maptypes import (
+    BPF_EXIST,
+    BPF_F_LINK,
+    BPF_F_NUMA_NODE,
+    BPF_F_RDONLY,
+    BPF_F_WRONLY,
+    BPF_NOEXIST,
+    flag_names,
+)
 from tests.types_support import bpftool, cgroup2_dir, return_zero_program
 
 SO_COOKIE = 57  # asm-generic/socket.h
@@ -297,3 +305,35 @@ def test_key_and_size_checks_before_the_syscall() -> None:
         ebpfmaps.CgroupStorage(value_size=8, max_entries=4)
     with pytest.raises(InvalidKeySize):
         ebpfmaps.CgroupStorage(key_size=4, value_size=8)
+
+
+@pytest.mark.parametrize("t", [MapType.PROG_ARRAY, MapType.CGROUP_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.DEVMAP,
+                               MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP, MapType.REUSEPORT_SOCKARRAY,
+                               MapType.ARRAY_OF_MAPS])
+def test_index_past_the_end_of_an_index_keyed_map_is_no_element(t: MapType) -> None:
+    """As for ArrayMap: an index at or past max_entries is not in the map (``in`` False, lookup None)."""
+    if not map_type_supported(t):
+        pytest.skip(f"the kernel has no {t.keyword} maps")
+    tmpl = ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=2)
+    kw = {"max_entries": 2, "inner_map": tmpl} if t is MapType.ARRAY_OF_MAPS else minimal_kwargs(t)
+    try:
+        with ebpfmaps.create(t, **kw) as m:
+            past = m.max_entries + 5
+            assert past not in m
+            assert m.next_key(past) in (None, 0)  # an index past the end starts the walk over
+            if t not in (MapType.XSKMAP, MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY):  # no syscall reads
+                assert m.lookup(past) is None
+                assert m.get(past, "absent") == "absent"
+    finally:
+        tmpl.close()
+
+
+def test_socket_map_refuses_an_exist_batch_it_could_not_undo() -> None:
+    """A socket replaced by a BPF_EXIST batch could not be put back if a later element failed: refused first."""
+    with ebpfmaps.SockHash(key_size=4, max_entries=4) as m:
+        with pytest.raises(NotSupported):
+            m.update_batch([b"\0\0\0\0"], [0], BPF_EXIST)
+        with pytest.raises(MapError) as info:  # BPF_NOEXIST is undone by deleting: the kernel decides
+            m.update_batch([b"\0\0\0\0"], [0], BPF_NOEXIST)  # (fd 0 is no socket)
+        assert not isinstance(info.value, NotSupported)
+        assert len(m) == 0

@@ -33,7 +33,7 @@ from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
-from ebpfmaps.map import Map, map_class, require_ints
+from ebpfmaps.map import NO_FLAGS, Map, map_class, require_ints
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK
 from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, MapType
 from ebpfmaps.spec import MapSpec
@@ -257,7 +257,7 @@ class LpmTrieMap(Map):
 
     def lookup(self, key: Any, flags: int = 0) -> Any:
         """The value stored for exactly ``key`` (a network), or ``None``; see :meth:`longest_match`."""
-        if flags:
+        if flags is not NO_FLAGS:
             self._check_lookup_flags(flags)
         vb = self.lookup_bytes(key)
         return None if vb is None else self._vdec(vb)
@@ -273,7 +273,13 @@ class LpmTrieMap(Map):
             version = getattr(codec, "version", None)
             if version is None:
                 raise InvalidArgument("integer addresses need an IPv4 or IPv6 trie", op="longest_match")
-            address = ipaddress.ip_address(address) if version == 4 else ipaddress.IPv6Address(address)
+            cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+            try:
+                address = cls(address)
+            except ValueError:
+                bits = 32 if version == 4 else 128
+                raise InvalidArgument(f"integer address {address} is outside the IPv{version} range "
+                                      f"(0..2**{bits}-1)", op="longest_match") from None
         if isinstance(address, (bytes, bytearray, memoryview)) and len(address) == self.data_size:
             return self._encode_key((self.max_prefixlen, bytes(address)))
         return self._encode_key(address)

@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ebpfmaps import features
+from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec
+from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec, as_items
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, InvalidValueSize, KeyNotFound
 from ebpfmaps.factory import open_by_id
-from ebpfmaps.map import Map, element_flags, map_class
+from ebpfmaps.map import DEFAULT_BATCH, NO_FLAGS, Map, batch_size_arg, element_flags, map_class
 from ebpfmaps.maps.hash import HASH_FLAGS
 from ebpfmaps.maps.special import FD_ARRAY_FLAGS, IndexKeyedMap, check_fd_array_flags, fd_of
 from ebpfmaps.maptypes import BPF_ANY, BPF_F_INNER_MAP, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG, MapType, type_name
@@ -150,10 +151,17 @@ class _OfMapsBase(Map):
 
     def update_batch(self, keys: Any, values: Any, flags: int = BPF_ANY) -> int:
         flags = self._check_outer_flags(flags, "update_batch")
-        vals = list(values)
+        vals = as_items(values, "value")
         for v in vals:
             self._check_inner(v)
         return super().update_batch(keys, vals, flags)
+
+    def _restorable_value(self, previous: bytes, held: list[FD]) -> bytes:
+        # A lookup gives the inner map's id, an update takes an fd: open the map the slot held (kept
+        # open by ``held`` so that the undo of a failed batch stores that very map back).
+        inner = _maps.map_get_fd_by_id(_U32.unpack(previous)[0], op="update_batch")
+        held.append(inner)
+        return _U32.pack(int(inner))
 
     # ------------------------------------------------------------------ reading
     def inner_id(self, key: Any) -> int | None:
@@ -170,7 +178,7 @@ class _OfMapsBase(Map):
 
         ``flags`` are checked as for any lookup (a map of maps has no spin lock: only 0 or None).
         """
-        if flags:
+        if flags is not NO_FLAGS:
             self._check_lookup_flags(flags)
         for _ in range(3):
             map_id = self.inner_id(key)
@@ -208,9 +216,10 @@ class _OfMapsBase(Map):
         """``{key: inner map id}`` without opening anything."""
         return {k: int(v) for k, v in super().items()}
 
-    def lookup_batch(self, keys: Any = None, *, batch_size: int = 4096) -> dict[Any, Any]:
+    def lookup_batch(self, keys: Any = None, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
+        batch_size_arg(batch_size, "lookup_batch")
         if keys is not None:
-            return {k: m for k in keys if (m := self.lookup(k)) is not None}
+            return {k: m for k in as_items(keys, "key") if (m := self.lookup(k)) is not None}
         return dict(self.items())
 
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from ebpfmaps import features
 from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps._libbpf import progs as _progs
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, IndexCodec, StructCodec, make_codec
 from ebpfmaps.cpus import possible_cpus
@@ -45,6 +46,7 @@ from ebpfmaps.errors import (
 from ebpfmaps.map import ITER_BATCH, Map, element_flags, map_class, require_ints
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK, LengthUnknown
 from ebpfmaps.maptypes import (
+    BPF_ANY,
     BPF_EXIST,
     BPF_F_CLONE,
     BPF_F_LINK,
@@ -169,9 +171,13 @@ class _Probed(Map):
 
 
 class IndexKeyedMap(_Probed):
-    """Types keyed by a u32 index below max_entries (fd arrays, devmap, cpumap, xskmap, sockmap...)."""
+    """Types keyed by a u32 index below max_entries (fd arrays, devmap, cpumap, xskmap, sockmap...).
+
+    An index past the end is no element, as for arrays: ``lookup`` answers None and ``in`` False.
+    """
 
     fixed_key_size: ClassVar[int | None] = 4
+    _absent_key_errors: ClassVar[tuple[type[Exception], ...]] = (IndexOutOfRange,)
 
     def prepare_spec(self, spec: MapSpec) -> MapSpec:
         if spec.key_size != 4:
@@ -183,12 +189,6 @@ class IndexKeyedMap(_Probed):
         if type(kcodec) is Codec:
             kcodec = IndexCodec(spec.max_entries)
         super()._init_from_fd(fd, spec, kcodec, vcodec, writable=writable)
-
-    def lookup(self, key: Any, flags: int = 0) -> Any:
-        try:
-            return super().lookup(key, flags)
-        except IndexOutOfRange:
-            return None
 
 
 class _FdValued(Map):
@@ -310,8 +310,24 @@ class DevMapValueCodec(Codec):
         return _decode_each(self, data, count)
 
 
+def _restorable_prog_slot(previous: bytes, held: list[FD]) -> bytes:
+    """An 8-byte devmap/cpumap value as read (``prog_id`` at offset 4) made writable again: the program
+    the id names is opened and held, and its fd takes the id's place (0, no program, stays 0)."""
+    if len(previous) != 8:
+        return previous
+    prog_id = _U32.unpack_from(previous, 4)[0]
+    if not prog_id:
+        return previous
+    prog = _progs.prog_open_by_id(prog_id)
+    held.append(prog)
+    return previous[:4] + _I32.pack(int(prog))
+
+
 class _DevMapBase(_Probed):
     allowed_flags: ClassVar[int] = DEV_FLAGS
+
+    def _restorable_value(self, previous: bytes, held: list[FD]) -> bytes:
+        return _restorable_prog_slot(previous, held)
 
     def __init__(self, key_size: int | None = None, value_size: int | None = None,
                  max_entries: int | None = None, *, value_type: Any = None, **kwargs: Any) -> None:
@@ -413,6 +429,9 @@ class CpuMap(IndexKeyedMap):
     def _default_max_entries(cls) -> int:
         return possible_cpus()
 
+    def _restorable_value(self, previous: bytes, held: list[FD]) -> bytes:
+        return _restorable_prog_slot(previous, held)
+
     def _init_from_fd(self, fd: int | FD, spec: MapSpec, kcodec: Codec, vcodec: Codec, *, writable: bool) -> None:
         if type(vcodec) is Codec:
             vcodec = CpuMapValueCodec(spec.value_size)
@@ -456,6 +475,16 @@ class _SocketValued(_FdValued):
         if -ret == E.ENOSPC and op in ("lookup", "lookup_batch") and not self._h.closed:
             return self._no_lookups(op, E.ENOSPC)
         return super()._fail(ret, op, key)
+
+    def update_batch(self, keys: Iterable[Any], values: Iterable[Any], flags: int = BPF_ANY) -> int:
+        """As :meth:`Map.update_batch`, but not with BPF_EXIST: a socket replaced by the batch could not be put
+        back if a later element failed (a lookup gives the socket's cookie, and no fd comes from a cookie)."""
+        checked = element_flags(flags, "update_batch")
+        if checked & BPF_EXIST:
+            raise NotSupported(f"update_batch: BPF_EXIST on {type_name(self._spec.type)} maps cannot be undone if an "
+                               "element fails (a replaced socket cannot be put back: a lookup gives its cookie); "
+                               "update the elements one by one", op="update_batch")
+        return super().update_batch(keys, values, checked)
 
     def cookie(self, key: Any) -> int | None:
         """The socket cookie (SO_COOKIE) of the socket stored at ``key``, or ``None``."""

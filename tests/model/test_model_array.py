@@ -122,8 +122,6 @@ TestPerCpuArray = PerCpuArrayMachine.TestCase
 TestPerCpuArray.settings = model_settings()
 
 
-@pytest.mark.xfail(strict=False, reason="library: an array with key_type=c_uint32 sends an index past the end to "
-                                        "the kernel and reports its E2BIG as OutOfMemory, not IndexOutOfRange")
 def test_typed_array_index_past_the_end() -> None:
     with ebpfmaps.ArrayMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=4) as a:
         with pytest.raises(IndexOutOfRange):

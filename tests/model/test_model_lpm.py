@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import errno
 import ipaddress
 from typing import Any
 
@@ -13,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import ebpfmaps
 from ebpfmaps import BPF_ANY, BPF_EXIST, BPF_NOEXIST, KeyExists, KeyNotFound, NotSupported, OutOfMemory
-from ebpfmaps.errors import BatchError, MapError
+from ebpfmaps.errors import BatchError
 from tests.model._settings import model_settings
 
 CAPACITY = 6
@@ -24,10 +23,8 @@ PROBES = st.one_of(st.sampled_from(ADDRESSES), st.sampled_from(["10.1.2.4", "10.
 U32 = st.integers(min_value=0, max_value=(1 << 32) - 1)
 FLAGS = st.sampled_from([BPF_ANY, BPF_NOEXIST, BPF_EXIST])
 
-# Library defect: a full LPM trie reports the kernel's ENOSPC as a plain MapError, not OutOfMemory. The model
-# accepts that error for a full trie (and checks the map is unchanged); test_full_trie_is_out_of_memory
-# below is the xfail that asserts the documented OutOfMemory.
-FULL = (OutOfMemory, MapError)
+# A full trie: the kernel's ENOSPC is reported as OutOfMemory, as for a full hash map.
+FULL = (OutOfMemory,)
 
 
 def longest(model: dict[Any, int], address: str) -> tuple[Any, int] | None:
@@ -62,8 +59,6 @@ class LpmMachine(RuleBasedStateMachine):
         before = self.m.to_dict()
         with pytest.raises(exc) as info:
             fn(*args)
-        if exc is FULL and not isinstance(info.value, OutOfMemory):
-            assert info.value.errno == errno.ENOSPC  # the known defect, nothing else
         assert self.m.to_dict() == before == self.model
         return info
 
@@ -160,7 +155,6 @@ TestLpm = LpmMachine.TestCase
 TestLpm.settings = model_settings()
 
 
-@pytest.mark.xfail(strict=False, reason="library: a full LPM trie raises a plain MapError (ENOSPC), not OutOfMemory")
 def test_full_trie_is_out_of_memory() -> None:
     with ebpfmaps.LpmTrieMap(family="ipv4", value_type=ctypes.c_uint32, max_entries=1) as m:
         m["10.0.0.0/8"] = 1

@@ -52,6 +52,8 @@ class OfMapsMachine(RuleBasedStateMachine):
         return {k: self.pool[i].id for k, i in self.model.items()}
 
     def expected(self, model: dict[int, int], key: int, flags: int) -> type[MapError] | None:
+        if self.array and flags != BPF_ANY:
+            return InvalidFlags  # fd arrays take BPF_ANY only (every index exists); checked before the index
         if self.array and key >= SLOTS:
             return IndexOutOfRange
         present = key in model
@@ -69,14 +71,8 @@ class OfMapsMachine(RuleBasedStateMachine):
             fn(*args)
         assert self.m.inner_ids() == before == self.ids()
 
-    # Library defect: array-of-maps refuses BPF_NOEXIST/BPF_EXIST (the kernel's EINVAL) as IncompatibleMap,
-    # blaming the inner map; the rules use BPF_ANY on arrays (test_array_of_maps_flags is the xfail).
-    def flags_for(self, flags: int) -> int:
-        return BPF_ANY if self.array else flags
-
     @rule(key=KEYS, which=INNER, flags=st.sampled_from([BPF_ANY, BPF_NOEXIST, BPF_EXIST]), by_fd=st.booleans())
     def store(self, key: int, which: int, flags: int, by_fd: bool) -> None:
-        flags = self.flags_for(flags)
         value = self.pool[which].fd if by_fd else self.pool[which]
         exp = self.expected(self.model, key, flags)
         if exp is None:
@@ -95,10 +91,7 @@ class OfMapsMachine(RuleBasedStateMachine):
         got = self.m.lookup(key)
         if key not in self.model:
             assert got is None and self.m.inner_id(key) is None and self.m.get(key, "absent") == "absent"
-            # Library defect: `index in m` raises IndexOutOfRange past the end of an array-of-maps (and every
-            # index-keyed map) where ArrayMap answers False (test_index_past_the_end_is_not_in, xfail).
-            if not (self.array and key >= SLOTS):
-                assert key not in self.m
+            assert key not in self.m  # past the end of an array too, as for ArrayMap
             with pytest.raises(KeyNotFound):
                 self.m[key]
             return
@@ -132,8 +125,10 @@ class OfMapsMachine(RuleBasedStateMachine):
 
     @rule(pairs=st.lists(st.tuples(KEYS, INNER), max_size=5), flags=st.sampled_from([BPF_ANY, BPF_NOEXIST, BPF_EXIST]))
     def update_batch(self, pairs: list[tuple[int, int]], flags: int) -> None:
-        flags = self.flags_for(flags)
         ks, vs = [k for k, _ in pairs], [self.pool[i] for _, i in pairs]
+        if self.array and flags != BPF_ANY:
+            self.refused(InvalidFlags, self.m.update_batch, ks, vs, flags)  # even with no pairs
+            return
         work = dict(self.model)
         error, failed_at = None, 0
         for n, (k, i) in enumerate(pairs):
@@ -145,10 +140,6 @@ class OfMapsMachine(RuleBasedStateMachine):
         if error is None:
             assert self.m.update_batch(ks, vs, flags) == len(ks)
             self.model = work
-        elif flags == BPF_EXIST and failed_at > 0 and not self.array:
-            # Library defect: the undo of a failed BPF_EXIST batch writes back the inner map *id* it read as
-            # if it were an fd, so a replaced inner map stays replaced (test_hash_of_maps_exist_batch_undo).
-            return
         elif self.array or flags != BPF_ANY:
             self.refused(error, self.m.update_batch, ks, vs, flags)  # indices checked first; flags undone
         else:  # a full hash-of-maps: the kernel's batch wrote the prefix before the failing element
@@ -163,8 +154,9 @@ class OfMapsMachine(RuleBasedStateMachine):
 
     @rule(ks=st.lists(KEYS, max_size=5))
     def delete_batch(self, ks: list[int]) -> None:
-        if self.array:
-            return  # library defect: array-of-maps delete_batch fails (test_array_of_maps_delete_batch, xfail)
+        if self.array and any(k >= SLOTS for k in ks):
+            self.refused(IndexOutOfRange, self.m.delete_batch, ks)  # a bad key, checked before any delete
+            return
         present = {k for k in ks if k in self.model}
         assert self.m.delete_batch(ks) == len(present)
         for k in present:
@@ -172,8 +164,6 @@ class OfMapsMachine(RuleBasedStateMachine):
 
     @rule()
     def clear(self) -> None:
-        if self.array:
-            return  # clear() deletes through delete_batch: the same defect
         assert self.m.clear() == len(self.model)
         self.model = {}
 
@@ -209,8 +199,6 @@ TestArrayOfMaps = ArrayOfMapsMachine.TestCase
 TestArrayOfMaps.settings = model_settings()
 
 
-@pytest.mark.xfail(strict=False, reason="library: array-of-maps delete_batch raises NotSupported (the kernel has "
-                                        "no batch delete and the element-wise fallback is not taken)")
 def test_array_of_maps_delete_batch() -> None:
     with inner_map() as tmpl, ebpfmaps.ArrayOfMaps(max_entries=4, inner_map=tmpl) as outer:
         outer[0] = tmpl
@@ -219,8 +207,6 @@ def test_array_of_maps_delete_batch() -> None:
         assert outer.inner_ids() == {}
 
 
-@pytest.mark.xfail(strict=False, reason="library: array-of-maps update with BPF_NOEXIST/BPF_EXIST raises "
-                                        "IncompatibleMap (the kernel accepts only BPF_ANY: should be InvalidFlags)")
 @pytest.mark.parametrize("flags", [BPF_NOEXIST, BPF_EXIST])
 def test_array_of_maps_flags(flags: int) -> None:
     with inner_map() as tmpl, ebpfmaps.ArrayOfMaps(max_entries=4, inner_map=tmpl) as outer:
@@ -229,8 +215,6 @@ def test_array_of_maps_flags(flags: int) -> None:
         assert outer.inner_ids() == {}
 
 
-@pytest.mark.xfail(strict=False, reason="library: the undo of a failed BPF_EXIST update_batch on a hash-of-maps "
-                                        "writes the inner map id it read back as an fd: the replacement stays")
 def test_hash_of_maps_exist_batch_undo() -> None:
     with inner_map() as a, inner_map() as b, \
             ebpfmaps.HashOfMaps(key_type=ctypes.c_uint32, max_entries=4, inner_map=a) as outer:
@@ -240,8 +224,6 @@ def test_hash_of_maps_exist_batch_undo() -> None:
         assert outer.inner_ids() == {0: a.id}
 
 
-@pytest.mark.xfail(strict=False, reason="library: `index in m` past the end of an index-keyed map (array-of-maps, "
-                                        "prog array...) raises IndexOutOfRange; ArrayMap answers False")
 def test_index_past_the_end_is_not_in() -> None:
     with inner_map() as tmpl, ebpfmaps.ArrayOfMaps(max_entries=4, inner_map=tmpl) as outer:
         assert outer.lookup(9) is None
