@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ebpfmaps import memguard
+from ebpfmaps import features, memguard
 from ebpfmaps.errors import InvalidArgument, NotSupported, OutOfMemory
 from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, map_type_of, type_name
 from ebpfmaps.pool import StaticPool
@@ -115,6 +115,20 @@ def estimate_memlock(spec: MapSpec) -> int:
     return memguard.estimate(spec)
 
 
+def memlock_formula(spec: MapSpec) -> int:
+    """``memlock`` as kernels before 6.4 report it (``bpf_map_memory_footprint``): the key and value of
+    every entry, each rounded up to 8 bytes, rounded up to whole pages."""
+    size = spec.max_entries * _round_up(spec.key_size + spec.value_size, 8)
+    return _round_up(size, _PAGE)
+
+
+def _round_up(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def before_create(spec: MapSpec) -> None:
     """Refuse what the active profile forbids, before the syscall."""
     if active() != EMBEDDED:
@@ -133,6 +147,10 @@ def before_create(spec: MapSpec) -> None:
             op="create",
         )
     estimate = estimate_memlock(spec)
+    if not features.memlock_tracks_usage():
+        # Before Linux 6.4 the kernel reports (and the pool charges) a size formula, which can be below
+        # the element storage: compare with what will be charged, so a map that fits is not refused.
+        estimate = min(estimate, memlock_formula(spec))
     remaining = StaticPool.remaining()
     if estimate > remaining:
         raise OutOfMemory(

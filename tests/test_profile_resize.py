@@ -193,10 +193,14 @@ def test_resize_keeps_btf(pin_path: Path) -> None:
         before = m.info()
         # A map opened from its pin knows only BTF ids; resize fetches the BTF object by id.
         with ebpfmaps.open_pinned(pin_path) as other:
-            # The kernel does not freeze maps whose values hold a spin lock: the resize says so.
-            with pytest.warns(ResizeWarning, match="refused to freeze"):
+            # Newer kernels do not freeze maps whose values hold a spin lock (6.1 still does): when the
+            # kernel refuses, the resize says so.
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
                 result = other.resize(16)  # type: ignore[attr-defined]  # open_pinned returns Map
-            assert not result.old_frozen and result.lost_after_copy == 0
+            refused = [w for w in seen if issubclass(w.category, ResizeWarning) and "refused to freeze" in str(w.message)]
+            assert bool(refused) == (not result.old_frozen)
+            assert result.lost_after_copy == 0
             after = other.info()
         assert (after.btf_id, after.btf_key_type_id, after.btf_value_type_id) == (
             before.btf_id, before.btf_key_type_id, before.btf_value_type_id)
