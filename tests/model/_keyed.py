@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import ebpfmaps
-from ebpfmaps import BPF_ANY, BPF_EXIST, BPF_NOEXIST, KeyExists, KeyNotFound, OutOfMemory
+from ebpfmaps import BPF_ANY, BPF_EXIST, BPF_NOEXIST, KeyExists, KeyNotFound, NotSupported, OutOfMemory, features
 from ebpfmaps.errors import BatchError, MapError
 
 NCPUS = ebpfmaps.possible_cpus()
@@ -193,6 +193,11 @@ class KeyedMachine(RuleBasedStateMachine):
     @rule(key=KEYS, with_default=st.booleans())
     def lookup_and_delete(self, key: int, with_default: bool) -> None:
         self.sync()
+        if isinstance(self.m, ebpfmaps.Map) and not features.lookup_and_delete_supported(self.m.type):
+            # The kernel has no keyed lookup_and_delete for this type (hash maps before Linux 5.14).
+            self.refused(NotSupported, *((self.m.pop_item, key, None) if with_default
+                                         else (self.m.lookup_and_delete, key)))
+            return
         if key in self.model:
             got = self.m.pop_item(key, None) if with_default else self.m.lookup_and_delete(key)
             assert plain(got) == self.model.pop(key)

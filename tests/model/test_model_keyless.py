@@ -8,11 +8,13 @@ from typing import Any, ClassVar
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 import ebpfmaps
 from ebpfmaps import NotSupported, OutOfMemory
 from ebpfmaps.errors import InvalidValueSize, MapError
+from ebpfmaps.maptypes import MapType
+from tests.kernel_features import require_map_type
 from tests.model._settings import model_settings
 
 U32 = st.integers(min_value=0, max_value=(1 << 32) - 1)
@@ -177,5 +179,8 @@ TestQueue = QueueMachine.TestCase
 TestQueue.settings = model_settings()
 TestStack = StackMachine.TestCase
 TestStack.settings = model_settings()
-TestBloom = BloomMachine.TestCase
-TestBloom.settings = model_settings()
+
+
+def test_bloom() -> None:
+    require_map_type(MapType.BLOOM_FILTER)
+    run_state_machine_as_test(BloomMachine, settings=model_settings())
