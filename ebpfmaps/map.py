@@ -819,17 +819,18 @@ class Map(SpecProperties, DictProtocol):
         buf = pool.pop() if pool else self._vtype()
         # In flight on the handle for the syscall: a concurrent close() cannot hand the number to
         # another map until this call is done (ebpfmaps._libbpf.fd).
+        h = self._h
         users = self._users
         users.append(None)
         try:
-            fd = self._h.num
+            fd = h.num
             if fd < 0:
                 fd = self._reenter_with(buf, "lookup")
             ret = _lookup_flags(fd, kb, buf, _u64(flags)) if flags else _lookup(fd, kb, buf)
         finally:
             users.pop()
-            if self._h.num < 0:
-                self._h.settle()
+            if h.num < 0:
+                h.settle()
         if ret == 0:
             mode = self._vdec_mode
             if mode == _VDEC_RAW:
@@ -890,17 +891,18 @@ class Map(SpecProperties, DictProtocol):
                 return None
         pool = self._vpool  # same per-map free list as lookup(): `key in m` is a hot path too
         buf = pool.pop() if pool else self._vtype()
+        h = self._h
         users = self._users
         users.append(None)
         try:
-            fd = self._h.num
+            fd = h.num
             if fd < 0:
                 fd = self._reenter_with(buf, "lookup")
             ret = _lookup(fd, kb, buf)
         finally:
             users.pop()
-            if self._h.num < 0:
-                self._h.settle()
+            if h.num < 0:
+                h.settle()
         if ret == 0:
             out = buf.raw[: self._vsize]
             pool.append(buf)
@@ -959,17 +961,18 @@ class Map(SpecProperties, DictProtocol):
                 vb = self._encode_value(value)
         else:
             vb = self._encode_value(value)
+        h = self._h
         users = self._users
         users.append(None)
         try:
-            fd = self._h.num
+            fd = h.num
             if fd < 0:
-                fd = self._h.reenter("update")  # waits out a resize's hold; raises once closed
+                fd = h.reenter("update")  # waits out a resize's hold; raises once closed
             ret = _update(fd, kb, vb, cflags)
         finally:
             users.pop()
-            if self._h.num < 0:
-                self._h.settle()
+            if h.num < 0:
+                h.settle()
         if ret:
             if not self._writable:
                 self._check_writable("update")
@@ -983,17 +986,18 @@ class Map(SpecProperties, DictProtocol):
         if not self.can_delete:
             raise NotSupported(f"{type_name(self._spec.type)} maps do not support deleting elements", op="delete")
         kb = key if self._kraw and type(key) is bytes and len(key) == self._ksize else self._encode_key(key)
+        h = self._h
         users = self._users
         users.append(None)
         try:
-            fd = self._h.num
+            fd = h.num
             if fd < 0:
-                fd = self._h.reenter("delete")
+                fd = h.reenter("delete")
             ret = _delete(fd, kb)
         finally:
             users.pop()
-            if self._h.num < 0:
-                self._h.settle()
+            if h.num < 0:
+                h.settle()
         if ret:
             if not self._writable:
                 self._check_writable("delete")

@@ -30,3 +30,13 @@ def require_atomic_fetch() -> None:
 def require_lookup_and_delete(map_type: MapType) -> None:
     if not features.lookup_and_delete_supported(map_type):
         pytest.skip(f"the running kernel lacks lookup_and_delete on {map_type.keyword} maps (probe)")
+
+
+def require_batch_ops(map_type: MapType) -> None:
+    if not features.batch_ops_supported(map_type):
+        pytest.skip(f"the running kernel lacks batch operations on {map_type.keyword} maps (probe)")
+
+
+def require_perf_event_link() -> None:
+    if not features.perf_event_link_supported():
+        pytest.skip("the running kernel lacks perf-event BPF links (probe)")
