@@ -30,6 +30,7 @@ from ebpfmaps import asm, errors, fdinfo
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf import perf as _perf
 from ebpfmaps._libbpf import progs as _progs
+from ebpfmaps._libbpf.fd import FD as _FD
 from ebpfmaps.asm import R0, R1, R2, R3, R4, R6, R10
 from ebpfmaps.maptypes import BPF_F_LINK, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType, type_name
 
@@ -232,6 +233,14 @@ _BPF_PROG_TYPE_XDP = 6
 _UNSUPPORTED = frozenset({E.EINVAL, E.EOPNOTSUPP, errors.ENOTSUPP})
 
 
+def _minimal_map(t: int) -> _FD:
+    """The smallest keyed map of type ``t`` for a probe: 4-byte keys (8 for an LPM trie, which also needs
+    BPF_F_NO_PREALLOC), 8-byte values, one entry."""
+    if t == MapType.LPM_TRIE:
+        return _maps.map_create(t, None, 8, 8, 1, flags=BPF_F_NO_PREALLOC, op="probe")
+    return _maps.map_create(t, None, 4, 8, 1, op="probe")
+
+
 @functools.cache
 def lookup_and_delete_supported(map_type: MapType | int) -> bool:
     """Whether BPF_MAP_LOOKUP_AND_DELETE_ELEM takes a key on maps of ``map_type`` (hash types: Linux 5.14).
@@ -241,13 +250,14 @@ def lookup_and_delete_supported(map_type: MapType | int) -> bool:
     t = int(map_type)
     if not map_type_supported(t):
         return False
-    h = _maps.map_create(t, None, 4, 8, 1, op="probe")
+    h = _minimal_map(t)
     try:
-        ret = _maps.map_update_elem(h, bytes(4), bytes(8), 0, "probe")
+        key = bytes(8) if t == MapType.LPM_TRIE else bytes(4)
+        ret = _maps.map_update_elem(h, key, bytes(8), 0, "probe")
         if ret < 0:
             raise errors.from_errno(-ret, "probe", f"inserting into a {type_name(t)} map")
         value = ctypes.create_string_buffer(8 * max(1, _maps.num_possible_cpus()))
-        ret = _maps.map_lookup_and_delete_elem(h, bytes(4), value, "probe")
+        ret = _maps.map_lookup_and_delete_elem(h, key, value, "probe")
     finally:
         h.close()
     if ret == 0:
@@ -268,7 +278,7 @@ def batch_ops_supported(map_type: MapType | int) -> bool:
     t = int(map_type)
     if not map_type_supported(t):
         return False
-    h = _maps.map_create(t, None, 4, 8, 1, op="probe")
+    h = _minimal_map(t)
     try:
         ks = ctypes.create_string_buffer(8)
         vs = ctypes.create_string_buffer(8 * max(1, _maps.num_possible_cpus()))

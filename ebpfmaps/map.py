@@ -1085,10 +1085,13 @@ class Map(SpecProperties, DictProtocol):
         keys: list[bytes] = []
         vals: list[bytes] = []
         # Small chunks: the walk costs two syscalls per element anyway, and a small chunk keeps
-        # what a consumer sees close to the kernel's current state.
-        for kb, vb in self._iter_next_key(values):
+        # what a consumer sees close to the kernel's current state. The walk lists every index of
+        # a type whose slots may be empty: only a lookup tells the occupied ones.
+        kind = map_type_of(self._spec.type)
+        lookups = values or (kind is not None and kind.has_empty_slots)
+        for kb, vb in self._iter_next_key(lookups):
             keys.append(kb)
-            vals.append(vb)
+            vals.append(vb if values else b"")
             if len(keys) == _WALK_CHUNK:
                 yield b"".join(keys), b"".join(vals), len(keys)
                 keys.clear()
@@ -1380,8 +1383,11 @@ class Map(SpecProperties, DictProtocol):
             for i in range(n):
                 ret = _update(fd, kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs], _u64(flags))
                 if ret:
-                    raise errors.BatchError(f"update_batch stopped at element {i} of {n}", done=i,
-                                            cause=self._fail(ret, "update"))
+                    cause = self._fail(ret, "update_batch")
+                    if i == 0:  # nothing written: the error itself, as the kernel's batch path gives it
+                        raise cause
+                    raise errors.BatchError(f"update_batch stopped at element {i} of {n}: {cause}", done=i,
+                                            cause=cause)
         return n
 
     def check_packed_keys(self, keys: bytes, count: int) -> None:

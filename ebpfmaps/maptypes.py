@@ -139,6 +139,12 @@ class MapType(enum.IntEnum):
         return self in _INDEX_KEYED
 
     @property
+    def has_empty_slots(self) -> bool:
+        """Index-keyed, but a slot may hold nothing (fd and socket arrays): ``get_next_key`` lists every
+        index, so which ones are occupied takes a lookup of each."""
+        return self in _INDEX_KEYED and self not in _ARRAY_FAMILY
+
+    @property
     def allows_zero_entries(self) -> bool:
         """``max_entries`` may be 0: the kernel sizes the map itself (per CPU, per socket, per cgroup...)."""
         return self in _ZERO_ENTRIES

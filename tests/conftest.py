@@ -107,7 +107,7 @@ def bpftool_json(*args: str) -> object:
     values: list[object] = []
     text, pos = out.stdout, 0
     while True:
-        while pos < len(text) and text[pos].isspace():
+        while pos < len(text) and (text[pos].isspace() or text[pos] == ","):
             pos += 1
         if pos >= len(text):
             break

@@ -18,9 +18,11 @@ from ebpfmaps import asm
 from ebpfmaps.asm import R0
 from ebpfmaps.errors import KeyNotFound, MapClosed
 from ebpfmaps.fdinfo import read_fdinfo
+from ebpfmaps.maptypes import MapType
 from ebpfmaps.programs import BpfObject, Program
 from ebpfmaps.readers import PerfEventReader, RingBufReader, UserRingBufWriter
 from tests.bpfbuild import bpf_object
+from tests.kernel_features import require_map_type
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -206,6 +208,7 @@ def test_ring_buffer_reader_of_a_raw_fd_keeps_its_own_reference() -> None:
 
 
 def test_user_ring_buffer_writer_ends_with_its_map() -> None:
+    require_map_type(MapType.USER_RINGBUF)
     urb = ebpfmaps.create("user_ringbuf", max_entries=PAGE)
     writer = UserRingBufWriter(urb)
     res = writer.reserve(8)

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 import ebpfmaps
-from ebpfmaps import MapType
+from ebpfmaps import MapType, features
 from ebpfmaps.errors import MapError
 from tests.model._settings import DEEP
 
@@ -103,10 +103,11 @@ class Maps:
             "percpu": ebpfmaps.PerCpuHashMap(key_type=c.c_uint32, value_type=c.c_uint64, max_entries=8),
             "lpm": ebpfmaps.LpmTrieMap(family="ipv4", value_type=c.c_uint32, max_entries=8),
             "queue": ebpfmaps.QueueMap(value_type=c.c_uint32, max_entries=4),
-            "bloom": ebpfmaps.BloomFilterMap(value_type=c.c_uint64, max_entries=8),
             "hash_of_maps": ebpfmaps.HashOfMaps(key_type=c.c_uint32, max_entries=4, inner_map=self.template),
             "closed": ebpfmaps.HashMap(key_type=c.c_uint32, value_type=c.c_uint64, max_entries=4),
         }
+        if features.map_type_supported(MapType.BLOOM_FILTER):  # kernels before 5.16 have none (probe)
+            self.maps["bloom"] = ebpfmaps.BloomFilterMap(value_type=c.c_uint64, max_entries=8)
         self.maps["hash"].update_batch([1, 2], [10, 20])
         self.maps["hash_raw"][b"\x01\x00\x00\x00"] = b"\x02" * 8
         self.maps["lpm"]["10.0.0.0/8"] = 1

@@ -271,6 +271,9 @@ class KeyedMachine(RuleBasedStateMachine):
     @rule(batch_size=st.integers(min_value=1, max_value=16))
     def iter_batches(self, batch_size: int) -> None:
         self.sync()
+        if isinstance(self.m, ebpfmaps.Map) and not features.batch_ops_supported(self.m.type):
+            self.refused(NotSupported, lambda: list(self.m.iter_batches(batch_size=batch_size)))
+            return
         seen: dict[int, Any] = {}
         for chunk in self.m.iter_batches(batch_size=batch_size):
             assert 0 < len(chunk)
@@ -282,6 +285,9 @@ class KeyedMachine(RuleBasedStateMachine):
     @rule(batch_size=st.integers(min_value=1, max_value=16))
     def lookup_and_delete_batch(self, batch_size: int) -> None:
         self.sync()
+        if isinstance(self.m, ebpfmaps.Map) and not features.batch_ops_supported(self.m.type):
+            self.refused(NotSupported, self.m.lookup_and_delete_batch, batch_size=batch_size)
+            return
         got = self.m.lookup_and_delete_batch(batch_size=batch_size)
         assert {k: plain(v) for k, v in got.items()} == self.model
         self.model = {}

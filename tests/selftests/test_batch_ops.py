@@ -17,6 +17,8 @@ import pytest
 
 import ebpfmaps
 from ebpfmaps.errors import NotSupported
+from ebpfmaps.maptypes import MapType
+from tests.kernel_features import require_batch_ops
 
 MAX_ENTRIES = 10
 NR_CPUS = ebpfmaps.possible_cpus()
@@ -111,6 +113,7 @@ def _array_batch_verify(pairs: list[tuple[int, object]], is_pcpu: bool) -> None:
 def test_array_map_batch_ops(is_pcpu: bool) -> None:
     """array_map_batch_ops.c: __test_map_lookup_and_update_batch (array_map_batch_ops, array_percpu_map_batch_ops)."""
     cls = ebpfmaps.PerCpuArrayMap if is_pcpu else ebpfmaps.ArrayMap
+    require_batch_ops(MapType.PERCPU_ARRAY if is_pcpu else MapType.ARRAY)
     with cls(value_type=ctypes.c_int64, max_entries=MAX_ENTRIES, name="array_map") as m:
         for step in range(1, MAX_ENTRIES):
             _array_batch_update(m, is_pcpu)
@@ -146,6 +149,7 @@ def _lpm_map() -> ebpfmaps.LpmTrieMap:
 
 def test_lpm_trie_map_batch_ops() -> None:
     """lpm_trie_map_batch_ops.c: test_lpm_trie_map_batch_ops: update_batch, lookup_batch by steps, delete_batch."""
+    require_batch_ops(MapType.LPM_TRIE)
     with _lpm_map() as m:
         for step in range(1, MAX_ENTRIES):
             keys = _lpm_keys()
