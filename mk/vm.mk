@@ -1,5 +1,5 @@
 # The suite inside VMs booting Debian's other kernels. Scripts in vm/, everything built in vm/cache/.
-#   make vm-test KERNEL=6.1        one kernel (6.1 or 6.12); VM_PYTEST_ARGS="tests/test_smoke.py" narrows the run
+#   make vm-test KERNEL=6.1        one kernel (5.10, 6.1 or 6.12); VM_PYTEST_ARGS="tests/test_smoke.py" narrows the run
 #   make vm-test-all               every kernel in VM_KERNELS, one after the other; fails if any failed
 #   make vm-root                   just build the guest root (cached)
 #   make setup-vm                  install every host package and tool the VM targets need
@@ -11,7 +11,7 @@ VM_DEB_PACKAGES := qemu-system-x86 debootstrap kmod file binutils python3
 # virtme-ng from PyPI, in its own venv (vm/cache/tools) built with Debian's python3: that interpreter is also the
 # guest's, so the wheels pip downloads there for the guest fit it. Pinned: the scripts rely on its options.
 VM_VIRTME_NG    := virtme-ng==1.42
-VM_KERNELS      ?= 6.1 6.12
+VM_KERNELS      ?= 5.10 6.1 6.12
 KERNEL          ?= 6.1
 VM_PYTEST_ARGS  ?=
 VM_TOOLS_VENV   := vm/cache/tools
