@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import OutOfMemory
 from ebpfmaps.maptypes import map_type_of, type_name
+from ebpfmaps.pinning import unescape_mountinfo
 
 if TYPE_CHECKING:
     from ebpfmaps.spec import MapSpec
@@ -97,23 +98,10 @@ def _mountinfo() -> list[tuple[str, str, str, str]]:
                 left, _, right = line.partition(" - ")
                 fields, rfields = left.split(), right.split()
                 if len(fields) >= 5 and len(rfields) >= 3:
-                    out.append((_unescape(fields[3]), _unescape(fields[4]), rfields[0], rfields[2]))
+                    out.append((unescape_mountinfo(fields[3]), unescape_mountinfo(fields[4]), rfields[0], rfields[2]))
     except OSError:
         pass
     return out
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit() and len(field[i + 1 : i + 4]) == 3:
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def _memory_cgroup() -> tuple[str, str, str] | None:

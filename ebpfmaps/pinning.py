@@ -27,7 +27,8 @@ class Mount:
     source: str
 
 
-def _unescape(field: str) -> str:
+def unescape_mountinfo(field: str) -> str:
+    """A field of /proc/self/mountinfo as the path it names."""
     # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
     out, i = [], 0
     while i < len(field):
@@ -55,7 +56,7 @@ def mounts() -> list[Mount]:
             fields = left.split()
             rfields = right.split()
             if len(fields) >= 5 and len(rfields) >= 2:
-                out.append(Mount(_unescape(fields[4]), rfields[0], rfields[1]))
+                out.append(Mount(unescape_mountinfo(fields[4]), rfields[0], rfields[1]))
     return out
 
 
