@@ -107,6 +107,10 @@ class PinNotFound(MapError, FileNotFoundError):
     """Nothing is pinned at the path."""
 
 
+class PinExists(MapError, FileExistsError):
+    """Something is already pinned (or a file exists) at the path."""
+
+
 class BatchError(MapError):
     """A batch operation that stopped part way; ``done`` elements were processed."""
 

@@ -211,3 +211,12 @@ def test_open_pinned_refuses_a_non_map_pin(bpffs: Path) -> None:
     os.mkdir(d)
     with pytest.raises(ebpfmaps.MapError):
         ebpfmaps.open_pinned(d)
+
+
+def test_pinning_over_an_existing_pin_is_pin_exists(bpffs: Path) -> None:
+    with ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=1) as m:
+        m.pin(bpffs / "taken")
+        with ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=1) as other:
+            with pytest.raises(ebpfmaps.errors.PinExists) as exc:
+                other.pin(bpffs / "taken")
+            assert isinstance(exc.value, FileExistsError) and exc.value.call == "bpf_obj_pin"

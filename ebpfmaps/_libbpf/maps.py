@@ -238,7 +238,7 @@ def obj_pin(h: FD | int, path: str, op: str = "pin") -> None:
         if isinstance(h, FD):
             h.leave()
     if ret == -E.EEXIST:
-        raise errors.MapError(f"{op}: {path} already exists", errno=E.EEXIST, op=op, call="bpf_obj_pin")
+        raise errors.PinExists(f"{op}: {path} already exists", errno=E.EEXIST, op=op, call="bpf_obj_pin")
     if ret < 0:
         raise _fail(ret, op, "bpf_obj_pin", path)
 
