@@ -6,9 +6,14 @@ elsewhere the test is skipped with the feature's name. Never a version number.
 
 from __future__ import annotations
 
+import errno
+import functools
+
 import pytest
 
-from ebpfmaps import features
+import ebpfmaps
+from ebpfmaps import BPF_ANY, BPF_EXIST, features
+from ebpfmaps.errors import KeyNotFound, MapError
 from ebpfmaps.maptypes import MapType
 
 
@@ -40,3 +45,31 @@ def require_batch_ops(map_type: MapType) -> None:
 def require_perf_event_link() -> None:
     if not features.perf_event_link_supported():
         pytest.skip("the running kernel lacks perf-event BPF links (probe)")
+
+
+@functools.cache
+def lpm_update_flags_honoured() -> bool:
+    """Probe: does the running kernel apply BPF_EXIST to LPM tries (ENOENT on an empty trie)?
+
+    Kernels without the LPM trie fixes of early 2025 ignore BPF_EXIST/BPF_NOEXIST there.
+    """
+    with ebpfmaps.LpmTrieMap(data_size=4, value_size=4, max_entries=1) as m:
+        try:
+            m.update((32, bytes(4)), bytes(4), BPF_EXIST)
+        except KeyNotFound:
+            return True
+        return False
+
+
+@functools.cache
+def lpm_full_inplace_update() -> bool:
+    """Probe: can an element of a full LPM trie be overwritten? Kernels before the same fixes answer ENOSPC."""
+    with ebpfmaps.LpmTrieMap(data_size=4, value_size=4, max_entries=1) as m:
+        m.update((32, bytes(4)), bytes(4), BPF_ANY)
+        try:
+            m.update((32, bytes(4)), bytes(4), BPF_ANY)
+        except MapError as exc:
+            if exc.errno == errno.ENOSPC:
+                return False
+            raise
+        return True

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import ipaddress
 import random
 import threading
@@ -23,6 +22,7 @@ import pytest
 import ebpfmaps
 from ebpfmaps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST
 from ebpfmaps.errors import InvalidFlags, KeyExists, KeyNotFound, MapError, OutOfMemory
+from tests.kernel_features import lpm_full_inplace_update, lpm_update_flags_honoured
 from tests.selftests._support import next_key
 
 N_NODES = 1 << 8
@@ -306,34 +306,6 @@ def test_lpm_multi_thread() -> None:
 def int_key(prefixlen: int, data: int) -> tuple[int, bytes]:
     """struct lpm_trie_int_key { __u32 prefixlen; __u32 data; } with data = htobe32(data)."""
     return prefixlen, data.to_bytes(4, "big")
-
-
-@functools.cache
-def lpm_update_flags_honoured() -> bool:
-    """Probe: does the running kernel apply BPF_EXIST to LPM tries (ENOENT on an empty trie)?
-
-    Kernels without the LPM trie fixes of early 2025 ignore BPF_EXIST/BPF_NOEXIST there.
-    """
-    with ebpfmaps.LpmTrieMap(data_size=4, value_size=4, max_entries=1) as m:
-        try:
-            m.update(int_key(32, 0), bytes(4), BPF_EXIST)
-        except KeyNotFound:
-            return True
-        return False
-
-
-@functools.cache
-def lpm_full_inplace_update() -> bool:
-    """Probe: can an element of a full LPM trie be overwritten? Kernels before the same fixes answer ENOSPC."""
-    with ebpfmaps.LpmTrieMap(data_size=4, value_size=4, max_entries=1) as m:
-        m.update(int_key(32, 0), bytes(4), BPF_ANY)
-        try:
-            m.update(int_key(32, 0), bytes(4), BPF_ANY)
-        except MapError as exc:
-            if exc.errno == errno.ENOSPC:
-                return False
-            raise
-        return True
 
 
 def require_lpm_update_flags() -> None:
