@@ -195,8 +195,9 @@ def test_map_that_does_not_fit_is_refused_and_gone() -> None:
                 ebpfmaps.HashMap(**spec, name=name)
             assert info.value.op == "pool"
         else:
-            # memlock is a size formula here, which the pre-check computes exactly: refused up front.
-            with pytest.raises(OutOfMemory, match="refused before creating it"):
+            # memlock is a size formula here: where the pre-check computes it exactly (6.x) the map is refused
+            # up front, where the kernel's formula counts more (5.x) it is created, charged, refused and closed.
+            with pytest.raises(OutOfMemory, match=r"refused before creating it|static pool exhausted"):
                 ebpfmaps.HashMap(**spec, name=name)
         assert StaticPool.used() == 0  # a refusal takes nothing
         assert maps_named(name) == []  # the map was closed before the error reached us
