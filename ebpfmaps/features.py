@@ -241,6 +241,16 @@ def _minimal_map(t: int) -> _FD:
     return _maps.map_create(t, None, 4, 8, 1, op="probe")
 
 
+def _require_unsupported(exc: errors.MapError, what: str) -> None:
+    """Return when the kernel's refusal of a probe means "not supported" (EINVAL, EOPNOTSUPP, ENOTSUPP);
+    raise anything that answers nothing (no errno, EPERM, EMFILE, ENOMEM...) or means something else."""
+    if exc.errno is None:
+        raise exc
+    _raise_unanswered(exc.errno, what)
+    if exc.errno not in _UNSUPPORTED:
+        raise exc
+
+
 @functools.cache
 def lookup_and_delete_supported(map_type: MapType | int) -> bool:
     """Whether BPF_MAP_LOOKUP_AND_DELETE_ELEM takes a key on maps of ``map_type`` (hash types: Linux 5.14).
@@ -328,12 +338,8 @@ def atomic_fetch_supported() -> bool:
     try:
         _maps.prog_load_probe(_BPF_PROG_TYPE_SOCKET_FILTER, bytes(code), "probe_atomic").close()
     except errors.MapError as exc:
-        if exc.errno is None:
-            raise
-        _raise_unanswered(exc.errno, "loading a program with an atomic fetch-add")
-        if exc.errno in _UNSUPPORTED:
-            return False
-        raise
+        _require_unsupported(exc, "loading a program with an atomic fetch-add")
+        return False
     return True
 
 
@@ -374,12 +380,8 @@ def perf_event_link_supported() -> bool:
         try:
             _progs.link_create(prog, event, _BPF_PERF_EVENT, "probe", "a perf event link").close()
         except errors.MapError as exc:
-            if exc.errno is None:
-                raise
-            _raise_unanswered(exc.errno, "linking a program to a perf event")
-            if exc.errno in _UNSUPPORTED:
-                return False
-            raise
+            _require_unsupported(exc, "linking a program to a perf event")
+            return False
         finally:
             event.close()
     finally:
