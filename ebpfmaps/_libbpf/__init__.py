@@ -11,8 +11,8 @@ turns libbpf's negative-errno returns into the library's exceptions in
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from ebpfmaps import errors
@@ -29,10 +29,18 @@ c_cp = ctypes.c_char_p
 P = ctypes.POINTER
 
 
+def _candidates() -> Iterator[str | None]:
+    yield os.environ.get("EBPFMAPS_LIBBPF")
+    yield "libbpf.so.1"
+    # find_library runs ldconfig in a subprocess: asked only when the soname itself is not found.
+    import ctypes.util
+
+    yield ctypes.util.find_library("bpf")
+
+
 def _load() -> ctypes.CDLL:
-    candidates = [os.environ.get("EBPFMAPS_LIBBPF"), "libbpf.so.1", ctypes.util.find_library("bpf")]
     last: OSError | None = None
-    for name in candidates:
+    for name in _candidates():
         if not name:
             continue
         try:
