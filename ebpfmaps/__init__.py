@@ -30,7 +30,17 @@ from ebpfmaps.errors import (
     ProgramLoadError,
 )
 from ebpfmaps.extension import unpin
-from ebpfmaps.factory import class_for, create, list_maps, map_ids, open_by_id, open_pinned
+from ebpfmaps.factory import (
+    class_for,
+    create,
+    iter_maps,
+    iter_pins,
+    list_maps,
+    map_ids,
+    open_by_id,
+    open_pinned,
+    pins_by_map_id,
+)
 from ebpfmaps.map import Map
 from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
 from ebpfmaps.maps.bloom import BloomFilterMap
@@ -129,7 +139,10 @@ __all__ = [
     "create",
     "errors",
     "is_bpffs",
+    "iter_maps",
+    "iter_pins",
     "list_maps",
+    "pins_by_map_id",
     "map_ids",
     "mount_bpffs",
     "open_by_id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import inspect
 import os
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ebpfmaps import extension, pinning
@@ -148,9 +149,8 @@ def map_ids() -> list[int]:
     return ids
 
 
-def list_maps() -> list[MapInfo]:
-    """Info on every map in the system (maps that vanish while listing are left out)."""
-    out: list[MapInfo] = []
+def iter_maps() -> Iterator[MapInfo]:
+    """Info on every map in the system, one at a time (maps that vanish while listing are left out)."""
     for map_id in map_ids():
         try:
             h = _maps.map_get_fd_by_id(map_id)
@@ -158,9 +158,44 @@ def list_maps() -> list[MapInfo]:
             continue
         try:
             with h.pinned("map_info") as fd:
-                out.append(map_info_from_fd(fd))
+                info = map_info_from_fd(fd)
         except MapError:
-            pass
+            continue
         finally:
             h.close()
-    return out
+        yield info
+
+
+def list_maps() -> list[MapInfo]:
+    """Info on every map in the system (maps that vanish while listing are left out)."""
+    return list(iter_maps())
+
+
+def iter_pins(roots: Iterable[str] | None = None) -> Iterator[tuple[str, int]]:
+    """``(pin path, map id)`` for every map pinned under ``roots`` (default: every mounted bpffs), walked
+    in order. Pins of programs and links, and pins that vanish meanwhile, are skipped."""
+    for root in (pinning.bpffs_mounts() if roots is None else roots):
+        for directory, subdirs, files in os.walk(root):
+            subdirs.sort()
+            for name in sorted(files):
+                path = os.path.join(directory, name)
+                try:
+                    handle = pinning.obj_get_handle(path, readonly=True)
+                except (MapError, OSError):
+                    continue
+                try:
+                    with handle.pinned("map_info") as fd:
+                        map_id = _maps.map_info(fd).id
+                except MapError:
+                    continue  # a program or link: not a map
+                finally:
+                    handle.close()
+                yield path, map_id
+
+
+def pins_by_map_id(roots: Iterable[str] | None = None) -> dict[int, list[str]]:
+    """Every map's pin paths under ``roots`` (default: every mounted bpffs), keyed by map id."""
+    found: dict[int, list[str]] = {}
+    for path, map_id in iter_pins(roots):
+        found.setdefault(map_id, []).append(path)
+    return found
