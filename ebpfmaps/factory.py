@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import inspect
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -60,6 +59,8 @@ def _keywords_of(cls: type[Map]) -> frozenset[str]:
     cached = _KEYWORDS.get(cls)
     if cached is not None:
         return cached
+    import inspect  # only here (cached per class): inspect pulls in ast, dis and tokenize
+
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")

@@ -18,7 +18,6 @@ import errno as E
 import functools
 import importlib
 import os
-import platform
 import struct
 import sys
 import threading
@@ -175,7 +174,7 @@ def require_map_type(map_type: MapType | int) -> None:
     """Raise :class:`NotSupported` (before any creation syscall) when the kernel lacks ``map_type``."""
     if not map_type_supported(map_type):
         raise errors.NotSupported(
-            f"the running kernel ({platform.release()}) does not support {type_name(int(map_type))} maps "
+            f"the running kernel ({os.uname().release}) does not support {type_name(int(map_type))} maps "
             f"(probed with a minimal map of the type)",
             op="create",
         )
@@ -467,7 +466,7 @@ def markdown_table(class_names: Mapping[int, str] | None = None) -> str:
     names = class_names or {}
     support = probe_all()
     lines = [
-        f"Kernel support as probed on `{platform.release()}` by `python -m ebpfmaps.features --markdown`.",
+        f"Kernel support as probed on `{os.uname().release}` by `python -m ebpfmaps.features --markdown`.",
         "",
         "| id | type (`create()` keyword) | class | keys → values | operations | this kernel |",
         "|---:|---|---|---|---|:---:|",
