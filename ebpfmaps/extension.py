@@ -3,7 +3,11 @@
 The core knows nothing of any extension. An extension (such as the
 ``ebpfmaps_shim`` package) registers an :class:`Extension` here, explicitly or
 through the entry point group ``ebpfmaps.extensions`` that is read the first
-time an extensible type id is created or a pinned map is opened.
+time an extensible type id is created or a map that carries BTF is opened.
+
+An extension claims only maps that carry BTF for their values: an extensible map records what it is
+in its BTF, so it travels with the map to every process that opens it. Opening any other map never
+consults the extensions (scanning entry points and importing an extension costs more than the open).
 """
 
 from __future__ import annotations
@@ -105,8 +109,15 @@ def create_extensible(type_id: int, kwargs: dict[str, Any]) -> Map:
     )
 
 
+def may_claim(info: MapInfo) -> bool:
+    """Whether an extension may claim this kernel map: only maps with a BTF value type can be extensible."""
+    return bool(info.btf_id and info.btf_value_type_id)
+
+
 def describe(info: MapInfo) -> MapInfo | None:
     """The first extension's view of a kernel map it claims, or ``None`` when no extension claims it."""
+    if not may_claim(info):
+        return None
     for ext in extensions():
         fn = getattr(ext, "describe", None)
         if fn is not None:

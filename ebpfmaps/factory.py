@@ -109,7 +109,7 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
     m = cls.adopt_fd(fd, info, key_type=key_type, value_type=value_type,
                      writable=not readonly and not info.flags & BPF_F_RDONLY, readable=not writeonly,
                      pin_path=pin_path)
-    return extension.adopt(m)
+    return extension.adopt(m) if extension.may_claim(info) else m
 
 
 def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, readonly: bool = False, *,

@@ -44,26 +44,51 @@ _UPDATE_MODES = {"any": ebpfmaps.BPF_ANY, "noexist": ebpfmaps.BPF_NOEXIST, "exis
 
 
 # ------------------------------------------------------------------ reading in chunks
+def raw_entry_chunks(m: Map, batch_size: int = DUMP_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
+    """Packed ``(keys, values, count)`` chunks of the whole map, one kernel batch each (or a get-next-key
+    walk where the kernel has no batch operations for the type)."""
+    return m.raw_chunks(values=True, batch_size=batch_size)
+
+
 def entry_chunks(m: Map, batch_size: int = DUMP_BATCH) -> Iterator[tuple[list[Any], list[Any]]]:
-    """Decoded ``(keys, values)`` chunks of the whole map, one kernel batch each (or a get-next-key walk
-    where the kernel has no batch operations for the type)."""
-    if type(m).items is not Map.items:
+    """Decoded ``(keys, values)`` chunks of the whole map."""
+    if _own_reading(m):
         # A family with its own reading (sockets, programs, storage...): its items, chunked.
         it = iter(m.items())
         while chunk := list(islice(it, batch_size)):
             yield [k for k, _ in chunk], [v for _, v in chunk]
         return
     kdm, vdm = m.key_codec.decode_many, m.value_codec.decode_many
-    for kb, vb, count in m.raw_chunks(values=True, batch_size=batch_size):
+    for kb, vb, count in raw_entry_chunks(m, batch_size):
         yield kdm(kb, count), vdm(vb, count)
 
 
-def _json_encoder(codec: Codec) -> Callable[[list[Any]], list[str]]:
-    """Each decoded key or value as JSON text, with fast paths for the common plain forms."""
+def _own_reading(m: Map) -> bool:
+    return type(m).items is not Map.items
+
+
+JsonEncoder = Callable[[bytes, int], list[str]]
+
+
+def _json_encoder(codec: Codec) -> JsonEncoder:
+    """Packed keys or values of a chunk as JSON texts, with fast paths for the plain forms: raw bytes are
+    cut from one hex string of the whole chunk, integers decoded in one unpack."""
     if type(codec) is Codec:
-        return lambda xs: ['"0x' + x.hex() + '"' for x in xs]
+        width = 2 * codec.size
+
+        def raw(buf: bytes, count: int) -> list[str]:
+            text = buf.hex()
+            return ['"0x' + text[i : i + width] + '"' for i in range(0, count * width, width)]
+
+        return raw
+    decode_many = codec.decode_many
     if isinstance(codec, IndexCodec) or (isinstance(codec, StructCodec) and codec.scalar):
-        return lambda xs: [str(x) for x in xs]
+        return lambda buf, count: list(map(str, decode_many(buf, count)))
+    dumps = json.dumps
+    return lambda buf, count: [dumps(jsonable(x)) for x in decode_many(buf, count)]
+
+
+def _decoded_encoder(codec: Codec) -> Callable[[list[Any]], list[str]]:
     dumps = json.dumps
     return lambda xs: [dumps(jsonable(x)) for x in xs]
 
@@ -93,14 +118,24 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool) -> int:
+def _json_chunks(m: Map) -> Iterator[tuple[list[str], list[str]]]:
+    if _own_reading(m):
+        kd, vd = _decoded_encoder(m.key_codec), _decoded_encoder(m.value_codec)
+        for keys, values in entry_chunks(m):
+            yield kd(keys), vd(values)
+        return
     kenc, venc = _json_encoder(m.key_codec), _json_encoder(m.value_codec)
+    for kb, vb, count in raw_entry_chunks(m):
+        yield kenc(kb, count), venc(vb, count)
+
+
+def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool) -> int:
     write = out.write
     n = 0
     if not lines:
         write("[")
-    for keys, values in entry_chunks(m):
-        items = [f'{{"key": {k}, "value": {v}}}' for k, v in zip(kenc(keys), venc(values))]
+    for keys, values in _json_chunks(m):
+        items = [f'{{"key": {k}, "value": {v}}}' for k, v in zip(keys, values)]
         if lines:
             write("\n".join(items) + "\n")
         else:
