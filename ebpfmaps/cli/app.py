@@ -28,13 +28,14 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, one that knows just that command (the fast path of a one-shot command)."""
     p = argparse.ArgumentParser(prog="ebpfmaps", description=DESCRIPTION, epilog=SYNTAX_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"ebpfmaps {ebpfmaps.__version__}")
     p.add_argument("-j", "--json", action="store_true", help="machine-readable output (every command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    register_all(sub)
+    register_all(sub, only)
     return p
 
 
@@ -45,8 +46,21 @@ def _report(exc: BaseException, code: int, as_json: bool) -> None:
     sys.stderr.write(f"ebpfmaps: {kind}: {exc}\n")
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command named on the line, when it is the first argument after global options; else None (the
+    whole parser then reports the usage)."""
+    for arg in argv:
+        if arg in ("-j", "--json"):
+            continue
+        if arg.startswith("-"):
+            return None
+        return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    line = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_of(line)).parse_args(line)
     as_json = bool(getattr(args, "json", False))
     try:
         code = int(args.fn(args))

@@ -287,9 +287,11 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 def add_types(parser: argparse.ArgumentParser, *, key: bool = True, value: bool = True) -> None:
     if key:
-        parser.add_argument("-k", "--key-type", choices=sorted(INT_TYPES), help="read keys as this integer type")
+        parser.add_argument("-k", "--key-type", choices=sorted(INT_TYPES), metavar="TYPE",
+                            help="read keys as this integer type: " + ", ".join(sorted(INT_TYPES)))
     if value:
-        parser.add_argument("-v", "--value-type", choices=sorted(INT_TYPES), help="read values as this integer type")
+        parser.add_argument("-v", "--value-type", choices=sorted(INT_TYPES), metavar="TYPE",
+                            help="read values as this integer type")
 
 
 def stdout_is_terminal() -> bool:

@@ -20,6 +20,35 @@ class CommandGroup(Protocol):
 COMMAND_GROUPS: tuple[CommandGroup, ...] = (inventory, entries, manage, events)
 
 
-def register_all(sub: Any) -> None:
+class _Skipped:
+    """Stands for the parser of a command not being run: takes every call and does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._ignore
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> _Skipped:
+        return self
+
+
+class _OnlyCommand:
+    """Subparsers that build the parser of one command only: a one-shot command starts faster without
+    building twenty parsers it will not use."""
+
+    def __init__(self, sub: Any, command: str) -> None:
+        self._sub = sub
+        self._command = command
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name != self._command:
+            return _Skipped()
+        return self._sub.add_parser(name, **kwargs)
+
+
+def register_all(sub: Any, only: str | None = None) -> None:
+    """Every group's commands; with ``only``, just that command's parser (when some group has it)."""
+    target = sub if only is None else _OnlyCommand(sub, only)
     for group in COMMAND_GROUPS:
-        group.register(sub)
+        group.register(target)
+    if only is not None and only not in sub.choices:
+        for group in COMMAND_GROUPS:  # not a command after all: the whole parser, for argparse's message
+            group.register(sub)
