@@ -40,6 +40,12 @@ class _Printer:
             if self.left <= 0:
                 raise _Enough()
 
+    def record(self, data: Any) -> None:
+        self.emit(data)
+
+    def sample(self, cpu: int, data: Any) -> None:
+        self.emit(data, cpu)
+
     def lost(self, cpu: int, count: int) -> None:
         if self.as_json:
             sys.stdout.write(json.dumps({"cpu": cpu, "lost": count}) + "\n")
@@ -58,9 +64,9 @@ def cmd_events(args: argparse.Namespace) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     with open_target(args.target) as m:
         if isinstance(m, RingBufMap):
-            reader: Any = RingBufReader(m, printer.emit)
+            reader: Any = RingBufReader(m, printer.record)
         elif isinstance(m, PerfEventArray):
-            reader = PerfEventReader(m, printer.emit, printer.lost, pages=args.pages)
+            reader = PerfEventReader(m, printer.sample, printer.lost, pages=args.pages)
         else:
             raise UsageError(f"events: a {m.info().type_name} map has no events; give a ringbuf or a "
                              "perf_event_array")
