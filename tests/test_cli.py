@@ -19,7 +19,7 @@ import ebpfmaps
 from tests.conftest import ROOT, bpftool_json
 from tests.test_perf import PerfProducer, on_cpu, online_cpus
 from tests.test_ringbuf import Producer, check_record
-from tests.test_ringbuf import producer as producer  # noqa: F401  (the fixture)
+from tests.test_ringbuf import producer as producer
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_KERNEL = 0, 1, 2, 3
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
@@ -253,7 +253,7 @@ def test_exit_codes_and_json_errors(bpffs: Path) -> None:
 
 
 # ------------------------------------------------------------------ events
-def test_events_streams_ring_buffer_records(producer: Callable[[int], Producer], bpffs: Path) -> None:  # noqa: F811
+def test_events_streams_ring_buffer_records(producer: Callable[[int], Producer], bpffs: Path) -> None:
     p = producer(4 * 4096)
     pin = bpffs / "rb"
     p.rb.pin(pin)

@@ -11,7 +11,15 @@ from typing import Any
 
 import ebpfmaps
 from ebpfmaps.cli import progress
-from ebpfmaps.cli.common import UsageError, add_json, map_object, open_target, print_json, print_rows, stdout_is_terminal
+from ebpfmaps.cli.common import (
+    UsageError,
+    add_json,
+    map_object,
+    open_target,
+    print_json,
+    print_rows,
+    stdout_is_terminal,
+)
 from ebpfmaps.maptypes import parse_map_type
 from ebpfmaps.spec import MapInfo
 
