@@ -37,7 +37,7 @@ from ebpfmaps.maps.bloom import BloomFilterMap
 from ebpfmaps.maps.queue import KeylessMap, QueueMap, StackMap
 from ebpfmaps.maps.ringbuf import RingBufMap, UserRingBufMap
 
-DUMP_BATCH = 8192
+DUMP_BATCH = 16384
 # A terminal shows a rich table up to this many rows; longer dumps stream as plain rows.
 RICH_TABLE_ROWS = 2000
 _UPDATE_MODES = {"any": ebpfmaps.BPF_ANY, "noexist": ebpfmaps.BPF_NOEXIST, "exist": ebpfmaps.BPF_EXIST}
@@ -70,22 +70,20 @@ def _own_reading(m: Map) -> bool:
 JsonEncoder = Callable[[bytes, int], list[str]]
 
 
-def _json_encoder(codec: Codec) -> JsonEncoder:
-    """Packed keys or values of a chunk as JSON texts, with fast paths for the plain forms: raw bytes are
-    cut from one hex string of the whole chunk, integers decoded in one unpack."""
+def _json_encoder(codec: Codec) -> tuple[JsonEncoder, str]:
+    """How packed keys or values of a chunk become JSON: a function giving each one's text, and the template
+    that text goes in. The plain forms stay in C loops: raw bytes are one hex string of the whole chunk cut at
+    every element, integers are decoded in one unpack."""
     if type(codec) is Codec:
-        width = 2 * codec.size
-
-        def raw(buf: bytes, count: int) -> list[str]:
-            text = buf.hex()
-            return ['"0x' + text[i : i + width] + '"' for i in range(0, count * width, width)]
-
-        return raw
+        size = codec.size
+        if size == 0:
+            return (lambda buf, count: [""] * count), '"0x{}"'
+        return (lambda buf, count: buf.hex(" ", size).split(" ") if count else []), '"0x{}"'
     decode_many = codec.decode_many
     if isinstance(codec, IndexCodec) or (isinstance(codec, StructCodec) and codec.scalar):
-        return lambda buf, count: list(map(str, decode_many(buf, count)))
+        return (lambda buf, count: list(map(str, decode_many(buf, count)))), "{}"
     dumps = json.dumps
-    return lambda buf, count: [dumps(jsonable(x)) for x in decode_many(buf, count)]
+    return (lambda buf, count: [dumps(jsonable(x)) for x in decode_many(buf, count)]), "{}"
 
 
 def _decoded_encoder(codec: Codec) -> Callable[[list[Any]], list[str]]:
@@ -118,15 +116,17 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_chunks(m: Map) -> Iterator[tuple[list[str], list[str]]]:
+def _json_chunks(m: Map) -> Iterator[list[str]]:
+    """Each chunk of the map as JSON objects ``{"key": ..., "value": ...}``."""
     if _own_reading(m):
         kd, vd = _decoded_encoder(m.key_codec), _decoded_encoder(m.value_codec)
         for keys, values in entry_chunks(m):
-            yield kd(keys), vd(values)
+            yield [f'{{"key": {k}, "value": {v}}}' for k, v in zip(kd(keys), vd(values))]
         return
-    kenc, venc = _json_encoder(m.key_codec), _json_encoder(m.value_codec)
+    (kenc, kform), (venc, vform) = _json_encoder(m.key_codec), _json_encoder(m.value_codec)
+    item = ('{{"key": ' + kform + ', "value": ' + vform + "}}").format
     for kb, vb, count in raw_entry_chunks(m):
-        yield kenc(kb, count), venc(vb, count)
+        yield list(map(item, kenc(kb, count), venc(vb, count)))
 
 
 def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool) -> int:
@@ -134,8 +134,7 @@ def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool)
     n = 0
     if not lines:
         write("[")
-    for keys, values in _json_chunks(m):
-        items = [f'{{"key": {k}, "value": {v}}}' for k, v in zip(keys, values)]
+    for items in _json_chunks(m):
         if lines:
             write("\n".join(items) + "\n")
         else:
