@@ -246,6 +246,13 @@ def test_exit_codes_and_json_errors(bpffs: Path) -> None:
     cli("get", code=EXIT_USAGE)
     cli("create", "hash", str(bpffs / "y"), "--key-size", "0", "--value-size", "4", "--max-entries", "4",
         code=EXIT_USAGE)
+    # A map that cannot be listed: one JSON error object on stdout, no half-written array.
+    cli("create", "sk_storage", str(bpffs / "sk"), "--key-size", "4", "--value-size", "4", "--max-entries", "0",
+        "--flag", "no_prealloc")
+    refused = json.loads(cli("dump", str(bpffs / "sk"), "--json", code=EXIT_KERNEL).stdout)
+    assert refused["error"]["type"] == "NotSupported"
+    cli("create", "perf_event_array", str(bpffs / "pe"), "--key-size", "4", "--value-size", "4", "--max-entries", "1")
+    assert "events" in cli("dump", str(bpffs / "pe"), code=EXIT_USAGE).stderr
     help_text = cli("--help").stdout
     for words in ("id:N", "0x0100000a", "10.0.0.0/8", "exit codes", "3 kernel or permission error"):
         assert words in help_text

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 import ebpfmaps
@@ -34,6 +34,7 @@ from ebpfmaps.cli.common import (
 from ebpfmaps.codecs import Codec, IndexCodec, StructCodec
 from ebpfmaps.map import Map
 from ebpfmaps.maps.bloom import BloomFilterMap
+from ebpfmaps.maps.perf import PerfEventArray
 from ebpfmaps.maps.queue import KeylessMap, QueueMap, StackMap
 from ebpfmaps.maps.ringbuf import RingBufMap, UserRingBufMap
 
@@ -97,6 +98,9 @@ def _refuse_unreadable(m: Map, command: str) -> None:
                          "(the next element) or `ebpfmaps pop` (take it)")
     if isinstance(m, (RingBufMap, UserRingBufMap)):
         raise UsageError(f"{command}: a ring buffer holds records, not entries: stream them with `ebpfmaps events`")
+    if isinstance(m, PerfEventArray) and command in ("dump", "get"):
+        raise UsageError(f"{command}: a perf event array holds perf event fds, which user space cannot read back: "
+                         "stream its samples with `ebpfmaps events`")
     if isinstance(m, KeylessMap):
         raise UsageError(f"{command}: a {m.info().type_name} map has no entries to list; test an element with "
                          "`ebpfmaps peek PATH VALUE`")
@@ -132,9 +136,12 @@ def _json_chunks(m: Map) -> Iterator[list[str]]:
 def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool) -> int:
     write = out.write
     n = 0
+    chunks = _json_chunks(m)
+    # The first read comes before any output: a map that cannot be read leaves only the JSON error object.
+    first = next(chunks, None)
     if not lines:
         write("[")
-    for items in _json_chunks(m):
+    for items in chain([] if first is None else [first], chunks):
         if lines:
             write("\n".join(items) + "\n")
         else:
@@ -160,13 +167,8 @@ def _dump_table(m: Map, out: Any, advance: Callable[[int], None]) -> int:
         first = list(islice(it, RICH_TABLE_ROWS + 1))
         if len(first) <= RICH_TABLE_ROWS and progress.print_rich_table(headers, first):
             return len(first)
-        return print_rows(headers, _chain(first, it), out)
+        return print_rows(headers, chain(first, it), out)
     return print_rows(headers, rows(), out)
-
-
-def _chain(first: list[list[str]], rest: Iterator[list[str]]) -> Iterator[list[str]]:
-    yield from first
-    yield from rest
 
 
 # ------------------------------------------------------------------ one entry

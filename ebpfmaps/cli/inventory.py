@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 import ebpfmaps
@@ -65,7 +65,7 @@ def _emit(objects: Iterator[dict[str, Any]], as_json: bool) -> None:
         first = list(islice(rows, _RICH_ROWS + 1))
         if len(first) <= _RICH_ROWS and progress.print_rich_table(_HEADERS, first):
             return
-        print_rows(_HEADERS, iter(first + list(rows)), out)
+        print_rows(_HEADERS, chain(first, rows), out)
         return
     print_rows(_HEADERS, rows, out)
 

@@ -135,6 +135,5 @@ def register(sub: Any) -> None:
     add_json(s)
     s.set_defaults(fn=cmd_mount)
 
-    s = sub.add_parser("demo", help="the library at work on the real kernel")
-    add_json(s)
+    s = sub.add_parser("demo", help="the library at work on the real kernel (text only)")
     s.set_defaults(fn=cmd_demo)
