@@ -367,3 +367,15 @@ def test_one_shot_commands_import_only_what_they_need(pin_path: Path) -> None:
                      ["show", str(pin_path)], ["list"]):
             loaded = _modules_after(f"from ebpfmaps.cli import main\nmain({argv!r})")
             assert not loaded & HEAVY, (argv, loaded & HEAVY)
+
+
+def test_extensible_map_through_its_provider(pin_path: Path) -> None:
+    """An extensible map (the shim's TTL cache, type 4100, found through its entry point) works like any other."""
+    created = cli_json("create", "4100", str(pin_path), "--key-size", "4", "--value-size", "8", "--max-entries", "16")
+    assert isinstance(created, dict) and created["type_id"] == 4100
+    cli("set", str(pin_path), "1", "5", "-k", "u32", "-v", "u64")
+    assert cli_json("dump", str(pin_path), "-k", "u32", "-v", "u64") == [{"key": 1, "value": 5}]
+    assert cli_json("show", str(pin_path))["type_id"] == 4100  # type: ignore[index]
+    with ebpfmaps.open_pinned(pin_path, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64) as m:
+        assert m.info().type == 4100 and m[1] == 5
+    cli("unpin", str(pin_path))

@@ -116,7 +116,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
             else:
                 n = _dump_table(m, out, advance)
         if not (args.jsonl or getattr(args, "json", False)):
-            print(f"{n} entries")
+            print(f"{n} entr{'y' if n == 1 else 'ies'}")
     return 0
 
 

@@ -43,7 +43,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         inner = open_target(args.inner_map, readonly=True)
         kwargs["inner_map"] = inner
     try:
-        with ebpfmaps.create(args.type, **kwargs) as m:
+        map_type: str | int = int(args.type) if args.type.isdigit() else args.type
+        with ebpfmaps.create(map_type, **kwargs) as m:
             m.pin(args.path)
             _report(m, [args.path], getattr(args, "json", False), "created")
     finally:
