@@ -76,9 +76,13 @@ class NotFound(Exception):
 
 
 def exit_code_of(exc: BaseException) -> int:
+    """The documented exit code of an error: the library's refusals made before any syscall (bad sizes,
+    flags, syntax; no errno) are usage errors, and what the kernel refused is a kernel error."""
     if isinstance(exc, (NotFound, KeyNotFound, PinNotFound)):
         return EXIT_NOT_FOUND
-    if isinstance(exc, (UsageError, InvalidArgument, NotOnBpffs, IncompatibleMap, struct.error)):
+    if isinstance(exc, (UsageError, struct.error)):
+        return EXIT_USAGE
+    if isinstance(exc, (InvalidArgument, NotOnBpffs, IncompatibleMap)) and exc.errno is None:
         return EXIT_USAGE
     return EXIT_KERNEL
 

@@ -172,7 +172,7 @@ def _dump_table(m: Map, out: Any, advance: Callable[[int], None]) -> int:
 
 
 # ------------------------------------------------------------------ one entry
-def _entry(m: Map, key: Any, value: Any) -> dict[str, Any]:
+def _entry(key: Any, value: Any) -> dict[str, Any]:
     return {"key": jsonable(key), "value": jsonable(value)}
 
 
@@ -187,7 +187,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         if value is None:
             raise NotFound(f"key {args.key} not found")
         if getattr(args, "json", False):
-            print_json(_entry(m, m.key_codec.decode(m.key_codec.encode(key)), value))
+            print_json(_entry(m.key_codec.decode(m.key_codec.encode(key)), value))
         else:
             print(text_of(value))
     return 0
@@ -204,7 +204,7 @@ def cmd_set(args: argparse.Namespace) -> int:
                 value.close()
         if getattr(args, "json", False):
             shown = m.inner_id(key) if is_of_maps(m) else m.lookup(key)  # type: ignore[attr-defined]
-            print_json(_entry(m, m.key_codec.decode(m.key_codec.encode(key)), shown))
+            print_json(_entry(m.key_codec.decode(m.key_codec.encode(key)), shown))
     return 0
 
 
