@@ -43,21 +43,25 @@ TARGET_DUMP = 1.0
 TARGET_RSS = 3.0
 
 
-def run_process(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one whole process; its output is discarded.
+def run_process(argv: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one whole process; its output is
+    discarded.
 
     GNU time reports the peak RSS: a child forked from this (large) Python process would otherwise
-    inherit the parent's peak in its rusage.
+    inherit the parent's peak in its rusage. The CPU time is wait4's, which counts GNU time's child too.
     """
     with tempfile.NamedTemporaryFile("r") as rss, open(os.devnull, "wb") as sink:
         t0 = time.perf_counter()
-        proc = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *argv], stdout=sink, stderr=subprocess.PIPE,
-                              check=False)
+        proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, *argv], stdout=sink, stderr=subprocess.PIPE)
+        err = proc.stderr.read() if proc.stderr else b""
+        _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        if proc.stderr:
+            proc.stderr.close()
+        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): "
-                               f"{proc.stderr.decode(errors='replace')}")
-        return wall, int(rss.read().split()[-1])
+            raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode(errors='replace')}")
+        return wall, int(rss.read().split()[-1]), usage.ru_utime + usage.ru_stime
 
 
 def _cli() -> list[str]:
@@ -68,12 +72,13 @@ def _cli() -> list[str]:
 def compare(name: str, ours: list[str], theirs: list[str], rounds: int, target: float | None,
             group: str = "cli") -> tuple[harness.Result, list[int], list[int]]:
     """Median wall time of each side over ``rounds`` back-to-back pairs, and the ratio of medians."""
-    mine, ref, rss_mine, rss_ref, ratios = [], [], [], [], []
+    mine, ref, rss_mine, rss_ref, ratios, cpu_ratios = [], [], [], [], [], []
     run_process(ours)  # warm the page cache and the bytecode
     run_process(theirs)
     for _ in range(rounds):
-        a, ra = run_process(ours)
-        b, rb = run_process(theirs)
+        a, ra, ca = run_process(ours)
+        b, rb, cb = run_process(theirs)
+        cpu_ratios.append(ca / cb if cb > 0 else float("nan"))
         mine.append(a * 1e9)
         ref.append(b * 1e9)
         rss_mine.append(ra)
@@ -81,7 +86,7 @@ def compare(name: str, ours: list[str], theirs: list[str], rounds: int, target: 
         ratios.append(a / b)
     py_ns, c_ns = statistics.median(mine), statistics.median(ref)
     notes = (f"peak RSS {statistics.median(rss_mine) / 1024:.1f} MiB vs {statistics.median(rss_ref) / 1024:.1f} MiB; "
-             f"ratio of medians {py_ns / c_ns:.2f}")
+             f"ratio of medians {py_ns / c_ns:.2f}; CPU time (user+sys) ratio {statistics.median(cpu_ratios):.2f}")
     result = harness.Result(name=name, group=group, py_ns=py_ns, c_ns=c_ns, ratio=statistics.median(ratios),
                             target=target, elements=1, rounds=rounds, notes=notes, samples_py=mine, samples_c=ref)
     return result, rss_mine, rss_ref
