@@ -102,3 +102,14 @@ def test_interleaved_measure_reports_medians(harness: Any) -> None:
     assert len(ps) == len(cs) == 4 and c_ns == 100.0 and py_ns > 0 and ratio == pytest.approx(py_ns / 100, rel=1)
     # Rounds alternate which side goes first.
     assert calls[:4] == ["py", "c", "c", "py"]
+
+
+def test_cli_benchmark_measures_whole_processes(harness: Any) -> None:
+    """bench_cli times whole processes and reads each one's own peak RSS (not the forking parent's)."""
+    bench_cli = importlib.import_module("bench_cli")
+    big = b"\x01" * (160 * 1024 * 1024)  # this process is now large (touched pages): children must not inherit it
+    wall, rss_kib, cpu = bench_cli.run_process(["bpftool", "version"])
+    assert wall > 0 and cpu >= 0 and 0 < rss_kib < 64 * 1024
+    _, py_rss, _ = bench_cli.run_process([sys.executable, "-c", "x = b'\\x01' * (64 * 1024 * 1024)"])
+    assert 64 * 1024 < py_rss < 150 * 1024
+    del big
