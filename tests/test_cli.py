@@ -196,23 +196,23 @@ def test_percpu_values(pin_path: Path) -> None:
 
 # ------------------------------------------------------------------ maps
 def test_list_and_show_share_one_schema(pin_path: Path) -> None:
-    with ebpfmaps.ArrayMap(value_size=4, max_entries=3, name="cli_list_t") as m:
+    name = f"cli_{os.getpid()}"[:15]  # unique: other suites may run the same test at the same time
+    with ebpfmaps.ArrayMap(value_size=4, max_entries=3, name=name) as m:
         m.pin(pin_path)
         listed = cli_json("list", "--type", "array", "--pins")
         assert isinstance(listed, list)
         mine = [r for r in listed if r["id"] == m.id]
-        assert len(mine) == 1 and mine[0]["name"] == "cli_list_t" and mine[0]["max_entries"] == 3
+        assert len(mine) == 1 and mine[0]["name"] == name and mine[0]["max_entries"] == 3
         assert mine[0]["pinned"] == [str(pin_path)]
         shown = cli_json("show", f"id:{m.id}", "--pins")
         assert shown == mine[0]
-        assert cli_json("show", "name:cli_list_t") == dict(mine[0], pinned=None)
+        assert cli_json("show", f"name:{name}") == dict(mine[0], pinned=None)
         assert mine[0]["flags"] == [] and shown["flags"] == []  # type: ignore[index]
         assert all(set(r) == set(mine[0]) for r in listed)
         tool = bpftool_json("map", "show", "id", str(m.id))
-        assert isinstance(tool, dict) and tool["name"] == "cli_list_t" and tool["max_entries"] == 3
-        plain = cli("list", "--name", "cli_list_t").stdout.splitlines()
-        assert plain[0].split()[:3] == ["id", "type", "name"] and plain[1].split()[:3] == [str(m.id), "array",
-                                                                                          "cli_list_t"]
+        assert isinstance(tool, dict) and tool["name"] == name and tool["max_entries"] == 3
+        plain = cli("list", "--name", name).stdout.splitlines()
+        assert plain[0].split()[:3] == ["id", "type", "name"] and plain[1].split()[:3] == [str(m.id), "array", name]
 
 
 def test_freeze_and_pin_by_id(bpffs: Path) -> None:
