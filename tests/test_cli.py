@@ -242,8 +242,10 @@ def test_exit_codes_and_json_errors(bpffs: Path) -> None:
     assert not (bpffs / "x").exists()
     cli("nosuchcommand", code=EXIT_USAGE)
     cli("get", code=EXIT_USAGE)
+    cli("create", "hash", str(bpffs / "y"), "--key-size", "4", "--value-size", "4", "--max-entries", "0",
+        code=EXIT_USAGE)  # refused by the library, before the syscall
     cli("create", "hash", str(bpffs / "y"), "--key-size", "0", "--value-size", "4", "--max-entries", "4",
-        code=EXIT_USAGE)
+        code=EXIT_KERNEL)  # refused by the kernel (EINVAL)
     # A map that cannot be listed: one JSON error object on stdout, no half-written array.
     cli("create", "sk_storage", str(bpffs / "sk"), "--key-size", "4", "--value-size", "4", "--max-entries", "0",
         "--flag", "no_prealloc")
