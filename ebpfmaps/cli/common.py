@@ -11,11 +11,12 @@ import json
 import os
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from typing import Any, TextIO
 
 import ebpfmaps
+from ebpfmaps.cli import progress
 from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec, PerCpuValues, StructCodec
 from ebpfmaps.errors import (
     IncompatibleMap,
@@ -300,3 +301,22 @@ def add_types(parser: argparse.ArgumentParser, *, key: bool = True, value: bool 
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+def encode_arg(m: Map, text: str, role: str) -> Any:
+    """A key (``role="key"``) or value given on the command line, in the map's natural syntax."""
+    return parse_key(m, text) if role == "key" else parse_value(m, text)
+
+
+fmt = text_of  # the name command modules written against the single-module CLI use
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Rows for people: a rich table on a terminal (when rich is installed), else plain columns streamed."""
+    texts: Iterator[list[str]] = ([str(c) for c in row] for row in rows)
+    if stdout_is_terminal():
+        held = list(texts)
+        if progress.print_rich_table(list(headers), held):
+            return
+        texts = iter(held)
+    print_rows(list(headers), texts)
