@@ -79,7 +79,7 @@ from ebpfmaps.programs import BpfObject, Link, Program, ProgramType, TestRun
 from ebpfmaps.resize import ResizeResult, ResizeWarning
 from ebpfmaps.spec import MapInfo, MapSpec
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BPF_ANY",
