@@ -9,8 +9,10 @@ time an extensible type id is created or a pinned map is opened.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ebpfmaps import pinning
@@ -64,6 +66,14 @@ def unregister_extension(ext: Extension) -> None:
             _extensions.remove(ext)
 
 
+def entry_points_in(group: str) -> list[EntryPoint]:
+    """The installed entry points of ``group``."""
+    if sys.version_info >= (3, 10):
+        return list(entry_points(group=group))
+    # Python 3.9's entry_points() takes no selection and returns a dict of groups.
+    return list(entry_points().get(group, ()))
+
+
 def _load_entry_points() -> None:
     global _loaded
     if _loaded:
@@ -72,9 +82,7 @@ def _load_entry_points() -> None:
         if _loaded:
             return
         _loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points_in(ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
             ext = obj() if isinstance(obj, type) else obj

@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from ebpfmaps.errors import InvalidArgument, NotSupported
+from ebpfmaps.extension import entry_points_in
 from ebpfmaps.maptypes import EXTENSIBLE_MIN, type_name
 
 from .errors import DuplicateProvider, ProviderBusy, ProviderError, ProviderNotFound
@@ -122,7 +122,7 @@ def _load_entry_point(ep: Any) -> None:
 
 
 def _discover(type_id: int) -> None:
-    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    eps = entry_points_in(ENTRY_POINT_GROUP)
     named = [ep for ep in eps if ep.name.strip() == str(type_id)]
     if len(named) > 1:
         raise DuplicateProvider(f"several entry points in {ENTRY_POINT_GROUP!r} claim map type {type_id}: "
