@@ -21,9 +21,9 @@ $(STAMPS)/docs-deb: mk/docs.mk $(STAMPS)/deb
 	@touch $@
 
 docs: setup
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 docs-serve: setup
-	$(PY) -m mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 test: docs-deps
