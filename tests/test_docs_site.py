@@ -16,8 +16,12 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import ebpfmaps_shim.errors
 import pytest
 
+from ebpfmaps import errors
+from ebpfmaps.maps.queue import LengthUnknown
+from ebpfmaps.resize import ResizeWarning
 from tests.conftest import ROOT
 from tests.doc_examples import markdown_files
 
@@ -110,3 +114,12 @@ def test_every_docs_page_is_in_the_navigation() -> None:
     for page in markdown_files()[1:]:
         rel = page.relative_to(ROOT / "docs").as_posix()
         assert rel in nav, f"docs/{rel} is not in mkdocs.yml's nav"
+
+
+def test_the_errors_page_names_every_exception() -> None:
+    page = (ROOT / "docs" / "errors.md").read_text()
+    classes = {obj for module in (errors, ebpfmaps_shim.errors) for obj in vars(module).values()
+               if isinstance(obj, type) and issubclass(obj, errors.MapError)}
+    names = {c.__name__ for c in classes} | {LengthUnknown.__name__, ResizeWarning.__name__}
+    missing = sorted(n for n in names if f"`{n}`" not in page and f".{n}`" not in page)
+    assert not missing, f"docs/errors.md does not explain {missing}"
