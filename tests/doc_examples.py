@@ -6,6 +6,10 @@ Every fenced ```python block is an example. The line before a block may hold one
   cannot have on its own (a compiled object file, a running program producing events...).
 * ``<!-- example: continue -->`` -- the block runs in the same process as the previous block of the file,
   after it (it uses the names that block defined).
+* ``<!-- example: requires: bloom-filter user-ringbuf -->`` -- map types (``create()`` keywords) the block
+  needs; on a kernel that lacks one, a probe says so and the block is skipped with the type named.
+
+Items combine with ``;``: ``<!-- example: continue; requires: bloom-filter -->``.
 
 Lines of the form ``#> TEXT`` inside a block state what the block prints: when a block has any, its standard
 output must be exactly those lines, in order. Other comments are commentary and are not checked.
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"^<!--\s*example:\s*(skip|continue)\s*(?::\s*(.*?))?\s*-->\s*$")
+MARKER = re.compile(r"^<!--\s*example:\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 # Printed between the blocks of one chain, so each block's output can be told apart.
 SEPARATOR = "----- ebpfmaps doc example block boundary -----"
@@ -31,6 +35,7 @@ class Block:
     code: str
     skip: str | None = None  # why, when the block is not run
     continues: bool = False
+    requires: list[str] = field(default_factory=list)  # map type keywords
 
     @property
     def expected(self) -> list[str] | None:
@@ -58,6 +63,10 @@ class Chain:
     @property
     def where(self) -> str:
         return self.blocks[0].where
+
+    @property
+    def requires(self) -> list[str]:
+        return [kw for block in self.blocks for kw in block.requires]
 
     def script(self, bpffs: str) -> str:
         """One program: the blocks in order, separated by a printed boundary; pin paths moved into ``bpffs``."""
@@ -94,10 +103,16 @@ def blocks_of(path: Path) -> list[Block]:
         while prev >= 0 and not lines[prev].strip():
             prev -= 1
         marker = MARKER.match(lines[prev].strip()) if prev >= 0 else None
-        if marker and marker.group(1) == "skip":
-            block.skip = marker.group(2) or ""
-        elif marker and marker.group(1) == "continue":
-            block.continues = True
+        for item in marker.group(1).split(";") if marker else ():
+            word, _, rest = item.strip().partition(":")
+            if word == "skip":
+                block.skip = rest.strip()
+            elif word == "continue":
+                block.continues = True
+            elif word == "requires":
+                block.requires += rest.split()
+            else:
+                raise ValueError(f"{block.where}: unknown example marker item {item.strip()!r}")
         found.append(block)
     return found
 

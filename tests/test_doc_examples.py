@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ebpfmaps.maptypes import MapType, parse_map_type
 from tests.doc_examples import ROOT, SEPARATOR, Chain, chains_of, markdown_files
+from tests.kernel_features import require_map_type
 
 CHAINS: list[Chain] = []
 SKIPPED = []
@@ -38,6 +40,8 @@ def test_a_skipped_example_says_why(block: object) -> None:
 
 @pytest.mark.parametrize("chain", CHAINS, ids=[c.where for c in CHAINS])
 def test_example_runs(chain: Chain, bpffs: Path, tmp_path: Path) -> None:
+    for keyword in chain.requires:
+        require_map_type(MapType(parse_map_type(keyword)))
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("EBPFMAPS_PROFILE", None)
     out = subprocess.run([sys.executable, "-c", chain.script(str(bpffs))], capture_output=True, text=True,
