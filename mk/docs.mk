@@ -2,7 +2,8 @@
 # docstrings, built in strict mode (a broken link or reference fails the build).
 #   make docs          site/ (open site/index.html)
 #   make docs-serve    live preview on http://127.0.0.1:8000
-# tests/test_docs_site.py builds the site and looks at it with headless Chromium, so make test installs Chromium.
+# tests/test_docs_site.py builds the site and looks at it with headless Chromium, so make setup (and make test)
+# install Debian's chromium. The VM guests do not run that test and do not get it.
 
 DOCS_DEB_PACKAGES := chromium
 
@@ -26,4 +27,5 @@ docs: setup
 docs-serve: setup
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
+setup: docs-deps
 test: docs-deps
