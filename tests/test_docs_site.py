@@ -103,6 +103,7 @@ def test_the_api_page_renders_a_known_function(site: Path, chromium: list[str], 
     assert 'id="ebpfmaps.factory.create"' in dom and 'id="ebpfmaps.factory.open_pinned"' in dom
     # The entry carries its signature and its docstring, not just an anchor.
     assert "map_type" in dom and "Create a map of" in dom
+    assert ":class:" not in dom and ":meth:" not in dom  # the docstrings' Sphinx roles are rendered as code
     assert "Getting started" in dom  # the navigation is there too
     width, height, ink = png_facts(screenshot(chromium, api, tmp_path / "api.png"))
     assert (width, height) == (WIDTH, HEIGHT)
