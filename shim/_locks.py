@@ -69,9 +69,17 @@ def _lock_fd() -> int:
 
 
 def _after_fork_in_child() -> None:
-    # The child inherits the parent's open file description: with it, OFD locks would not exclude the two.
+    # The child inherits the parent's lock-file descriptor, which refers to the parent's open file description:
+    # the owner of the parent's OFD locks. Kept open, it would keep the parent's locks alive after the parent
+    # dies (a kill -9 would leave the map locked for as long as the child lives), and the child's own locks
+    # would not exclude the parent's. So the child closes it, and opens a description of its own when needed.
     global _file_fd, _state_lock
     _state_lock = threading.Lock()
+    if _file_fd >= 0:
+        try:
+            os.close(_file_fd)
+        except OSError:
+            pass
     _file_fd = -1
     _thread_locks.clear()
     _local.__dict__.clear()

@@ -33,6 +33,7 @@ import copy
 import dataclasses
 import errno as E
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -73,12 +74,28 @@ from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, M
 from ebpfmaps.spec import MapInfo, MapSpec
 
 from . import _locks, _meta, registry
-from .errors import ProgramAccessRefused, ProviderError, ProviderRefused
-from .provider import DeleteReason, DispatchTable, ExtensibleMapLike, MapProvider, ProgramType
+from .errors import (
+    ProgramAccessRefused,
+    ProviderContractError,
+    ProviderError,
+    ProviderNotificationFailed,
+    refusal,
+)
+from .provider import (
+    HIDDEN,
+    DeleteReason,
+    DispatchTable,
+    ExtensibleMapLike,
+    ExternalChange,
+    MapProvider,
+    ProgramType,
+)
 
-__all__ = ["ExtensibleMap", "adopt_extensible", "create_extensible"]
+__all__ = ["RECONCILE_BATCH", "ExtensibleMap", "Observer", "adopt_extensible", "create_extensible"]
 
 _X = TypeVar("_X", bound="ExtensibleMap")
+#: Elements per kernel batch lookup (and per notification list) of a reconcile pass.
+RECONCILE_BATCH = 4096
 
 _ARRAY = int(MapType.ARRAY)
 _CREATE_KWARGS = frozenset({"key_size", "value_size", "max_entries", "key_type", "value_type", "flags", "name",
@@ -150,6 +167,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
     _atomic_take: bool
     _release: Callable[[], object]
     _shim_open: bool
+    _observer: Observer | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("create extensible maps with ebpfmaps.create(type_id, ...) after registering a provider")
@@ -178,6 +196,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         self._transforms = bool(binding.provider.transforms_values)
         self._atomic_take = True  # until the kernel says it has no lookup_and_delete for the base type
         self._release = _nothing
+        self._observer = None
         return self
 
     @classmethod
@@ -301,6 +320,9 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         (MAP_CLEANUP notifications, then delete_map_notify)."""
         if not self._shim_open:
             return
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
         self._shim_open = False
         self._release()
 
@@ -366,20 +388,20 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                                   op="associate_program")
         self._require_open("associate_program")
         name = self._provider.provider_name
-        if self._transforms:
+        if self._transforms and not getattr(self._provider, "programs_see_stored", False):
             raise ProgramAccessRefused(
                 f"associate_program: {name} transforms values (stored bytes differ from the user's), and kernel "
-                f"programs would bypass it; kernel access to map type {self._spec.type} is refused",
-                op="associate_program")
+                f"programs would bypass it; kernel access to map type {self._spec.type} is refused (a provider "
+                f"whose programs should read the stored form declares programs_see_stored = True)",
+                callback="associate_program", op="associate_program")
         fn = self._dispatch.associate_program
         if fn is not None:
             try:
                 fn(self, program_type)
-            except MapError:
-                raise
             except Exception as exc:
-                raise ProgramAccessRefused(f"associate_program: {name} refused program type {program_type!r}: {exc}",
-                                           op="associate_program") from exc
+                raise ProgramAccessRefused(f"associate_program: {name}.associate_program refused program type "
+                                           f"{program_type!r}: {exc}", callback="associate_program",
+                                           op="associate_program", errno=getattr(exc, "errno", None)) from exc
         self._binding.programs.append(program_type)
         return self._base
 
@@ -400,43 +422,73 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             return vb
         try:
             out = fn(self, kb, vb, flags)
-        except MapError:
-            raise
+        except ProviderError:
+            raise  # a client service the callback used already named what failed
         except Exception as exc:
-            raise ProviderRefused(f"update: {self._provider.provider_name} refused key {kb!r}: {exc}",
-                                  op="update") from exc
-        stored = vb if out is None else bytes(out)
-        if len(stored) != self._stored_size:
-            raise ProviderError(f"update: {self._provider.provider_name} returned {len(stored)} bytes to store; the "
-                                f"stored value size is {self._stored_size}", op="update")
+            raise refusal(self._provider.provider_name, "update_element_notify", "update", exc,
+                          f" key {kb.hex()}") from exc
+        if out is None:
+            return vb
+        stored = self._returned_bytes("update_element_notify", "update", out, self._stored_size, "stored")
         if not self._transforms and stored != vb:
-            raise ProviderError(f"update: {self._provider.provider_name} returned a value other than the user's "
-                                f"but declares transforms_values = False", op="update")
+            raise ProviderContractError(f"update: {self._provider.provider_name}.update_element_notify returned a "
+                                        f"value other than the user's but declares transforms_values = False",
+                                        callback="update_element_notify", op="update")
         return stored
 
-    def _user_value(self, kb: bytes, stored: bytes) -> bytes | None:
+    def _returned_bytes(self, callback: str, op: str, out: object, size: int, what: str) -> bytes:
+        """``out`` as bytes when it is bytes-like of ``size`` bytes; anything else breaks the contract."""
+        name = self._provider.provider_name
+        if not isinstance(out, (bytes, bytearray, memoryview)):
+            raise ProviderContractError(f"{op}: {name}.{callback} returned {type(out).__name__} {out!r:.40}; expected "
+                                        f"None or {size} bytes (the {what} value size)", callback=callback, op=op)
+        data = bytes(out)
+        if len(data) != size:
+            raise ProviderContractError(f"{op}: {name}.{callback} returned {len(data)} bytes; the {what} value size "
+                                        f"is {size}", callback=callback, op=op)
+        return data
+
+    def _user_value(self, kb: bytes, stored: bytes, op: str = "lookup") -> bytes | None:
+        """The user's bytes for ``stored`` (None: the provider hides the element)."""
         fn = self._dispatch.find_element_notify
         if fn is None:
             return stored
-        return self._checked_user_value("find_element_notify", fn(self, kb, stored), stored)
+        try:
+            out = fn(self, kb, stored)
+        except KeyNotFound:
+            return None  # the documented way to hide, as returning HIDDEN
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise refusal(self._provider.provider_name, "find_element_notify", op, exc, f" key {kb.hex()}") from exc
+        return self._checked_user_value("find_element_notify", op, out, stored)
 
     def _visit(self, prev: bytes | None, kb: bytes, stored: bytes) -> bytes | None:
         fn = self._dispatch.get_next_key_and_value_notify
         if fn is None:
-            return self._user_value(kb, stored)
-        return self._checked_user_value("get_next_key_and_value_notify", fn(self, prev, kb, stored), stored)
-
-    def _checked_user_value(self, what: str, out: bytes | None, stored: bytes) -> bytes | None:
-        if out is None:
+            return self._user_value(kb, stored, "iterate")
+        try:
+            out = fn(self, prev, kb, stored)
+        except KeyNotFound:
             return None
-        out = bytes(out)
-        if len(out) != self._vsize:
-            raise ProviderError(f"{what}: {self._provider.provider_name} returned {len(out)} bytes; the map's value "
-                                f"size is {self._vsize}", op="lookup")
-        if not self._transforms and out != stored:
-            raise ProviderError(f"{what}: {self._provider.provider_name} returned a value other than the stored one "
-                                f"but declares transforms_values = False", op="lookup")
-        return out
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise refusal(self._provider.provider_name, "get_next_key_and_value_notify", "iterate", exc,
+                          f" key {kb.hex()}") from exc
+        return self._checked_user_value("get_next_key_and_value_notify", "iterate", out, stored)
+
+    def _checked_user_value(self, callback: str, op: str, out: object, stored: bytes) -> bytes | None:
+        if out is HIDDEN:
+            return None
+        if out is None:
+            out = stored  # None means unchanged: the stored bytes are the user's
+        data = self._returned_bytes(callback, op, out, self._vsize, "map's")
+        if not self._transforms and data != stored:
+            raise ProviderContractError(f"{op}: {self._provider.provider_name}.{callback} returned a value other than "
+                                        f"the stored one but declares transforms_values = False", callback=callback,
+                                        op=op)
+        return data
 
     def _notify_delete(self, kb: bytes, stored: bytes, reason: DeleteReason) -> None:
         fn = self._dispatch.delete_element_notify
@@ -445,8 +497,10 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         try:
             fn(self, kb, stored, reason)
         except Exception as exc:
-            raise ProviderError(f"delete_element_notify({reason.name}) of {self._provider.provider_name} failed "
-                                f"(the map operation itself completed): {exc!r}", op="delete") from exc
+            raise ProviderNotificationFailed(
+                f"{self._provider.provider_name}.delete_element_notify({reason.name}) failed after the change it "
+                f"reports (the map operation itself completed): {exc!r}", callback="delete_element_notify",
+                op="delete") from exc
 
     # ------------------------------------------------------------------ checks
     def _check_flags(self, flags: int, op: str) -> int:
@@ -494,6 +548,97 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         """Client service: hold the write lock of ``key`` (across threads and processes) for a read-modify-write."""
         self._require_open("locked")
         return _locks.key_lock(self._map_id, self._raw_key(key))
+
+    # ------------------------------------------------------------------ changes made outside the shim
+    def _seen(self, kb: bytes, stored: bytes | None) -> None:
+        """A write through the shim here: keep the reconcile snapshot current (it is not an outside change)."""
+        observed = self._binding.observed
+        if observed is not None:
+            if stored is None:
+                observed.pop(kb, None)
+            else:
+                observed[kb] = stored
+
+    def reconcile(self, *, batch_size: int = RECONCILE_BATCH) -> list[ExternalChange]:
+        """Find the changes made to the base map outside the shim since the last pass, and deliver them.
+
+        One pass reads the whole base map with kernel batch lookups (``batch_size`` elements per
+        system call) and compares it with what the previous pass saw, kept up to date by every write
+        through the shim in this process. Each difference is one :class:`ExternalChange`:
+        ``EXTERNAL_UPDATE`` for a key that appeared or changed, ``EXTERNAL_DELETE`` for one that went
+        away, ``EVICTED`` for one that went away from an LRU base map while other keys arrived (the
+        kernel evicts to make room). The changes go to ``external_change_notify`` in lists of up to
+        ``batch_size``; a provider without it hears each replaced or removed stored value through
+        ``delete_element_notify`` with the change's reason. Each change is delivered once.
+
+        The first pass only records the map as it is (and returns ``[]``). Writes by shim handles in
+        other processes are outside changes here. The cost is linear: one dict lookup and one bytes
+        comparison per element plus one system call per batch (``make bench`` measures it). Returns
+        the changes.
+        """
+        n = batch_size_arg(batch_size, "reconcile")
+        self._require_open("reconcile")
+        binding = self._binding
+        with binding.reconcile_lock:
+            with _locks.map_lock(self._map_id):
+                current = self._read_stored(n)
+                previous = binding.observed
+                binding.observed = current
+            if previous is None:
+                return []
+            changes = _diff(previous, current, self._base.type == int(MapType.LRU_HASH))
+            self._deliver(changes, n)
+        return changes
+
+    def _read_stored(self, batch_size: int) -> dict[bytes, bytes]:
+        ks, vs = self._ksize, self._stored_size
+        current: dict[bytes, bytes] = {}
+        for keys, vals, count in self._base.raw_chunks(values=True, batch_size=batch_size):
+            current.update((keys[i * ks : (i + 1) * ks], vals[i * vs : (i + 1) * vs]) for i in range(count))
+        return current
+
+    def _deliver(self, changes: list[ExternalChange], batch_size: int) -> None:
+        failure: Exception | None = None
+        batch_fn = self._dispatch.external_change_notify
+        if batch_fn is not None:
+            for start in range(0, len(changes), batch_size):
+                try:
+                    batch_fn(self, changes[start : start + batch_size])
+                except Exception as exc:
+                    failure = failure or exc
+            callback = "external_change_notify"
+        else:
+            callback = "delete_element_notify"
+            fn = self._dispatch.delete_element_notify
+            if fn is not None:
+                for change in changes:
+                    if change.old is not None:
+                        try:
+                            fn(self, change.key, change.old, change.reason)
+                        except Exception as exc:
+                            failure = failure or exc
+        if failure is not None:
+            raise ProviderNotificationFailed(f"reconcile: {self._provider.provider_name}.{callback} failed (every "
+                                             f"change was still delivered once): {failure!r}", callback=callback,
+                                             op="reconcile") from failure
+
+    def observe(self, interval: float | None = 1.0) -> Observer | None:
+        """Run :meth:`reconcile` every ``interval`` seconds in a background thread (``None``: stop it).
+
+        Opt-in; one observer per handle, stopped when the handle closes. Returns the :class:`Observer`
+        (its ``errors`` count failed passes and ``last_error`` keeps the latest).
+        """
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
+        if interval is None:
+            return None
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise InvalidArgument(f"observe: interval must be a number of seconds > 0, not {interval!r}",
+                                  op="observe")
+        self._require_open("observe")
+        self._observer = Observer(self, float(interval))
+        return self._observer
 
     def _raw_key(self, key: Any) -> bytes:
         if isinstance(key, (bytes, bytearray, memoryview)) and len(key) == self._ksize:
@@ -562,6 +707,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             except MapError as exc:
                 self._rollback([(kb, stored)], exc)
                 raise
+            self._seen(kb, stored)
             if old is not None:
                 self._notify_delete(kb, old, DeleteReason.REPLACED)
 
@@ -585,17 +731,52 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
 
     def lookup_and_delete(self, key: Any) -> Any:
-        """Remove ``key`` and return the user's value (KeyNotFound if absent or if find reports it missing)."""
+        """Remove ``key`` and return the user's value; KeyNotFound if absent or hidden by the provider.
+
+        A value is removed only when it is returned: a hidden element stays, and a refusal of
+        find_element_notify leaves the map as it was.
+        """
         self._check_delete("lookup_and_delete")
         kb = self._kenc(key)
         with _locks.key_lock(self._map_id, kb):
-            stored = self._take_stored(kb)
-            self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
-        out = self._user_value(kb, stored)
-        if out is None:
-            raise KeyNotFound(f"lookup_and_delete: key {key!r} was stored but its provider reports it missing "
-                              f"(it was removed)", op="lookup_and_delete")
+            out = self._take_visible(kb)
+            if out is None:
+                raise KeyNotFound(f"lookup_and_delete: key {key!r} not found", errno=E.ENOENT, op="lookup_and_delete")
         return self._vdec(out)
+
+    def _take_visible(self, kb: bytes) -> bytes | None:
+        """Remove ``kb`` and return its user bytes, unless it is absent or hidden (then it stays; None).
+
+        The caller holds the key's lock. The provider judges the value first; the removal then takes
+        it atomically, and if a kernel program changed it in between, the value taken is judged again
+        and put back when that one is hidden.
+        """
+        stored = self._base.lookup_bytes(kb)
+        if stored is None:
+            return None
+        out = self._user_value(kb, stored, "lookup_and_delete")
+        if out is None:
+            return None
+        try:
+            taken = self._take_stored(kb)
+        except KeyNotFound:
+            return None
+        if taken != stored:
+            try:
+                out = self._user_value(kb, taken, "lookup_and_delete")
+            except BaseException:
+                self._put_back(kb, taken)
+                raise
+            if out is None:
+                self._put_back(kb, taken)
+                return None
+        self._notify_delete(kb, taken, DeleteReason.USER_DELETE)
+        return out
+
+    def _put_back(self, kb: bytes, stored: bytes) -> None:
+        with contextlib.suppress(KeyExists):  # a program wrote the key again meanwhile: its value wins
+            self._base.update(kb, stored, BPF_NOEXIST)
+        self._seen(kb, self._base.lookup_bytes(kb))
 
 
     # ------------------------------------------------------------------ dict protocol
@@ -619,6 +800,21 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                     self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
                 yield kb, stored
 
+    def _take_all_visible(self) -> Iterator[tuple[bytes, bytes]]:
+        """Remove every element the provider shows, yielding ``(key, user bytes)``; hidden ones stay."""
+        kept: set[bytes] = set()
+        for _ in range(8):
+            keys = [kb for kb, _ in self._base.raw_pairs(values=False) if kb not in kept]
+            if not keys:
+                return
+            for kb in keys:
+                with _locks.key_lock(self._map_id, kb):
+                    out = self._take_visible(kb)
+                if out is None:
+                    kept.add(kb)
+                else:
+                    yield kb, out
+
     def clear(self) -> int:
         """Delete every element (USER_DELETE notifications); returns how many."""
         self._check_delete("clear")
@@ -635,6 +831,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         if self._atomic_take:
             try:
                 stored: bytes = self._base.lookup_and_delete(kb)
+                self._seen(kb, None)
                 return stored
             except NotSupported as exc:
                 if exc.errno is None:
@@ -644,6 +841,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         if found is None:
             raise KeyNotFound(f"lookup_and_delete: key {kb.hex()} not found", errno=E.ENOENT, op="lookup_and_delete")
         self._base.delete(kb)
+        self._seen(kb, None)
         return found
 
     def raw_chunks(self, values: bool = True, batch_size: int = ITER_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
@@ -681,8 +879,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         source: Iterator[tuple[bytes, bytes]]
         if delete:
             self._check_delete("lookup_and_delete_batch")
-            source = ((kb, out) for kb, stored in self._take_all()
-                      for out in (self._user_value(kb, stored),) if out is not None)
+            source = self._take_all_visible()
         else:
             source = self.raw_pairs(values=True)
         keys: list[bytes] = []
@@ -827,6 +1024,8 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                 cause.message += " (the whole batch was undone)"
                 self._rollback(accepted, cause)
                 raise cause from None
+            for kb, stored in accepted:
+                self._seen(kb, stored)
             failure: ProviderError | None = None
             for kb, old in replaced:
                 try:
@@ -850,10 +1049,66 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                             pass
                 elif self._base.lookup_bytes(kb) != old:
                     self._base.update(kb, old)
+                self._seen(kb, old)
             except MapError:
                 unrestored += 1
         if unrestored:
             cause.message += f" ({unrestored} keys could not be restored)"
+
+
+def _diff(previous: dict[bytes, bytes], current: dict[bytes, bytes], lru: bool) -> list[ExternalChange]:
+    """The changes from ``previous`` to ``current`` (key -> stored bytes)."""
+    update = DeleteReason.EXTERNAL_UPDATE
+    changes = [ExternalChange(kb, old, new, update)
+               for kb, new in current.items() if (old := previous.get(kb)) != new]
+    appeared = sum(1 for c in changes if c.old is None)
+    if len(previous) > len(current) - appeared:
+        # Some keys went away (the scan is skipped when none did). On an LRU map they were evicted if
+        # others arrived meanwhile: the kernel evicts to make room.
+        gone = DeleteReason.EVICTED if lru and appeared else DeleteReason.EXTERNAL_DELETE
+        changes += [ExternalChange(kb, old, None, gone) for kb, old in previous.items() if kb not in current]
+    return changes
+
+
+class Observer:
+    """A background thread that reconciles one map handle every ``interval`` seconds (see ``observe``)."""
+
+    def __init__(self, m: ExtensibleMap, interval: float) -> None:
+        self.interval = interval
+        self.passes = 0
+        self.errors = 0
+        self.last_error: BaseException | None = None
+        self._stop = threading.Event()
+        # The thread holds the map weakly: an observed handle that is dropped is still collected (and closed).
+        self._ref = weakref.ref(m)
+        self._thread = threading.Thread(target=self._run, name=f"ebpfmaps-shim-observe-{m.map_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            m = self._ref()
+            if m is None or m.closed:
+                return
+            try:
+                m.reconcile()
+                self.passes += 1
+            except MapClosed:
+                return
+            except Exception as exc:  # a failed pass is counted; the next one tries again
+                self.errors += 1
+                self.last_error = exc
+            finally:
+                del m
+
+    def stop(self) -> None:
+        """Stop the thread (waits for a pass in progress, unless called from the thread itself)."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
 
 def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec,
@@ -865,6 +1120,7 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
     map_id = binding.map_id
     dispatch = binding.dispatch
     failure: Exception | None = None
+    failed_callback = ""
     handle: ExtensibleMap | None = None
     with _locks.map_lock(map_id):
         pinned = _still_pinned(binding.pin_paths, map_id)
@@ -883,16 +1139,19 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
                 try:
                     dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
                 except Exception as exc:
-                    failure = failure or exc
+                    if failure is None:
+                        failure, failed_callback = exc, "delete_element_notify"
         if dispatch.delete_map_notify is not None:
             try:
                 dispatch.delete_map_notify(handle)
             except Exception as exc:
-                failure = failure or exc
+                if failure is None:
+                    failure, failed_callback = exc, "delete_map_notify"
     _locks.forget_map(map_id)
     if failure is not None:
-        raise ProviderError(f"{binding.provider.provider_name} failed while the map was cleaned up "
-                            f"(the map is gone): {failure!r}", op="close") from failure
+        raise ProviderNotificationFailed(f"{binding.provider.provider_name} failed while the map was cleaned up "
+                                         f"(the map is gone): {failure!r}", callback=failed_callback,
+                                         op="close") from failure
 
 
 def _dead_view(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
@@ -943,18 +1202,20 @@ def _stored_size(provider: MapProvider, dispatch: DispatchTable, spec: MapSpec, 
     if fn is not None:
         try:
             stored = fn(spec)
-        except MapError:
+        except ProviderError:
             raise
         except Exception as exc:
-            raise ProviderRefused(f"{op}: {provider.provider_name} refused the map: {exc}", op=op) from exc
+            raise refusal(provider.provider_name, "create_map_notify", op, exc, " the map") from exc
     if stored is None:
         stored = spec.value_size
     if isinstance(stored, bool) or not isinstance(stored, int) or not 0 < stored <= _MAX_STORED_SIZE:
-        raise ProviderError(f"{op}: {provider.provider_name}.create_map_notify returned {stored!r}; "
-                            f"expected None or a stored value size from 1 to {_MAX_STORED_SIZE} bytes", op=op)
+        raise ProviderContractError(f"{op}: {provider.provider_name}.create_map_notify returned {stored!r}; "
+                                    f"expected None or a stored value size from 1 to {_MAX_STORED_SIZE} bytes",
+                                    callback="create_map_notify", op=op)
     if not provider.transforms_values and stored != spec.value_size:
-        raise ProviderError(f"{op}: {provider.provider_name} stores {stored}-byte values for {spec.value_size}-byte "
-                            f"user values but declares transforms_values = False", op=op)
+        raise ProviderContractError(f"{op}: {provider.provider_name} stores {stored}-byte values for "
+                                    f"{spec.value_size}-byte user values but declares transforms_values = False",
+                                    callback="create_map_notify", op=op)
     return stored
 
 

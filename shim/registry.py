@@ -48,6 +48,11 @@ class Binding:
     pin_paths: set[str] = field(default_factory=set)
     programs: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: What the base map held after the last ``reconcile`` (key -> stored bytes); None until the first one.
+    #: Writes through the shim in this process keep it current, so only outside changes show as differences.
+    observed: dict[bytes, bytes] | None = None
+    #: Serializes reconcile passes (and their notifications) of this map in this process.
+    reconcile_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _validate(provider: MapProvider) -> tuple[int, DispatchTable]:
