@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 from ebpfmaps_shim import (
+    HIDDEN,
     DeleteReason,
     DuplicateProvider,
     ExtensibleMap,
     ExtensibleMapLike,
     MapProvider,
-    HIDDEN,
     ProviderBusy,
     ProviderContractError,
     ProviderError,
