@@ -33,7 +33,7 @@ from .errors import (
     ProviderRefused,
 )
 from .extension import ShimExtension
-from .extmap import RECONCILE_BATCH, ExtensibleMap, Observer
+from .extmap import RECONCILE_BATCH, ExtensibleMap, Observer, finish_cleanup
 from .provider import (
     CALLBACKS,
     HIDDEN,
@@ -81,6 +81,7 @@ __all__ = [
     "ProviderRefused",
     "ShimExtension",
     "find_provider",
+    "finish_cleanup",
     "live_maps",
     "providers",
     "register_provider",

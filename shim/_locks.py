@@ -22,6 +22,7 @@ ascending order, so batches cannot deadlock.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import tempfile
@@ -138,6 +139,42 @@ def _release(map_id: int, stripe: int) -> None:
         _ofd(fcntl.F_UNLCK, map_id * STRIPES + stripe)
     finally:
         _thread_locks[slot].release()
+
+
+# ---------------------------------------------------------------------- leases
+# Each process that holds an extensible map holds a shared (read) lock on the byte LEASE_BASE + map_id of the
+# same lock file, for as long as it holds the map; the kernel drops it when the process dies. A process that
+# gets the exclusive lock on that byte (without waiting) knows that no live shim process holds the map.
+# Our own shared lock converts to the exclusive one when nobody else holds it (locks of one open file
+# description convert, they do not conflict), which is how a closing process asks "am I the last one?".
+LEASE_BASE = 1 << 48  # above every stripe byte (map ids are 31-bit: map_id * STRIPES + stripe < 2**37)
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+
+
+def _ofd_try(lock_type: int, offset: int) -> bool:
+    fl = _Flock(l_type=lock_type, l_whence=os.SEEK_SET, l_start=offset, l_len=1, l_pid=0)
+    try:
+        fcntl.fcntl(_lock_fd(), _F_OFD_SETLK, bytes(fl))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def lease_share(map_id: int) -> None:
+    """Hold the shared lease of ``map_id`` (waits while another process finishes the map's cleanup)."""
+    _ofd(fcntl.F_RDLCK, LEASE_BASE + map_id)
+
+
+def lease_try_exclusive(map_id: int) -> bool:
+    """Take the exclusive lease of ``map_id`` if no other process holds a lease on it (never waits)."""
+    return _ofd_try(fcntl.F_WRLCK, LEASE_BASE + map_id)
+
+
+def lease_drop(map_id: int) -> None:
+    """Release whatever lease of ``map_id`` this process holds."""
+    _ofd(fcntl.F_UNLCK, LEASE_BASE + map_id)
 
 
 def stripe_of(key: bytes) -> int:

@@ -22,7 +22,7 @@ from ebpfmaps.spec import MapInfo
 
 from . import _meta, registry
 from .errors import ProviderError, ProviderNotFound
-from .extmap import ExtensibleMap, adopt_extensible, create_extensible
+from .extmap import ExtensibleMap, adopt_extensible, create_extensible, finish_cleanup_quietly
 from .provider import ProgramType
 
 __all__ = ["ShimExtension"]
@@ -70,6 +70,7 @@ class ShimExtension:
         except BaseException:
             m.close()
             raise
+        finish_cleanup_quietly()  # opening an extensible map is when maps left by dead holders are noticed
         return adopt_extensible(m, meta, provider, dispatch, key_type, value_type)
 
     def program_loaded(self, prog_type: int, map_ids: list[int]) -> None:

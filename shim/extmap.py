@@ -35,6 +35,7 @@ import errno as E
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
@@ -73,7 +74,7 @@ from ebpfmaps.maplike import DictProtocol, MapLike, SpecProperties
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
-from . import _locks, _meta, registry
+from . import _lease, _locks, _meta, registry
 from .errors import (
     ProgramAccessRefused,
     ProviderContractError,
@@ -91,7 +92,7 @@ from .provider import (
     ProgramType,
 )
 
-__all__ = ["RECONCILE_BATCH", "ExtensibleMap", "Observer", "adopt_extensible", "create_extensible"]
+__all__ = ["RECONCILE_BATCH", "ExtensibleMap", "Observer", "adopt_extensible", "create_extensible", "finish_cleanup"]
 
 _X = TypeVar("_X", bound="ExtensibleMap")
 #: Elements per kernel batch lookup (and per notification list) of a reconcile pass.
@@ -207,6 +208,14 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size, btf_fd=None,
                                    btf_key_type_id=0, btf_value_type_id=0)
         binding = registry.acquire_binding(info.id, provider, dispatch, dict(meta.options), base.pin_path)
+        with binding.lock:
+            if not binding.leased:
+                try:
+                    _lease.take(info.id, base.handle)
+                except BaseException:
+                    registry.drop_handle(binding)
+                    raise
+                binding.leased = True
         self = cls._wrap(base, spec, kcodec, vcodec, binding, is_open=True)
         self._release = weakref.finalize(self, _release_handle, binding, base, spec, kcodec, vcodec,
                                          weakref.ref(self))
@@ -1122,7 +1131,12 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
     failure: Exception | None = None
     failed_callback = ""
     handle: ExtensibleMap | None = None
-    with _locks.map_lock(map_id):
+    with _locks.map_lock(map_id), _leased(binding):
+        # The last shim process holding the map (the lease says) runs the last-close logic; others let go.
+        if binding.leased and not _lease.release(map_id):
+            base.close()
+            _locks.forget_map(map_id)
+            return
         pinned = _still_pinned(binding.pin_paths, map_id)
         snapshot: list[tuple[bytes, bytes]] = []
         if not pinned and dispatch.delete_element_notify is not None and not base.closed:
@@ -1152,6 +1166,106 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
         raise ProviderNotificationFailed(f"{binding.provider.provider_name} failed while the map was cleaned up "
                                          f"(the map is gone): {failure!r}", callback=failed_callback,
                                          op="close") from failure
+
+
+@contextlib.contextmanager
+def _leased(binding: registry.Binding) -> Iterator[None]:
+    """Give the map's lease back when the release is over (whatever happened)."""
+    try:
+        yield
+    finally:
+        if binding.leased:
+            binding.leased = False
+            _lease.unlock(binding.map_id)
+
+
+def finish_cleanup(type_id: int | None = None) -> list[int]:
+    """Finish the cleanup of extensible maps whose holders all died (killed before they could close them).
+
+    Each such map is still alive, held by its lease pin (see :mod:`ebpfmaps_shim._lease`). If nothing
+    else holds it (no other pin, no program, no other process), its provider hears ``MAP_CLEANUP`` for
+    every element and then ``delete_map_notify``, as it would have from the last holder; the map is then
+    freed. Maps whose provider is not registered here (or not of ``type_id``) are left for a process that
+    has it. Runs by itself when a provider is registered and when an extensible map is opened. Returns
+    the ids of the maps cleaned up.
+    """
+    cleaned: list[int] = []
+    held = set(registry.live_maps())
+    for map_id, path in _lease.expired_except(held):
+        try:
+            with _locks.map_lock(map_id):
+                if _finish_one(map_id, path, type_id):
+                    cleaned.append(map_id)
+        finally:
+            _lease.unlock(map_id)
+    return cleaned
+
+
+def finish_cleanup_quietly(type_id: int | None = None) -> None:
+    """:func:`finish_cleanup` where a failure must not fail the caller (registering, opening): it warns."""
+    try:
+        finish_cleanup(type_id)
+    except (MapError, OSError) as exc:
+        warnings.warn(f"ebpfmaps_shim: finishing the cleanup of maps whose holders died: {exc}", RuntimeWarning,
+                      stacklevel=3)
+
+
+registry.after_register.append(finish_cleanup_quietly)
+
+
+def _finish_one(map_id: int, path: str, type_id: int | None) -> bool:
+    try:
+        fd = pinning.obj_get(path)
+    except (MapError, OSError):
+        return False  # its last holder removed it meanwhile
+    try:
+        info = map_info_from_fd(fd)
+    except MapError:
+        os.close(fd)
+        return False
+    meta = _meta.read_meta(info)
+    found = None if meta is None or (type_id is not None and meta.custom_type != type_id) else \
+        registry.find_provider(meta.custom_type)
+    if meta is None or found is None or info.id != map_id:
+        os.close(fd)
+        return False
+    provider, dispatch = found
+    base = class_for(info.type).adopt_fd(fd, info)
+    snapshot: list[tuple[bytes, bytes]] = []
+    if dispatch.delete_element_notify is not None:
+        with contextlib.suppress(MapError):
+            snapshot = list(base.raw_pairs(values=True))
+    spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size)
+    kcodec = _key_codec(info.type, None, info.key_size, info.max_entries)
+    vcodec = make_codec(None, meta.user_value_size, "value")
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    base.close()
+    if not _gone(map_id):
+        return False  # something else holds it (a pin, a program): it lives on, and so does its cleanup
+    binding = registry.Binding(map_id, provider, dispatch, dict(meta.options))
+    handle = _dead_view(binding, base, spec, kcodec, vcodec)
+    failure: Exception | None = None
+    failed_callback = ""
+    if dispatch.delete_element_notify is not None:
+        for kb, stored in snapshot:
+            try:
+                dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
+            except Exception as exc:
+                if failure is None:
+                    failure, failed_callback = exc, "delete_element_notify"
+    if dispatch.delete_map_notify is not None:
+        try:
+            dispatch.delete_map_notify(handle)
+        except Exception as exc:
+            if failure is None:
+                failure, failed_callback = exc, "delete_map_notify"
+    _locks.forget_map(map_id)
+    if failure is not None:
+        raise ProviderNotificationFailed(f"{provider.provider_name} failed while finishing the cleanup of map "
+                                         f"{map_id} (the map is gone): {failure!r}", callback=failed_callback,
+                                         op="finish_cleanup") from failure
+    return True
 
 
 def _dead_view(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec) -> ExtensibleMap:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -48,6 +49,8 @@ class Binding:
     pin_paths: set[str] = field(default_factory=set)
     programs: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Whether this process holds the map's lease (see :mod:`ebpfmaps_shim._lease`).
+    leased: bool = False
     #: What the base map held after the last ``reconcile`` (key -> stored bytes); None until the first one.
     #: Writes through the shim in this process keep it current, so only outside changes show as differences.
     observed: dict[bytes, bytes] | None = None
@@ -78,19 +81,34 @@ def _validate(provider: MapProvider) -> tuple[int, DispatchTable]:
     return tid, table
 
 
+#: Called with the type id after each new registration (the map layer finishes cleanups left by dead holders).
+after_register: list[Callable[[int], object]] = []
+
+
 def register_provider(provider: _P) -> _P:
-    """Serve ``provider.custom_map_type`` with ``provider`` (registering the same object again does nothing)."""
+    """Serve ``provider.custom_map_type`` with ``provider`` (registering the same object again does nothing).
+
+    Maps of this type whose holders all died meanwhile get their cleanup now (see ``finish_cleanup``).
+    """
+    tid = _register(provider)
+    if tid is not None:
+        for hook in list(after_register):
+            hook(tid)
+    return provider
+
+
+def _register(provider: MapProvider) -> int | None:
     tid, table = _validate(provider)
     with _lock:
         current = _providers.get(tid)
         if current is provider:
-            return provider
+            return None
         if current is not None:
             raise DuplicateProvider(f"map type {tid} is already served by {type(current).__name__}; "
                                     f"unregister it first", op="register_provider")
         _providers[tid] = provider
         _dispatch[tid] = table
-    return provider
+    return tid
 
 
 def unregister_provider(provider: MapProvider | int) -> None:

@@ -12,7 +12,16 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ebpfmaps_shim import ExtensibleMap, MapProvider, _locks, register_provider, unregister_provider
+from ebpfmaps_shim import (
+    DeleteReason,
+    ExtensibleMap,
+    MapProvider,
+    _lease,
+    _locks,
+    finish_cleanup,
+    register_provider,
+    unregister_provider,
+)
 
 import ebpfmaps
 from tests.conftest import ROOT
@@ -107,4 +116,105 @@ def test_a_forked_child_takes_locks_of_its_own(pin_path: Path) -> None:
         assert answer == b"refused"
     finally:
         m.close()
+        unregister_provider(p)
+
+
+# Creates an extensible map of type argv[1] with three elements (pinned at argv[2] unless it is "-"),
+# reports its id and waits to be killed.
+_OWNER = textwrap.dedent("""
+    import sys, time, ebpfmaps
+    from ebpfmaps_shim import MapProvider, register_provider
+    register_provider(type("Owner", (MapProvider,), {"custom_map_type": int(sys.argv[1])})())
+    m = ebpfmaps.create(int(sys.argv[1]), key_type="=I", value_size=8, max_entries=8)
+    for k in (1, 2, 3):
+        m[k] = k.to_bytes(8, "little")
+    if sys.argv[2] != "-":
+        m.pin(sys.argv[2])
+    print(m.map_id, flush=True)
+    time.sleep(3600)
+""")
+
+
+def _kill_owner(type_id: int, pin: str) -> int:
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(type_id), pin], env=_env(), stdout=subprocess.PIPE,
+                             text=True)
+    assert owner.stdout is not None
+    line = owner.stdout.readline()
+    owner.send_signal(signal.SIGKILL)
+    assert owner.wait(timeout=60) == -signal.SIGKILL
+    assert line.strip().isdigit(), "the owner did not start"
+    return int(line)
+
+
+def test_a_later_process_finishes_the_cleanup_of_a_killed_last_holder() -> None:
+    type_id = next_type_id()
+    map_id = _kill_owner(type_id, "-")
+    lease = _lease.lease_path(map_id)
+    assert lease is not None and os.path.exists(lease), "the lease pin keeps the dead holder's map"
+    assert map_id in ebpfmaps.map_ids()
+    p = recording_provider(type_id=type_id)
+    register_provider(p)  # registering the provider finishes what the dead holder left
+    try:
+        events = p.rec.take()
+        cleanup = sorted(e for e in events if e[0] == "delete")
+        assert cleanup == [("delete", k, val(k), DeleteReason.MAP_CLEANUP) for k in (1, 2, 3)]
+        assert events[-1] == ("delete_map", map_id)
+        assert map_id not in ebpfmaps.map_ids()  # the kernel freed it
+        assert not os.path.exists(lease)
+        assert finish_cleanup() == []  # once
+    finally:
+        unregister_provider(p)
+
+
+def test_opening_the_pin_of_a_killed_holder_then_unpinning_cleans_up(pin_path: Path) -> None:
+    type_id = next_type_id()
+    p = recording_provider(type_id=type_id)
+    register_provider(p)
+    try:
+        map_id = _kill_owner(type_id, str(pin_path))
+        m = ebpfmaps.open_pinned(pin_path, key_type="=I")
+        assert isinstance(m, ExtensibleMap) and m.map_id == map_id
+        assert [e for e in p.rec.take() if e[0] in ("delete", "delete_map")] == []  # still pinned: alive
+        assert m[2] == val(2)
+        ebpfmaps.unpin(pin_path)
+        m.close()  # the dead holder's lease is gone with it: this process is the last holder
+        events = p.rec.take()
+        assert sorted(e for e in events if e[0] == "delete") == [
+            ("delete", k, val(k), DeleteReason.MAP_CLEANUP) for k in (1, 2, 3)]
+        assert events[-1] == ("delete_map", map_id)
+        assert map_id not in ebpfmaps.map_ids()
+    finally:
+        unregister_provider(p)
+
+
+def test_a_map_held_by_two_processes_is_cleaned_up_by_the_last(pin_path: Path) -> None:
+    """A live holder's lease keeps the cleanup from running in a process that is not the last one."""
+    type_id = next_type_id()
+    p = recording_provider(type_id=type_id)
+    register_provider(p)
+    try:
+        m = ebpfmaps.create(type_id, key_type="=I", value_size=8, max_entries=8)
+        assert isinstance(m, ExtensibleMap)
+        m[5] = val(5)
+        m.pin(pin_path)
+        holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+            import sys, ebpfmaps
+            from ebpfmaps_shim import MapProvider, register_provider
+            register_provider(type("Other", (MapProvider,), {"custom_map_type": int(sys.argv[2])})())
+            m = ebpfmaps.open_pinned(sys.argv[1], key_type="=I")
+            print("open", flush=True)
+            sys.stdin.readline()
+        """), str(pin_path), str(type_id)], env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "open"
+        p.rec.take()
+        ebpfmaps.unpin(pin_path)
+        m.close()
+        assert [e for e in p.rec.take() if e[0] != "create"] == []  # the other process still holds it
+        assert finish_cleanup() == []  # and its lease is alive
+        holder.kill()  # the other holder dies without closing: the next shim process finishes
+        holder.wait(timeout=60)
+        assert finish_cleanup() == [m.map_id]
+        assert sorted(e for e in p.rec.take() if e[0] == "delete") == [("delete", 5, val(5), DeleteReason.MAP_CLEANUP)]
+    finally:
         unregister_provider(p)
