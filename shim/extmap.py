@@ -563,6 +563,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         """A write through the shim here: keep the reconcile snapshot current (it is not an outside change)."""
         observed = self._binding.observed
         if observed is not None:
+            self._binding.observed_chunks = None  # the next pass compares element by element
             if stored is None:
                 observed.pop(kb, None)
             else:
@@ -590,21 +591,50 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         binding = self._binding
         with binding.reconcile_lock:
             with _locks.map_lock(self._map_id):
-                current = self._read_stored(n)
-                previous = binding.observed
-                binding.observed = current
-            if previous is None:
-                return []
-            changes = _diff(previous, current, self._base.type == int(MapType.LRU_HASH))
+                chunks = [(keys, vals) for keys, vals, _ in self._base.raw_chunks(values=True, batch_size=n)]
+                previous, previous_chunks = binding.observed, binding.observed_chunks
+                if previous is None:
+                    binding.observed, binding.observed_chunks = self._as_dict(chunks), chunks
+                    return []
+                changes = self._changed_values(previous, previous_chunks, chunks)
+                if changes is None:  # keys came or went: compare the whole map
+                    current = self._as_dict(chunks)
+                    changes = _diff(previous, current, self._base.type == int(MapType.LRU_HASH))
+                    binding.observed = current
+                binding.observed_chunks = chunks
             self._deliver(changes, n)
         return changes
 
-    def _read_stored(self, batch_size: int) -> dict[bytes, bytes]:
+    def _as_dict(self, chunks: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
         ks, vs = self._ksize, self._stored_size
         current: dict[bytes, bytes] = {}
-        for keys, vals, count in self._base.raw_chunks(values=True, batch_size=batch_size):
-            current.update((keys[i * ks : (i + 1) * ks], vals[i * vs : (i + 1) * vs]) for i in range(count))
+        for keys, vals in chunks:
+            current.update(zip([keys[i : i + ks] for i in range(0, len(keys), ks)],
+                               [vals[i : i + vs] for i in range(0, len(vals), vs)]))
         return current
+
+    def _changed_values(self, previous: dict[bytes, bytes], previous_chunks: list[tuple[bytes, bytes]] | None,
+                        chunks: list[tuple[bytes, bytes]]) -> list[ExternalChange] | None:
+        """The fast path of a pass: when the kernel lists the very same keys as last time (same chunks of
+        keys, in the same order), only chunks whose values differ are compared element by element. None
+        when keys came or went (or a write through the shim touched the snapshot): the caller diffs all."""
+        if previous_chunks is None or len(previous_chunks) != len(chunks):
+            return None
+        if any(old[0] != new[0] for old, new in zip(previous_chunks, chunks)):
+            return None
+        ks, vs = self._ksize, self._stored_size
+        update = DeleteReason.EXTERNAL_UPDATE
+        changes: list[ExternalChange] = []
+        for (_, old_vals), (keys, vals) in zip(previous_chunks, chunks):
+            if old_vals == vals:
+                continue
+            olds = [old_vals[i : i + vs] for i in range(0, len(old_vals), vs)]
+            news = [vals[i : i + vs] for i in range(0, len(vals), vs)]
+            for i in [i for i, (old, new) in enumerate(zip(olds, news)) if old != new]:
+                kb = keys[i * ks : (i + 1) * ks]
+                changes.append(ExternalChange(kb, olds[i], news[i], update))
+                previous[kb] = news[i]
+        return changes
 
     def _deliver(self, changes: list[ExternalChange], batch_size: int) -> None:
         failure: Exception | None = None

@@ -48,7 +48,7 @@ import enum
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Union, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, Union, runtime_checkable
 
 from ebpfmaps.maplike import MapLike
 from ebpfmaps.maptypes import MapType
@@ -107,8 +107,7 @@ class DeleteReason(enum.IntEnum):
         return format(self.name, spec)
 
 
-@dataclass(frozen=True)
-class ExternalChange:
+class ExternalChange(NamedTuple):
     """One change :meth:`ExtensibleMap.reconcile` found in the base map: ``old``/``new`` stored bytes.
 
     ``old`` is None for a key that appeared, ``new`` is None for one that disappeared. ``reason`` is

@@ -54,6 +54,8 @@ class Binding:
     #: What the base map held after the last ``reconcile`` (key -> stored bytes); None until the first one.
     #: Writes through the shim in this process keep it current, so only outside changes show as differences.
     observed: dict[bytes, bytes] | None = None
+    #: The packed ``(keys, values)`` chunks of the last pass, for its fast path (None after a write here).
+    observed_chunks: list[tuple[bytes, bytes]] | None = None
     #: Serializes reconcile passes (and their notifications) of this map in this process.
     reconcile_lock: threading.Lock = field(default_factory=threading.Lock)
 
