@@ -7,23 +7,28 @@ API is routed through the provider:
 ==========================  ======================================================================
 operation                   callbacks
 ==========================  ======================================================================
-lookup, m[k], get, in       find_element_notify (None reports the key as missing)
+lookup, m[k], get, in       find_element_notify (None: the stored bytes; HIDDEN or KeyNotFound: missing)
 update, m[k] = v            update_element_notify, then delete_element_notify(REPLACED) for the
                             value it replaced, or delete_element_notify(ROLLBACK) if the kernel
                             refused the write the provider had accepted
 delete, del m[k], pop       delete_element_notify(USER_DELETE)
+lookup_and_delete           find_element_notify first (a hidden element stays), then
+                            delete_element_notify(USER_DELETE)
 keys/values/items, len      get_next_key_and_value_notify (or find_element_notify) per element
 update_batch                each element's callbacks; all or nothing (a refusal or a kernel error
                             leaves the map as it was)
 delete_batch, clear,        delete_element_notify(USER_DELETE) per element
 lookup_and_delete_batch
 last close / last unpin     delete_element_notify(MAP_CLEANUP) per element, then delete_map_notify
+                            (or, if every holder died, in the next shim process: finish_cleanup)
+program load (ebpfmaps)     associate_program (a refusal unloads the program)
+reconcile, observe          external_change_notify (or delete_element_notify) per change found
 ==========================  ======================================================================
 
 Writers of one key are serialized across threads and processes (see
 :mod:`ebpfmaps_shim._locks`), so each stored value gets exactly one delete
 notification. Kernel programs and tools that write the base map directly do not
-go through the callbacks.
+go through the callbacks; :meth:`ExtensibleMap.reconcile` finds what they changed.
 """
 
 from __future__ import annotations
