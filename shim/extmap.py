@@ -1221,7 +1221,7 @@ def finish_cleanup(type_id: int | None = None) -> list[int]:
     else holds it (no other pin, no program, no other process), its provider hears ``MAP_CLEANUP`` for
     every element and then ``delete_map_notify``, as it would have from the last holder; the map is then
     freed. Maps whose provider is not registered here (or not of ``type_id``) are left for a process that
-    has it. Runs by itself when a provider is registered and when an extensible map is opened. Returns
+    has it (a map whose provider never comes back stays pinned in the lease dir until its pin is removed). Runs by itself when a provider is registered and when an extensible map is opened. Returns
     the ids of the maps cleaned up.
     """
     cleaned: list[int] = []
@@ -1259,8 +1259,10 @@ def _finish_one(map_id: int, path: str, type_id: int | None) -> bool:
         os.close(fd)
         return False
     meta = _meta.read_meta(info)
+    # Only providers registered here (no entry-point discovery): a sweep must stay cheap for maps of types
+    # this process does not serve.
     found = None if meta is None or (type_id is not None and meta.custom_type != type_id) else \
-        registry.find_provider(meta.custom_type)
+        registry.registered_provider(meta.custom_type)
     if meta is None or found is None or info.id != map_id:
         os.close(fd)
         return False

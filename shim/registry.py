@@ -185,6 +185,13 @@ def find_provider(type_id: int) -> tuple[MapProvider, DispatchTable] | None:
         return provider, _dispatch[type_id]
 
 
+def registered_provider(type_id: int) -> tuple[MapProvider, DispatchTable] | None:
+    """The provider registered for ``type_id`` in this process, without looking at entry points."""
+    with _lock:
+        provider = _providers.get(type_id)
+        return None if provider is None else (provider, _dispatch[type_id])
+
+
 def require_provider(type_id: int, op: str) -> tuple[MapProvider, DispatchTable]:
     found = find_provider(type_id)
     if found is None:
