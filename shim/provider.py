@@ -104,7 +104,8 @@ class DeleteReason(enum.IntEnum):
         return self.name
 
     def __format__(self, spec: str) -> str:
-        return format(self.name, spec)
+        # f"{reason}" names it; a numeric spec (f"{reason:d}") still formats the number.
+        return self.name if not spec else format(int(self), spec)
 
 
 class ExternalChange(NamedTuple):

@@ -114,7 +114,13 @@ def _register(provider: MapProvider) -> int | None:
 
 
 def unregister_provider(provider: MapProvider | int) -> None:
-    """Stop serving a type id. Refused (:class:`ProviderBusy`) while maps of the provider are live here."""
+    """Stop serving a type id. Refused (:class:`ProviderBusy`) while maps of the provider are live here.
+
+    Registrations are per process: this says nothing about other processes, which keep their own
+    providers and maps. Maps of the type stay in the kernel; here, opening one (or loading a program
+    that uses one) raises :class:`ProviderNotFound` until a provider is registered again, and the cleanup
+    of such a map waits for a process that serves its type.
+    """
     with _lock:
         tid = provider if isinstance(provider, int) else provider.custom_map_type
         current = _providers.get(tid)
