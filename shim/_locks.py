@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-__all__ = ["STRIPES", "key_lock", "lock_file_path", "map_lock", "stripe_of", "stripes_lock"]
+__all__ = ["STRIPES", "key_lock", "local_map_lock", "lock_file_path", "map_lock", "stripe_of", "stripes_lock"]
 
 STRIPES = 64
 # F_OFD_SETLKW is 38 on Linux (include/uapi/asm-generic/fcntl.h); Python has it from 3.9.
@@ -209,6 +209,29 @@ def key_lock(map_id: int, key: bytes) -> Iterator[None]:
 def map_lock(map_id: int) -> AbstractContextManager[None]:
     """Hold every stripe of map ``map_id``: no writer of any key runs meanwhile, here or elsewhere."""
     return stripes_lock(map_id, range(STRIPES))
+
+
+@contextmanager
+def local_map_lock(map_id: int) -> Iterator[None]:
+    """Hold every stripe of map ``map_id`` against the other threads of this process only.
+
+    For work that must not interleave with this process's writers but has no business stopping other
+    processes (a reconcile pass reads the whole map). Stripes the calling thread already holds are
+    kept as they are; the others are taken in ascending order, like every multi-stripe acquisition.
+    """
+    held = _held()
+    taken: list[threading.Lock] = []
+    try:
+        for stripe in range(STRIPES):
+            if held.get((map_id, stripe)):
+                continue
+            lock = _thread_lock((map_id, stripe))
+            lock.acquire()
+            taken.append(lock)
+        yield
+    finally:
+        for lock in reversed(taken):
+            lock.release()
 
 
 def forget_map(map_id: int) -> None:

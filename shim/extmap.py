@@ -588,14 +588,16 @@ class ExtensibleMap(SpecProperties, DictProtocol):
 
         The first pass only records the map as it is (and returns ``[]``). Writes by shim handles in
         other processes are outside changes here. The cost is linear: one dict lookup and one bytes
-        comparison per element plus one system call per batch (``make bench`` measures it). Returns
-        the changes.
+        comparison per element plus one system call per batch (``make bench`` measures it). Writers in
+        this process wait for the read; other processes are not stopped. Returns the changes.
         """
         n = batch_size_arg(batch_size, "reconcile")
         self._require_open("reconcile")
         binding = self._binding
         with binding.reconcile_lock:
-            with _locks.map_lock(self._map_id):
+            # Writers of this process keep the snapshot current, so none may run between reading the map
+            # and storing what was read; other processes' writes are outside changes and need no exclusion.
+            with _locks.local_map_lock(self._map_id):
                 chunks = [(keys, vals) for keys, vals, _ in self._base.raw_chunks(values=True, batch_size=n)]
                 previous, previous_chunks = binding.observed, binding.observed_chunks
                 if previous is None:

@@ -271,3 +271,18 @@ def test_returns_of_the_wrong_type_never_become_bytes(provider: Any) -> None:
         m[1] = val(1)
         with pytest.raises(ProviderContractError, match="returned int"):
             list(m.values())
+
+
+def test_reconcile_from_inside_a_write_callback_does_not_deadlock(provider: Any) -> None:
+    class Reconciling(Batched):
+        def delete_element_notify(self, m: Any, key: bytes, stored: bytes, reason: DeleteReason) -> None:
+            super().delete_element_notify(m, key, stored, reason)
+            m.reconcile()  # this thread holds the key's stripe: reconcile must not wait for it
+
+    p = provider(Reconciling)
+    with _map(p) as m:
+        m[1] = val(1)
+        m.reconcile()
+        m.base.update(U32.pack(2), val(2))
+        m[1] = val(10)  # REPLACED -> the callback reconciles: finds key 2, not the shim's own write
+        assert [(c.key, c.new) for batch in p.changes for c in batch] == [(U32.pack(2), val(2))]
