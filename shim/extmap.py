@@ -1167,7 +1167,6 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
     dispatch = binding.dispatch
     failure: Exception | None = None
     failed_callback = ""
-    handle: ExtensibleMap | None = None
     with _locks.map_lock(map_id), _leased(binding):
         # The last shim process holding the map (the lease says) runs the last-close logic; others let go.
         if binding.leased and not _lease.release(map_id):
@@ -1185,24 +1184,34 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
             _locks.forget_map(map_id)
             return
         handle = ref() or _dead_view(binding, base, spec, kcodec, vcodec)
-        if dispatch.delete_element_notify is not None:
-            for kb, stored in snapshot:
-                try:
-                    dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
-                except Exception as exc:
-                    if failure is None:
-                        failure, failed_callback = exc, "delete_element_notify"
-        if dispatch.delete_map_notify is not None:
-            try:
-                dispatch.delete_map_notify(handle)
-            except Exception as exc:
-                if failure is None:
-                    failure, failed_callback = exc, "delete_map_notify"
+        failure, failed_callback = _notify_cleanup(dispatch, handle, snapshot)
     _locks.forget_map(map_id)
     if failure is not None:
         raise ProviderNotificationFailed(f"{binding.provider.provider_name} failed while the map was cleaned up "
                                          f"(the map is gone): {failure!r}", callback=failed_callback,
                                          op="close") from failure
+
+
+def _notify_cleanup(dispatch: DispatchTable, handle: ExtensibleMap,
+                    snapshot: list[tuple[bytes, bytes]]) -> tuple[Exception | None, str]:
+    """MAP_CLEANUP for each element, then delete_map_notify; every callback runs even if one fails.
+    Returns the first failure and the callback that raised it."""
+    failure: Exception | None = None
+    failed_callback = ""
+    if dispatch.delete_element_notify is not None:
+        for kb, stored in snapshot:
+            try:
+                dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
+            except Exception as exc:
+                if failure is None:
+                    failure, failed_callback = exc, "delete_element_notify"
+    if dispatch.delete_map_notify is not None:
+        try:
+            dispatch.delete_map_notify(handle)
+        except Exception as exc:
+            if failure is None:
+                failure, failed_callback = exc, "delete_map_notify"
+    return failure, failed_callback
 
 
 @contextlib.contextmanager
@@ -1283,22 +1292,7 @@ def _finish_one(map_id: int, path: str, type_id: int | None) -> bool:
     if not _gone(map_id):
         return False  # something else holds it (a pin, a program): it lives on, and so does its cleanup
     binding = registry.Binding(map_id, provider, dispatch, dict(meta.options))
-    handle = _dead_view(binding, base, spec, kcodec, vcodec)
-    failure: Exception | None = None
-    failed_callback = ""
-    if dispatch.delete_element_notify is not None:
-        for kb, stored in snapshot:
-            try:
-                dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
-            except Exception as exc:
-                if failure is None:
-                    failure, failed_callback = exc, "delete_element_notify"
-    if dispatch.delete_map_notify is not None:
-        try:
-            dispatch.delete_map_notify(handle)
-        except Exception as exc:
-            if failure is None:
-                failure, failed_callback = exc, "delete_map_notify"
+    failure, failed_callback = _notify_cleanup(dispatch, _dead_view(binding, base, spec, kcodec, vcodec), snapshot)
     _locks.forget_map(map_id)
     if failure is not None:
         raise ProviderNotificationFailed(f"{provider.provider_name} failed while finishing the cleanup of map "

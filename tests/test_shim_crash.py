@@ -46,17 +46,20 @@ def _byte_locked(offset: int) -> bool:
 
 
 # Holds the lock of key 1, forks a child that stays alive (as a multiprocessing worker would), reports both
-# pids and waits to be killed.
+# pids once the child runs and waits to be killed.
 _HOLDER = textwrap.dedent("""
     import os, sys, time, ebpfmaps
     from ebpfmaps_shim import MapProvider, register_provider
     register_provider(type("Holder", (MapProvider,), {"custom_map_type": int(sys.argv[2])})())
     m = ebpfmaps.open_pinned(sys.argv[1], key_type="=I")
     with m.locked(1):
+        r, w = os.pipe()
         child = os.fork()
         if child == 0:
+            os.write(w, b"up")  # Python code runs in the child only after the fork handlers did
             time.sleep(3600)
             os._exit(0)
+        os.read(r, 2)
         print(os.getpid(), child, flush=True)
         time.sleep(3600)
 """)
