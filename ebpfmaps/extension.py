@@ -44,6 +44,10 @@ class Extension(Protocol):
 #       How the extension presents a kernel map it claims (its own type id, the user's value size). When an
 #       extension claims a map, open_pinned/open_by_id compare ``spec=`` with this view, open the kernel map with
 #       raw codecs and call ``adopt_with_codecs(m, key_type, value_type)`` (if defined) instead of ``adopt(m)``.
+#   program_loaded(prog_type: int, map_ids: list[int]) -> None
+#       ebpfmaps loaded a program of type ``prog_type`` (a BPF_PROG_TYPE number) that uses the maps with
+#       ``map_ids`` (the kernel's list, however the program came to name them). Raise to refuse: the load
+#       fails with that exception and the program is unloaded before anything can attach it.
 #   before_unpin(path: str) -> object | None ; after_unpin(token: object) -> None
 #       Called around removing a pin (ebpfmaps.unpin, Map.unpin), so an extension can tell when the last holder
 #       of one of its maps goes away. ``after_unpin`` gets back what ``before_unpin`` returned (even on failure).
@@ -136,6 +140,17 @@ def adopt(m: Map, *, key_type: Any = None, value_type: Any = None, claimed: bool
         if out is not None:
             return cast("Map", out)  # as in create_extensible: open_pinned/open_by_id are typed as returning Map
     return m
+
+
+def program_loaded(prog_type: int, map_ids: list[int]) -> None:
+    """Tell the extensions that a program of ``prog_type`` using ``map_ids`` was loaded; they may refuse it
+    (raise), and then the caller unloads the program."""
+    if not map_ids:
+        return
+    for ext in extensions():
+        fn = getattr(ext, "program_loaded", None)
+        if fn is not None:
+            fn(prog_type, list(map_ids))
 
 
 def before_unpin(path: str) -> list[tuple[Extension, object]]:

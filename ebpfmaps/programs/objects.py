@@ -37,7 +37,7 @@ from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapError, ProgramL
 from ebpfmaps.factory import class_for
 from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
-from ebpfmaps.programs.program import Program, _tail
+from ebpfmaps.programs.program import Program, _tail, announce_maps
 from ebpfmaps.programs.types import ProgramType
 
 __all__ = ["BpfObject"]
@@ -179,7 +179,21 @@ class BpfObject:
                 raise errors.PermissionDenied(msg, errno=err, op="object_load", call="bpf_object__load")
             raise ProgramLoadError(msg, errno=err, op="object_load", log=log, call="bpf_object__load")
         self.loaded = True
+        self._announce_maps()
         return self
+
+    def _announce_maps(self) -> None:
+        """Each loaded program's maps to the extensions; a refusal closes the object (its programs unload)."""
+        try:
+            for ptr in obj_calls.program_ptrs(self._obj).values():
+                fd = obj_calls.program_dup_fd(self._obj, ptr)
+                if fd is not None:
+                    h = FD(fd, "program")
+                    announce_maps(h, obj_calls.program_type(self._obj, ptr))
+                    h.close()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ maps and programs
     def _check_open(self) -> None:
