@@ -55,6 +55,7 @@ from ebpfmaps.readers._shared import (
     MapLike,
     RingMapping,
     Waiter,
+    handed_out,
     release_views,
     resolve_map,
 )
@@ -292,7 +293,7 @@ class RingBufReader:
                 if not self._closed:
                     # A record whose callback raised counts as consumed (as libbpf does); the rest of
                     # the run stays in the ring for the next call.
-                    taken = _handed_out(it, n)
+                    taken = handed_out(it, n)
                     cons += taken * span
                     cons_q[0] = cons  # release: the records handed out were copied before
             if self._closed:
@@ -520,7 +521,7 @@ class RingBufReader:
         if delivering is not None:
             # Closed by a callback: hand out no more copied records, and release to the kernel the
             # ones handed out (the callback's own record included), as a record-by-record walk does.
-            self._handed_at_close = _handed_out(delivering, 0)
+            self._handed_at_close = handed_out(delivering, 0)
             delivering.__setstate__(1 << 62)  # type: ignore[attr-defined]
             cons, span = self._run_at
             self._cons[0] = cons + self._handed_at_close * span
@@ -548,12 +549,6 @@ class RingBufReader:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"available={self.available()}"
         return f"<RingBufReader map_id={self.map_id} size={self.data_size} {state}>"
-
-
-def _handed_out(it: Any, total: int) -> int:
-    """How many items a list iterator has given out (``total`` once it is exhausted)."""
-    state = it.__reduce__()
-    return int(state[2]) if len(state) > 2 else total
 
 
 class _RunDecoder:
