@@ -97,7 +97,30 @@ class _CpuRing:
 
 # perf_event_header {u32 type; u16 misc; u16 size}, then (for a RAW sample) the u32 size of the raw data.
 _SAMPLE_HEAD = struct.Struct("=IHHI")
+_HEADER = struct.Struct("=IHH")
 _LOST = struct.Struct("=QQ")
+
+
+def _uniform_samples(block: bytes, pending: int) -> tuple[list[bytes], range] | None:
+    """The samples of ``block`` when it holds nothing but samples with the very same header and raw
+    size (what one program's fixed-size output makes), cut out by one list comprehension; else None.
+
+    The check reads the header words of every record at once, through strided slices of the block
+    seen as u32 words, so it costs no Python work per record either.
+    """
+    rtype, _misc, rsize, raw_size = _SAMPLE_HEAD.unpack_from(block, 0)
+    if rtype != PERF_RECORD_SAMPLE or rsize < 16 or rsize & 7 or pending % rsize or 12 + raw_size > rsize:
+        return None
+    n = pending // rsize
+    if n < 2:
+        return None
+    words = memoryview(block).cast("I")
+    step = rsize >> 2
+    for field in range(3):  # type, misc | size << 16, raw size
+        column = words[field::step].tolist()
+        if column.count(column[0]) != n:
+            return None
+    return [block[i:i + raw_size] for i in range(12, pending, rsize)], range(rsize, pending + 1, rsize)
 
 
 class PerfEventReader:
@@ -231,12 +254,20 @@ class PerfEventReader:
         pos = 0
         while pos < pending:
             samples: list[bytes] = []
-            ends: list[int] = []
+            ends: list[int] | range = []
             lost = 0
+            uniform = _uniform_samples(block, pending) if pos == 0 else None
+            if uniform is not None:
+                samples, ends = uniform
+                pos = pending
             while pos < pending:
                 # Headers are 8-byte aligned and the area a multiple of 8: a header is never split.
-                rtype, _misc, rsize, raw_size = unpack_head(block, pos)
-                if rsize < 8 or pos + rsize > pending:  # a corrupt ring would loop forever otherwise
+                if pos + 16 <= pending:
+                    rtype, _misc, rsize, raw_size = unpack_head(block, pos)
+                else:  # a header-only record at the very end
+                    (rtype, _misc, rsize), raw_size = _HEADER.unpack_from(block, pos), 0
+                if rsize < 8 or pos + rsize > pending or (rtype == PERF_RECORD_SAMPLE and 12 + raw_size > rsize):
+                    # A corrupt ring would loop forever (or hand out a neighbour's bytes) otherwise.
                     raise errors.MapError(f"perf ring of CPU {cpu} holds a record of size {rsize}", op="perf read")
                 if rtype == PERF_RECORD_SAMPLE:
                     samples.append(block[pos + 12:pos + 12 + raw_size])
