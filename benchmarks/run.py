@@ -52,7 +52,7 @@ def table(results: list[harness.Result]) -> str:
         met = r.met
         rows.append([
             r.name, r.group, _fmt(r.py_ns, ".0f"), _fmt(r.c_ns, ".0f"), _fmt(r.ratio, ".2f"),
-            _fmt(r.target, ".1f"), "-" if met is None else ("yes" if met else "NO"),
+            _fmt(r.target, ".2f"), "-" if met is None else ("yes" if met else "NO"),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = []
