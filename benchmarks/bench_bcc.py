@@ -141,7 +141,7 @@ def _bcc_ringbuf_callback(user: Any) -> Any:
             raise
         return int(ret)
 
-    return bcc_table._RINGBUF_CB_TYPE(ringbuf_cb_)  # noqa: SLF001 - bcc's own callback type
+    return bcc_table._RINGBUF_CB_TYPE(ringbuf_cb_)
 
 
 def _ring_buffer_vs_bcc(b: Any, quick: bool) -> list[Result]:
@@ -168,12 +168,12 @@ def _ring_buffer_vs_bcc(b: Any, quick: bool) -> list[Result]:
     got: list[Any] = []
     string_at, cast, rec_ptr = ctypes.string_at, ctypes.cast, ctypes.POINTER(_RbRecord)
     bytes_cb = _bcc_ringbuf_callback(lambda ctx, data, size: got.append(string_at(data, size)))
-    b._open_ring_buffer(rb.fd, bytes_cb, None)  # noqa: SLF001 - open_ring_buffer's own call, on our map
-    mgr_bytes = b._ringbuf_manager  # noqa: SLF001
-    b._ringbuf_manager = None  # noqa: SLF001 - a second manager for the typed callback
+    b._open_ring_buffer(rb.fd, bytes_cb, None)
+    mgr_bytes = b._ringbuf_manager
+    b._ringbuf_manager = None
     typed_cb = _bcc_ringbuf_callback(lambda ctx, data, size: got.append(cast(data, rec_ptr).contents))
-    b._open_ring_buffer(rb.fd, typed_cb, None)  # noqa: SLF001
-    mgr_typed = b._ringbuf_manager  # noqa: SLF001
+    b._open_ring_buffer(rb.fd, typed_cb, None)
+    mgr_typed = b._ringbuf_manager
     from bcc import lib as bcc_lib
 
     def fill() -> None:
@@ -211,7 +211,7 @@ def _ring_buffer_vs_bcc(b: Any, quick: bool) -> list[Result]:
     finally:
         bcc_lib.bpf_free_ringbuf(mgr_bytes)
         bcc_lib.bpf_free_ringbuf(mgr_typed)
-        b._ringbuf_manager = None  # noqa: SLF001
+        b._ringbuf_manager = None
         typed.close()
         reader.close()
         obj.close()
@@ -278,7 +278,7 @@ def _perf_buffer_vs_bcc(b: Any, quick: bool) -> list[Result]:
 
     # The floor: the samples as they lie in the ring (header, u32 size, data), from one bytes copy.
     fill()
-    ring = reader._rings[0]  # noqa: SLF001 - a copy of the filled ring, for the floor only
+    ring = reader._rings[0]
     pending = reader.pending()
     image = bytes(ring.data[:pending])
     stride = pending // samples

@@ -133,7 +133,7 @@ def run(quick: bool) -> list[Result]:
     fill()
     span = record_span(RECORD)
     avail = reader.available()
-    image = bytes(reader._data[: avail])  # noqa: SLF001 - a copy of the filled ring, for the floor only
+    image = bytes(reader._data[: avail])
     reader.read()
     n_floor = avail // span
 

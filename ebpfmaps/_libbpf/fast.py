@@ -63,8 +63,7 @@ map_delete_elem = _raw("bpf_map_delete_elem")
 map_get_next_key = _raw("bpf_map_get_next_key")
 
 
-
-class released:  # noqa: N801 - a namespace, spelled like the module-level names it mirrors
+class released:
     """The same element calls with the GIL released during the call (the plain ctypes ``CDLL`` way),
     kept for the benchmark that decides between the two."""
 

@@ -29,7 +29,7 @@ import ctypes
 import mmap
 import select
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -254,11 +254,12 @@ class PerfEventReader:
         pos = 0
         while pos < pending:
             samples: list[bytes] = []
-            ends: list[int] | range = []
+            ends: list[int] = []
+            stops: Sequence[int] = ends  # where each sample's record ends in the block
             lost = 0
             uniform = _uniform_samples(block, pending) if pos == 0 else None
             if uniform is not None:
-                samples, ends = uniform
+                samples, stops = uniform
                 pos = pending
             while pos < pending:
                 # Headers are 8-byte aligned and the area a multiple of 8: a header is never split.
@@ -292,7 +293,7 @@ class PerfEventReader:
                         cb(cpu, sample)  # type: ignore[misc]
                 except BaseException:
                     if not self._closed:  # release up to the sample whose callback raised
-                        ring.tail[0] = tail + ends[handed_out(it, len(samples)) - 1]
+                        ring.tail[0] = tail + stops[handed_out(it, len(samples)) - 1]
                     raise
                 finally:
                     self._delivering = None
