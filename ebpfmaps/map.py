@@ -856,6 +856,48 @@ class Map(SpecProperties, DictProtocol):
             return None
         raise self._fail(ret, "lookup", key)
 
+    def __getitem__(self, key: Any) -> Any:
+        """``m[key]``: :meth:`lookup`'s hot path inlined (one Python frame instead of two), raising
+        :class:`KeyNotFound` for an absent key. Subclasses that override :meth:`lookup` get the
+        generic spelling (``__init_subclass__``), which calls their lookup."""
+        if self._kraw and type(key) is bytes and len(key) == self._ksize:
+            kb = key
+        elif (kpack := self._kpack) is not None:
+            try:
+                kb = kpack(key)
+            except _PACK_ERRORS:
+                return DictProtocol.__getitem__(self, key)  # the codec's path raises the library's error
+        else:
+            return DictProtocol.__getitem__(self, key)
+        pool = self._vpool
+        buf = pool.pop() if pool else self._vtype()
+        h = self._h
+        users = self._users
+        users.append(None)  # in flight, as in lookup()
+        try:
+            fd = h.num
+            if fd < 0:
+                fd = self._reenter_with(buf, "lookup")
+            ret = _lookup(fd, kb, buf)
+        finally:
+            users.pop()
+            if h.num < 0:
+                h.settle()
+        if ret == 0:
+            mode = self._vdec_mode
+            if mode == _VDEC_RAW:
+                out = buf.raw
+            elif mode == _VDEC_SCALAR:
+                out = self._vunpack(buf)[0]  # type: ignore[misc]
+            else:
+                out = self._decode_value(buf)
+            pool.append(buf)
+            return out
+        pool.append(buf)
+        if ret == _ENOENT:
+            raise errors.KeyNotFound(f"lookup: key {key!r} not found", errno=E.ENOENT, op="lookup")
+        raise self._fail(ret, "lookup", key)
+
     def next_key(self, key: Any = None) -> Any:
         """The key after ``key`` in the kernel's order (BPF_MAP_GET_NEXT_KEY), decoded by the key codec.
 
@@ -1015,6 +1057,21 @@ class Map(SpecProperties, DictProtocol):
                 self._write_via_pin("delete", key, kb)
                 return
             raise self._fail(ret, "delete", key)
+
+    # ``m[k] = v`` and ``del m[k]`` are update() and delete() themselves (no extra frame).
+    __setitem__ = update
+    __delitem__ = delete
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that overrides lookup/update/delete gets the dict spellings that call its own
+        methods (Map's are those methods' hot paths, inlined or aliased)."""
+        super().__init_subclass__(**kwargs)
+        if cls.lookup is not Map.lookup and cls.__getitem__ is Map.__getitem__:
+            cls.__getitem__ = DictProtocol.__getitem__  # type: ignore[method-assign]
+        if cls.update is not Map.update and cls.__setitem__ is Map.__setitem__:
+            cls.__setitem__ = DictProtocol.__setitem__  # type: ignore[method-assign]
+        if cls.delete is not Map.delete and cls.__delitem__ is Map.__delitem__:
+            cls.__delitem__ = DictProtocol.__delitem__  # type: ignore[method-assign]
 
     def lookup_and_delete(self, key: Any) -> Any:
         """Remove ``key`` and return its value atomically (hash types on Linux 5.14+)."""
