@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, dropwhile, repeat
 from operator import length_hint, not_
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
@@ -1059,19 +1059,20 @@ class Map(SpecProperties, DictProtocol):
             raise self._fail(ret, "delete", key)
 
     # ``m[k] = v`` and ``del m[k]`` are update() and delete() themselves (no extra frame).
-    __setitem__ = update
-    __delitem__ = delete
+    if TYPE_CHECKING:
+        def __setitem__(self, key: Any, value: Any) -> None: ...
+        def __delitem__(self, key: Any) -> None: ...
+    else:
+        __setitem__ = update
+        __delitem__ = delete
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that overrides lookup/update/delete gets the dict spellings that call its own
         methods (Map's are those methods' hot paths, inlined or aliased)."""
         super().__init_subclass__(**kwargs)
-        if cls.lookup is not Map.lookup and cls.__getitem__ is Map.__getitem__:
-            cls.__getitem__ = DictProtocol.__getitem__  # type: ignore[method-assign]
-        if cls.update is not Map.update and cls.__setitem__ is Map.__setitem__:
-            cls.__setitem__ = DictProtocol.__setitem__  # type: ignore[method-assign]
-        if cls.delete is not Map.delete and cls.__delitem__ is Map.__delitem__:
-            cls.__delitem__ = DictProtocol.__delitem__  # type: ignore[method-assign]
+        for op, dunder in (("lookup", "__getitem__"), ("update", "__setitem__"), ("delete", "__delitem__")):
+            if getattr(cls, op) is not getattr(Map, op) and getattr(cls, dunder) is getattr(Map, dunder):
+                setattr(cls, dunder, getattr(DictProtocol, dunder))
 
     def lookup_and_delete(self, key: Any) -> Any:
         """Remove ``key`` and return its value atomically (hash types on Linux 5.14+)."""
