@@ -988,6 +988,20 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             result.update(zip(kdm(kb, count), vdm(vb, count)))
         return result
 
+    def lookup_many(self, keys: Iterable[Any]) -> list[Any]:
+        """The user's values of ``keys`` in order (``None`` for an absent key), each through its callbacks."""
+        return [self.lookup(k) for k in as_items(keys, "key")]
+
+    def update_many(self, keys: Iterable[Any], values: Iterable[Any], flags: int = BPF_ANY) -> int:
+        """Write many elements through the provider's callbacks: :meth:`update_batch` (all or nothing)."""
+        return self.update_batch(keys, values, flags)
+
+    def to_numpy(self, *, batch_size: int = DEFAULT_BATCH) -> Any:
+        """Refused: an extensible map's values are what its provider makes of the stored bytes, not a
+        fixed binary layout a numpy array could hold; :meth:`lookup_batch` gives them."""
+        raise NotSupported("to_numpy: an extensible map's values come from its provider's callbacks; "
+                           "use lookup_batch()", op="to_numpy")
+
     def lookup_and_delete_batch(self, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
         """Drain the map: every element is removed (USER_DELETE) and the present ones returned."""
         self._check_delete("lookup_and_delete_batch")
