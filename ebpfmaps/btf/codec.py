@@ -1,0 +1,750 @@
+"""Codecs built from BTF: map values as records with field names, enums as ``IntEnum`` members.
+
+A struct or union decodes to a :class:`Record`, a named tuple of its members (attribute access,
+``to_dict()``, ``_replace()``); an enum to a member of a generated ``IntEnum`` (an int when no
+enumerator has the value); a ``char`` (or other byte) array to ``bytes`` (:func:`cstr` reads it as
+text); other arrays to tuples; bitfields to ints; pointers to their address. Writing takes the same
+objects, or dicts naming a subset of the fields (the others are zero), nested as deep as the type.
+
+Each type's decoder and encoder are generated Python: one precompiled ``struct.Struct`` reads or
+writes every plain member of the value at once, so a typed value costs about what a ctypes
+Structure does.
+"""
+
+from __future__ import annotations
+
+import enum
+import keyword
+import struct
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import Any
+
+from ebpfmaps.btf.reader import BtfTypes, Kind, Type
+from ebpfmaps.codecs import Codec, Role, StructCodec, as_items
+from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
+
+__all__ = ["BtfCodec", "Record", "UnsupportedType", "codec_for", "cstr"]
+
+_new = tuple.__new__
+# What a generated encoder raises for a value that is not in the canonical form (the slow path converts it).
+_ENC_ERRORS = (struct.error, TypeError, AttributeError, IndexError, KeyError, ValueError, OverflowError)
+
+
+class UnsupportedType(InvalidArgument):
+    """A BTF type that cannot be a map key or value (a function, a forward declaration, void)."""
+
+
+def cstr(data: bytes) -> str:
+    """A C string from a char array: the bytes up to the first NUL, decoded as UTF-8 (bad bytes replaced)."""
+    end = data.find(b"\0")
+    return (data if end < 0 else data[:end]).decode(errors="replace")
+
+
+class Record(tuple):  # type: ignore[type-arg]
+    """Base of the records that BTF structs and unions decode to (each a named tuple of its members)."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...]
+    #: The C name of each field (``_fields`` are valid Python identifiers).
+    _c_names: tuple[str, ...] = ()
+    #: The C type, e.g. ``struct event``.
+    _c_type: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a dict (nested records and arrays converted too)."""
+        return {name: _plain(v) for name, v in zip(self._fields, self)}
+
+    def text(self, field: str) -> str:
+        """A char-array field as text (up to its first NUL)."""
+        v = getattr(self, field)
+        if not isinstance(v, bytes):
+            raise InvalidArgument(f"{self._c_type}.{field} is not a char array", op="btf")
+        return cstr(v)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Record):
+        return v.to_dict()
+    if type(v) is tuple:
+        return [_plain(x) for x in v]
+    return v
+
+
+def _int_code(size: int, signed: bool) -> str:
+    code = {1: "b", 2: "h", 4: "i", 8: "q"}[size]
+    return code if signed else code.upper()
+
+
+def _py_names(names: list[str]) -> list[str]:
+    """Valid, distinct Python identifiers for C member names (anonymous members become ``_anonN``)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        p = n or f"anon{i}"
+        if keyword.iskeyword(p) or p.startswith("_") or p in ("to_dict", "text", "count", "index"):
+            p = f"{p.lstrip('_') or 'f'}_"
+        while p in seen or keyword.iskeyword(p):
+            p += "_"
+        seen.add(p)
+        out.append(p)
+    return out
+
+
+def _bits_get(buf: Any, byte: int, shift: int, nbits: int, signed: bool) -> int:
+    nbytes = (shift + nbits + 7) // 8
+    v = (int.from_bytes(bytes(buf[byte : byte + nbytes]), "little") >> shift) & ((1 << nbits) - 1)
+    if signed and v >> (nbits - 1):
+        v -= 1 << nbits
+    return v
+
+
+def _bits_set(ba: bytearray, byte: int, shift: int, nbits: int, value: int) -> None:
+    if not isinstance(value, int):
+        raise TypeError(f"a bitfield takes an int, not {type(value).__name__}")
+    lo, hi = -(1 << (nbits - 1)), (1 << nbits) - 1
+    if not lo <= value <= hi:
+        raise OverflowError(f"{value} does not fit in a {nbits}-bit field")
+    nbytes = (shift + nbits + 7) // 8
+    mask = ((1 << nbits) - 1) << shift
+    old = int.from_bytes(ba[byte : byte + nbytes], "little")
+    new = (old & ~mask) | ((value << shift) & mask)
+    ba[byte : byte + nbytes] = new.to_bytes(nbytes, "little")
+
+
+def _i128(data: bytes, signed: bool) -> int:
+    return int.from_bytes(data, "little", signed=signed)
+
+
+def _i128_bytes(v: int, signed: bool) -> bytes:
+    return int(v).to_bytes(16, "little", signed=signed)
+
+
+class _Compiler:
+    """Generates and caches, per type id, a decoder ``(buf, off) -> value`` and an encoder ``value -> bytes``."""
+
+    def __init__(self, types: BtfTypes) -> None:
+        self.types = types
+        self.decoders: dict[int, Callable[[Any, int], Any]] = {}
+        self.encoders: dict[int, Callable[[Any], bytes]] = {}
+        self.records: dict[int, type[Record]] = {}
+        self.enums: dict[int, dict[int, Any]] = {}
+        self.enum_classes: dict[int, type[enum.IntEnum]] = {}
+        self._counter = 0
+
+    # ------------------------------------------------------------------ shared pieces
+    def record_class(self, tid: int) -> type[Record]:
+        cls = self.records.get(tid)
+        if cls is not None:
+            return cls
+        t = self.types.resolve(tid)
+        c_names = [m.name for m in t.members]
+        names = _py_names(c_names)
+        base = namedtuple(t.name or f"anon_{t.kind.name.lower()}_{t.id}", names)  # type: ignore[misc]
+        ns: dict[str, Any] = {"_c_names": tuple(c_names), "_c_type": self.types.c_name(t.id)}
+        if t.kind is Kind.STRUCT:
+            ns["__slots__"] = ()  # unions keep a __dict__: they remember the bytes they were read from
+        cls = type(base.__name__, (base, Record), ns)
+        self.records[tid] = cls
+        # Defaults: every member zero, so Record(field=...) names only what it sets.
+        cls.__new__.__defaults__ = tuple(self.zero(m.type_id) if not m.bitfield_size else 0 for m in t.members)
+        return cls
+
+    def enum_map(self, t: Type) -> dict[int, Any]:
+        found = self.enums.get(t.id)
+        if found is not None:
+            return found
+        members = [(v.name, v.value) for v in t.values]
+        out: dict[int, Any] = {}
+        try:
+            cls = enum.IntEnum(t.name or f"anon_enum_{t.id}", members)  # type: ignore[misc]
+        except (ValueError, TypeError):  # names Python's enum refuses (_sunder_...): plain ints
+            pass
+        else:
+            self.enum_classes[t.id] = cls
+            for member in cls:
+                out.setdefault(int(member), member)
+        self.enums[t.id] = out
+        return out
+
+    def zero(self, tid: int) -> Any:
+        return self.decoder(tid)(bytes(self.types.size_of(tid)), 0)
+
+    def _name(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}{self._counter}"
+
+    # ------------------------------------------------------------------ decoding
+    def decoder(self, tid: int) -> Callable[[Any, int], Any]:
+        found = self.decoders.get(tid)
+        if found is not None:
+            return found
+        # A placeholder first: a struct that holds a union of itself is impossible, but a bad blob must not recurse forever.
+        self.decoders[tid] = _unsupported_decoder
+        try:
+            fn = _DecoderGen(self, tid).build()
+        except BaseException:
+            del self.decoders[tid]
+            raise
+        self.decoders[tid] = fn
+        return fn
+
+    def encoder(self, tid: int) -> Callable[[Any], bytes]:
+        found = self.encoders.get(tid)
+        if found is not None:
+            return found
+        fn = _EncoderGen(self, tid).build()
+        self.encoders[tid] = fn
+        return fn
+
+
+def _unsupported_decoder(buf: Any, off: int) -> Any:
+    raise UnsupportedType("a BTF type that contains itself", op="btf")
+
+
+class _DecoderGen:
+    """One decoder: ``t = S.unpack_from(buf, off)`` for the plain leaves, then one expression."""
+
+    def __init__(self, comp: _Compiler, tid: int) -> None:
+        self.comp = comp
+        self.types = comp.types
+        self.tid = tid
+        self.fmt: list[str] = ["<"]
+        self.nleaves = 0
+        self.end = 0
+        self.ns: dict[str, Any] = {"_new": _new, "_bits": _bits_get, "_i128": _i128, "_struct": struct}
+        self.flat = True  # no expression needs buf: decode_many can iterate over whole-struct tuples
+
+    def bind(self, obj: Any, prefix: str = "_o") -> str:
+        name = self.comp._name(prefix)
+        self.ns[name] = obj
+        return name
+
+    def leaf(self, rel: int, code: str, size: int, count: int = 0) -> str:
+        """The expression reading one field (``count`` 0) or a tuple of ``count`` fields at ``rel``."""
+        if rel >= self.end:
+            if rel > self.end:
+                self.fmt.append(f"{rel - self.end}x")
+            self.fmt.append(code)
+            i = self.nleaves
+            self.nleaves += max(count, 1)
+            self.end = rel + size
+            return f"t[{i}]" if not count else f"t[{i}:{i + count}]"
+        # Overlaps what is already read (members out of order): a struct of its own.
+        self.flat = False
+        s = self.bind(struct.Struct("<" + code), "_s")
+        return f"{s}.unpack_from(buf, off + {rel})[0]" if not count else f"{s}.unpack_from(buf, off + {rel})"
+
+    def sub(self, tid: int, rel: int) -> str:
+        self.flat = False
+        fn = self.bind(self.comp.decoder(tid), "_d")
+        return f"{fn}(buf, off + {rel})"
+
+    def expr(self, tid: int, rel: int) -> str:
+        t = self.types.resolve(tid)
+        k = t.kind
+        if k is Kind.INT:
+            if t.int_offset or t.bits != t.size * 8:
+                self.flat = False
+                return f"_bits(buf, off + {rel + t.int_offset // 8}, {t.int_offset % 8}, {t.bits}, {t.signed})"
+            if t.is_bool and t.size == 1:
+                return self.leaf(rel, "?", 1)
+            if t.size in (1, 2, 4, 8):
+                return self.leaf(rel, _int_code(t.size, t.signed), t.size)
+            return f"_i128({self.leaf(rel, f'{t.size}s', t.size)}, {t.signed})"
+        if k in (Kind.ENUM, Kind.ENUM64):
+            if t.size not in (1, 2, 4, 8):
+                raise UnsupportedType(f"enum {t.name!r} of {t.size} bytes", op="btf")
+            x = self.leaf(rel, _int_code(t.size, t.signed), t.size)
+            m = self.bind(self.comp.enum_map(t), "_e")
+            return f"{m}.get({x}, {x})"
+        if k is Kind.PTR:
+            return self.leaf(rel, "Q", 8)
+        if k is Kind.FLOAT:
+            if t.size in (4, 8):
+                return self.leaf(rel, "f" if t.size == 4 else "d", t.size)
+            return self.leaf(rel, f"{t.size}s", t.size)
+        if k is Kind.ARRAY:
+            elem = self.types.resolve(t.ref)
+            n = t.nelems
+            es = self.types.size_of(t.ref)
+            if n == 0:
+                return "()"
+            if elem.kind is Kind.INT and elem.size == 1 and not elem.is_bool and (elem.is_char or not elem.signed):
+                return self.leaf(rel, f"{n}s", n)
+            code = _scalar_code(elem)
+            if code is not None:
+                return self.leaf(rel, f"{n}{code}", n * es, n)
+            if n <= 16:
+                return "(" + "".join(self.expr(elem.id, rel + j * es) + ", " for j in range(n)) + ")"
+            fn = self.bind(self.comp.decoder(elem.id), "_d")
+            self.flat = False
+            return f"tuple([{fn}(buf, off + {rel} + _j * {es}) for _j in range({n})])"
+        if k is Kind.STRUCT:
+            cls = self.bind(self.comp.record_class(t.id), "_r")
+            parts = []
+            for m in t.members:
+                byte, bit = divmod(m.bit_offset, 8)
+                if m.bitfield_size:
+                    self.flat = False
+                    mt = self.types.resolve(m.type_id)
+                    parts.append(f"_bits(buf, off + {rel + byte}, {bit}, {m.bitfield_size}, {mt.signed})")
+                elif bit:
+                    parts.append(self.sub(m.type_id, rel + byte))  # an old-style int bitfield
+                else:
+                    parts.append(self.expr(m.type_id, rel + byte))
+            return f"_new({cls}, ({''.join(p + ', ' for p in parts)}))"
+        if k is Kind.UNION:
+            cls = self.bind(self.comp.record_class(t.id), "_r")
+            mk = self.bind(_make_union, "_u")
+            parts = []
+            for m in t.members:
+                byte, bit = divmod(m.bit_offset, 8)
+                if m.bitfield_size:
+                    mt = self.types.resolve(m.type_id)
+                    parts.append(f"_bits(buf, off + {rel + byte}, {bit}, {m.bitfield_size}, {mt.signed})")
+                else:
+                    parts.append(self.sub(m.type_id, rel + byte))
+            self.flat = False
+            return f"{mk}({cls}, ({''.join(p + ', ' for p in parts)}), buf, off + {rel}, {t.size})"
+        if k is Kind.VAR:
+            return self.expr(t.ref, rel)
+        raise UnsupportedType(f"BTF {k.name} type {t.name!r} cannot be decoded as a map key or value", op="btf")
+
+    def build(self) -> Callable[[Any, int], Any]:
+        body = self.expr(self.tid, 0)
+        size = self.types.size_of(self.tid)
+        if size > self.end:
+            self.fmt.append(f"{size - self.end}x")
+        self.ns["_S"] = struct.Struct("".join(self.fmt))
+        src = "def dec(buf, off=0):\n"
+        if self.nleaves:
+            src += "    t = _S.unpack_from(buf, off)\n"
+        src += f"    return {body}\n"
+        if self.flat and self.nleaves:
+            src += f"def from_t(t):\n    return {body}\n"
+        exec(compile(src, f"<btf decoder {self.types.c_name(self.tid)}>", "exec"), self.ns)  # noqa: S102
+        fn: Callable[[Any, int], Any] = self.ns["dec"]
+        fn.whole = self.ns["_S"]  # type: ignore[attr-defined]
+        fn.from_tuple = self.ns.get("from_t")  # type: ignore[attr-defined]
+        return fn
+
+
+def _make_union(cls: type[Record], values: tuple[Any, ...], buf: Any, off: int, size: int) -> Record:
+    u = _new(cls, values)
+    u._raw = bytes(buf[off : off + size])  # type: ignore[attr-defined]
+    return u
+
+
+def _scalar_code(t: Type) -> str | None:
+    """The struct code of a type read as one plain field, or None."""
+    if t.kind is Kind.INT and not t.int_offset and t.bits == t.size * 8 and t.size in (1, 2, 4, 8):
+        return "?" if t.is_bool and t.size == 1 else _int_code(t.size, t.signed)
+    if t.kind is Kind.PTR:
+        return "Q"
+    if t.kind is Kind.FLOAT and t.size in (4, 8):
+        return "f" if t.size == 4 else "d"
+    return None
+
+
+class _EncoderGen:
+    """One encoder for values in canonical form (what decoding gives); anything else raises and is converted first."""
+
+    def __init__(self, comp: _Compiler, tid: int) -> None:
+        self.comp = comp
+        self.types = comp.types
+        self.tid = tid
+        self.fmt: list[str] = ["<"]
+        self.args: list[str] = []
+        self.checks: list[str] = []
+        self.patches: list[str] = []
+        self.end = 0
+        self.ns: dict[str, Any] = {"_bits": _bits_set, "_i128": _i128_bytes, "_join": b"".join}
+
+    def bind(self, obj: Any, prefix: str = "_o") -> str:
+        name = self.comp._name(prefix)
+        self.ns[name] = obj
+        return name
+
+    def leaf(self, rel: int, code: str, size: int, arg: str) -> None:
+        if rel >= self.end:
+            if rel > self.end:
+                self.fmt.append(f"{rel - self.end}x")
+            self.fmt.append(code)
+            self.args.append(arg)
+            self.end = rel + size
+            return
+        s = self.bind(struct.Struct("<" + code), "_s")
+        self.patches.append(f"ba[{rel}:{rel + size}] = {s}.pack({arg})")
+
+    def emit(self, tid: int, rel: int, v: str) -> None:
+        t = self.types.resolve(tid)
+        k = t.kind
+        if k is Kind.INT:
+            if t.int_offset or t.bits != t.size * 8:
+                self.patches.append(f"_bits(ba, {rel + t.int_offset // 8}, {t.int_offset % 8}, {t.bits}, {v})")
+                return
+            if t.is_bool and t.size == 1:
+                self.checks.append(f"type({v}) is bool")
+                self.leaf(rel, "?", 1, v)
+            elif t.size in (1, 2, 4, 8):
+                self.leaf(rel, _int_code(t.size, t.signed), t.size, v)
+            else:
+                self.leaf(rel, f"{t.size}s", t.size, f"_i128({v}, {t.signed})")
+            return
+        if k in (Kind.ENUM, Kind.ENUM64):
+            self.leaf(rel, _int_code(t.size, t.signed), t.size, v)
+            return
+        if k is Kind.PTR:
+            self.leaf(rel, "Q", 8, v)
+            return
+        if k is Kind.FLOAT:
+            if t.size in (4, 8):
+                self.leaf(rel, "f" if t.size == 4 else "d", t.size, v)
+            else:
+                self.checks.append(f"type({v}) is bytes and len({v}) == {t.size}")
+                self.leaf(rel, f"{t.size}s", t.size, v)
+            return
+        if k is Kind.ARRAY:
+            elem = self.types.resolve(t.ref)
+            n = t.nelems
+            es = self.types.size_of(t.ref)
+            if n == 0:
+                return
+            if elem.kind is Kind.INT and elem.size == 1 and not elem.is_bool and (elem.is_char or not elem.signed):
+                self.checks.append(f"type({v}) is bytes and len({v}) == {n}")
+                self.leaf(rel, f"{n}s", n, v)
+                return
+            self.checks.append(f"len({v}) == {n}")
+            code = _scalar_code(elem)
+            if code is not None:
+                self.leaf(rel, f"{n}{code}", n * es, f"*{v}")
+            elif n <= 16:
+                for j in range(n):
+                    self.emit(elem.id, rel + j * es, f"{v}[{j}]")
+            else:
+                fn = self.bind(self.comp.encoder(elem.id), "_c")
+                self.leaf(rel, f"{n * es}s", n * es, f"_join(map({fn}, {v}))")
+            return
+        if k is Kind.STRUCT:
+            cls = self.bind(self.comp.record_class(t.id), "_r")
+            self.checks.append(f"type({v}) is {cls}")
+            for i, m in enumerate(t.members):
+                byte, bit = divmod(m.bit_offset, 8)
+                if m.bitfield_size:
+                    self.patches.append(f"_bits(ba, {rel + byte}, {bit}, {m.bitfield_size}, {v}[{i}])")
+                elif bit:
+                    fn = self.bind(self.comp.encoder(m.type_id), "_c")
+                    size = self.types.size_of(m.type_id)
+                    self.patches.append(f"ba[{rel + byte}:{rel + byte + size}] = {fn}({v}[{i}])")
+                else:
+                    self.emit(m.type_id, rel + byte, f"{v}[{i}]")
+            return
+        if k is Kind.UNION:
+            cls = self.bind(self.comp.record_class(t.id), "_r")
+            self.checks.append(f"type({v}) is {cls}")
+            fn = self.bind(_UnionEncoder(self.comp, t), "_c")
+            self.leaf(rel, f"{t.size}s", t.size, f"{fn}({v})")
+            return
+        if k is Kind.VAR:
+            self.emit(t.ref, rel, v)
+            return
+        raise UnsupportedType(f"BTF {k.name} type {t.name!r} cannot be encoded as a map key or value", op="btf")
+
+    def build(self) -> Callable[[Any], bytes]:
+        self.emit(self.tid, 0, "v")
+        size = self.types.size_of(self.tid)
+        if size > self.end:
+            self.fmt.append(f"{size - self.end}x")
+        self.ns["_S"] = struct.Struct("".join(self.fmt))
+        self.ns["_Bad"] = TypeError
+        lines = ["def enc(v):"]
+        if self.checks:
+            lines.append(f"    if not ({' and '.join(self.checks)}):")
+            lines.append("        raise _Bad('not in canonical form')")
+        lines.append(f"    b = _S.pack({', '.join(self.args)})")
+        if self.patches:
+            lines.append("    ba = bytearray(b)")
+            lines += [f"    {p}" for p in self.patches]
+            lines.append("    b = bytes(ba)")
+        lines.append("    return b")
+        exec(compile("\n".join(lines) + "\n", f"<btf encoder {self.types.c_name(self.tid)}>", "exec"), self.ns)  # noqa: S102
+        fn: Callable[[Any], bytes] = self.ns["enc"]
+        return fn
+
+
+class _UnionEncoder:
+    """A union's bytes: those it was read from with the changed members written over them, else the
+    members given (a dict) or non-zero (a record built in Python), in order."""
+
+    def __init__(self, comp: _Compiler, t: Type) -> None:
+        self.comp = comp
+        self.t = t
+
+    def __call__(self, u: Any) -> bytes:
+        t = self.t
+        raw: bytes | None = getattr(u, "_raw", None)
+        given: frozenset[int] | None = getattr(u, "_given", None)
+        ba = bytearray(raw if raw is not None else bytes(t.size))
+        for i, m in enumerate(t.members):
+            val = u[i]
+            byte, bit = divmod(m.bit_offset, 8)
+            if m.bitfield_size:
+                current: Any = _bits_get(ba, byte, bit, m.bitfield_size, self.comp.types.resolve(m.type_id).signed)
+            else:
+                current = self.comp.decoder(m.type_id)(raw if raw is not None else bytes(t.size), byte)
+            if given is not None:
+                if i not in given:
+                    continue
+            elif val == current:
+                continue
+            if m.bitfield_size:
+                _bits_set(ba, byte, bit, m.bitfield_size, val)
+            else:
+                mb = self.comp.encoder(m.type_id)(val)
+                ba[byte : byte + len(mb)] = mb
+        return bytes(ba)
+
+
+class _Coercer:
+    """The slow path: any accepted spelling of a value (dicts, lists, names, str) to its canonical form."""
+
+    def __init__(self, comp: _Compiler) -> None:
+        self.comp = comp
+        self.types = comp.types
+
+    def __call__(self, tid: int, x: Any, path: str) -> Any:
+        t = self.types.resolve(tid)
+        k = t.kind
+        if k is Kind.INT:
+            if t.is_bool:
+                return bool(x)
+            return self._int(x, t.bits, t.signed, path)
+        if k in (Kind.ENUM, Kind.ENUM64):
+            values = self.comp.enum_map(t)
+            if isinstance(x, str):
+                for v in t.values:
+                    if v.name == x:
+                        return values.get(v.value, v.value)
+                raise InvalidArgument(f"{path}: {x!r} is not an enumerator of {self.types.c_name(t.id)}", op="encode")
+            n = self._int(x, t.size * 8, t.signed, path)
+            return values.get(n, n)
+        if k is Kind.PTR:
+            return self._int(x, 64, False, path)
+        if k is Kind.FLOAT:
+            if t.size in (4, 8):
+                if isinstance(x, (int, float)) and not isinstance(x, bool):
+                    return float(x)
+                raise InvalidArgument(f"{path}: a float, not {type(x).__name__}", op="encode")
+            return self._bytes(x, t.size, path, exact=True)
+        if k is Kind.ARRAY:
+            elem = self.types.resolve(t.ref)
+            n = t.nelems
+            if elem.kind is Kind.INT and elem.size == 1 and not elem.is_bool and (elem.is_char or not elem.signed):
+                return self._bytes(x, n, path)
+            if isinstance(x, (str, bytes, Mapping)) or not isinstance(x, Iterable):
+                raise InvalidArgument(f"{path}: an array of {n} takes a list or tuple, not {type(x).__name__}",
+                                      op="encode")
+            items = list(x)
+            if len(items) > n:
+                raise InvalidArgument(f"{path}: {len(items)} elements for an array of {n}", op="encode")
+            out = [self(elem.id, e, f"{path}[{j}]") for j, e in enumerate(items)]
+            if len(out) < n:
+                zero = self.comp.zero(elem.id)
+                out += [zero] * (n - len(out))
+            return tuple(out)
+        if k in (Kind.STRUCT, Kind.UNION):
+            return self._record(t, x, path)
+        if k is Kind.VAR:
+            return self(t.ref, x, path)
+        raise UnsupportedType(f"{path}: BTF {k.name} cannot be encoded", op="encode")
+
+    @staticmethod
+    def _int(x: Any, bits: int, signed: bool, path: str) -> int:
+        if isinstance(x, bool) or not hasattr(x, "__index__"):
+            raise InvalidArgument(f"{path}: an int, not {type(x).__name__} ({x!r})"[:200], op="encode")
+        n = x.__index__()
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if not lo <= n <= hi:
+            raise InvalidArgument(f"{path}: {n} is outside {'s' if signed else 'u'}{bits} ({lo}..{hi})", op="encode")
+        return n
+
+    @staticmethod
+    def _bytes(x: Any, n: int, path: str, exact: bool = False) -> bytes:
+        if isinstance(x, str):
+            x = x.encode()
+        if isinstance(x, (list, tuple)):
+            try:
+                x = bytes(x)
+            except (ValueError, TypeError):
+                raise InvalidArgument(f"{path}: a list of byte values (0..255)", op="encode") from None
+        if not isinstance(x, (bytes, bytearray, memoryview)):
+            raise InvalidArgument(f"{path}: bytes or str for a char array of {n}, not {type(x).__name__}",
+                                  op="encode")
+        data = bytes(x)
+        if len(data) > n or (exact and len(data) != n):
+            raise InvalidArgument(f"{path}: {len(data)} bytes do not fit in {n}", op="encode")
+        return data + bytes(n - len(data))
+
+    def _record(self, t: Type, x: Any, path: str) -> Record:
+        cls = self.comp.record_class(t.id)
+        members = t.members
+        fields = cls._fields
+        given: set[int] = set()
+        if isinstance(x, Mapping):
+            index = {name: i for i, name in enumerate(fields)}
+            index.update({name: i for i, name in enumerate(cls._c_names) if name})
+            values: list[Any] = [None] * len(members)
+            for key, val in x.items():
+                i = index.get(key) if isinstance(key, str) else None
+                if i is None:
+                    raise InvalidArgument(f"{path}: {self.types.c_name(t.id)} has no field {key!r} "
+                                          f"(fields: {', '.join(fields)})", op="encode")
+                values[i] = val
+                given.add(i)
+        elif isinstance(x, tuple) or isinstance(x, list):
+            if len(x) != len(members):
+                raise InvalidArgument(f"{path}: {self.types.c_name(t.id)} has {len(members)} fields, "
+                                      f"got {len(x)} values", op="encode")
+            values = list(x)
+            given = set(range(len(members)))
+        else:
+            raise InvalidArgument(f"{path}: {self.types.c_name(t.id)} takes a record or a dict, not "
+                                  f"{type(x).__name__}", op="encode")
+        out: list[Any] = []
+        for i, m in enumerate(members):
+            sub = f"{path}.{fields[i]}"
+            if i not in given:
+                out.append(0 if m.bitfield_size else self.comp.zero(m.type_id))
+            elif m.bitfield_size:
+                mt = self.types.resolve(m.type_id)
+                out.append(self._int(values[i], m.bitfield_size, mt.signed, sub))
+            else:
+                out.append(self(m.type_id, values[i], sub))
+        rec = _new(cls, out)
+        if t.kind is Kind.UNION:
+            raw = getattr(x, "_raw", None)
+            if raw is not None:
+                rec._raw = raw  # type: ignore[attr-defined]
+            elif isinstance(x, Mapping):
+                rec._given = frozenset(given)  # type: ignore[attr-defined]
+        return rec
+
+
+class BtfCodec(Codec):
+    """A codec for one BTF type: :meth:`decode` gives records, ints, enums, bytes; :meth:`encode` takes those or dicts."""
+
+    def __init__(self, types: BtfTypes, type_id: int, role: Role = "value", *, _comp: _Compiler | None = None) -> None:
+        super().__init__(types.size_of(type_id), role)
+        self.types = types
+        self.type_id = type_id
+        self.type = types.resolve(type_id)
+        comp = _comp if _comp is not None else _Compiler(types)
+        self._comp = comp
+        self._dec = comp.decoder(type_id)
+        self._enc = comp.encoder(type_id)
+        self._coerce = _Coercer(comp)
+        whole = self._dec.whole  # type: ignore[attr-defined]
+        self._from_tuple: Callable[[tuple[Any, ...]], Any] | None = self._dec.from_tuple  # type: ignore[attr-defined]
+        self._iter_unpack = whole.iter_unpack if whole.size == self.size and self.size else None
+        # A flat struct whose members are all plain fields: the record is the unpacked tuple itself.
+        self._record_of_tuple: Callable[[Any], Any] | None = None
+        if self.type.kind is Kind.STRUCT and whole.size == self.size:
+            cls = comp.record_class(self.type.id)
+            if self._from_tuple is not None and self._is_plain_struct(self.type):
+                self._record_of_tuple = partial(_new, cls)
+
+    def _is_plain_struct(self, t: Type) -> bool:
+        for m in t.members:
+            if m.bitfield_size or m.bit_offset % 8:
+                return False
+            mt = self.types.resolve(m.type_id)
+            if _scalar_code(mt) is None and not (
+                mt.kind is Kind.ARRAY and self.types.resolve(mt.ref).kind is Kind.INT
+                and self.types.resolve(mt.ref).size == 1 and not self.types.resolve(mt.ref).is_bool
+                and (self.types.resolve(mt.ref).is_char or not self.types.resolve(mt.ref).signed)
+            ):
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"BtfCodec({self.types.c_name(self.type_id)!r}, size={self.size})"
+
+    @property
+    def record_class(self) -> type[Record] | None:
+        """The record class values decode to (structs and unions), else None."""
+        if self.type.kind in (Kind.STRUCT, Kind.UNION):
+            return self._comp.record_class(self.type.id)
+        return None
+
+    @property
+    def enum_class(self) -> type[enum.IntEnum] | None:
+        if self.type.kind in (Kind.ENUM, Kind.ENUM64):
+            self._comp.enum_map(self.type)
+            return self._comp.enum_classes.get(self.type.id)
+        return None
+
+    def decode(self, data: bytes) -> Any:
+        return self._dec(data, 0)
+
+    def decode_buffer(self, buf: Any) -> Any:
+        """Decode straight from a buffer object (a ctypes array the kernel filled) without copying it first."""
+        return self._dec(buf, 0)
+
+    def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
+        s = self.size
+        if self._iter_unpack is not None:
+            tuples = self._iter_unpack(memoryview(data)[: count * s])
+            if self._record_of_tuple is not None:
+                return list(map(self._record_of_tuple, tuples))
+            if self._from_tuple is not None:
+                return list(map(self._from_tuple, tuples))
+        dec = self._dec
+        return [dec(data, i * s) for i in range(count)]
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` (a record, dict, list, name...) in the form decoding gives; :class:`InvalidArgument` if it cannot be."""
+        return self._coerce(self.type_id, value, self.role)
+
+    def encode(self, value: Any) -> bytes:
+        try:
+            return self._enc(value)
+        except _ENC_ERRORS:
+            pass
+        if isinstance(value, (bytes, bytearray, memoryview)) and not (
+            self.type.kind is Kind.ARRAY or (self.type.kind is Kind.FLOAT and self.type.size > 8)
+        ):
+            data = bytes(value)
+            if len(data) != self.size:
+                cls = InvalidKeySize if self.role == "key" else InvalidValueSize
+                raise cls(f"{self.role} is {len(data)} bytes, the map's {self.role}_size is {self.size}", op="encode")
+            return data
+        canonical = self.coerce(value)
+        try:
+            return self._enc(canonical)
+        except _ENC_ERRORS as exc:
+            raise InvalidArgument(f"cannot encode {value!r} as {self.types.c_name(self.type_id)}: {exc}"[:300],
+                                  op="encode") from None
+
+    def encode_many(self, values: Iterable[Any]) -> tuple[bytes, int]:
+        if isinstance(values, (bytes, bytearray, memoryview)):
+            return super().encode_many(values)
+        items = as_items(values, self.role)
+        enc = self.encode
+        return b"".join([enc(v) for v in items]), len(items)
+
+
+def codec_for(types: BtfTypes, type_id: int, role: Role = "value", comp: _Compiler | None = None) -> Codec:
+    """The codec for values of ``type_id``: a :class:`BtfCodec`, or a plain struct codec for a bare integer type
+    (which the map's fast paths know)."""
+    t = types.resolve(type_id)
+    code = _scalar_code(t)
+    if code is not None and t.kind is not Kind.PTR:
+        return StructCodec("<" + code, role)
+    return BtfCodec(types, type_id, role, _comp=comp)
+
+
+def new_compiler(types: BtfTypes) -> _Compiler:
+    """A compiler whose records and enums are shared by the codecs made with it (a map's key and value)."""
+    return _Compiler(types)
