@@ -27,6 +27,9 @@ from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
+from ebpfmaps.btf.codec import BtfCodec
+from ebpfmaps.btf.fromcodec import btf_for_codecs
+from ebpfmaps.btf.maps import TYPED_MAP_TYPES, TypeRef, type_refs
 from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, PerCpuCodec, StructCodec, as_items, make_codec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
@@ -90,6 +93,7 @@ _VDEC_SCALAR = 1  # struct codec with one field: unpack_from(buf)[0]
 _VDEC_TUPLE = 2  # struct codec with several fields: unpack_from(buf)
 _VDEC_CTYPES = 3  # ctypes Structure/Array: from_buffer_copy(buf)
 _VDEC_CODEC = 4  # anything else: codec.decode(buf.raw)
+_VDEC_BUFFER = 5  # a codec that reads the buffer itself (BTF records): codec.decode_buffer(buf)
 # Exceptions struct.Struct.pack raises for a bad value; the codec's encode then reports them properly.
 _PACK_ERRORS = (struct.error, TypeError, OverflowError, ValueError)
 BPF_OBJ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
@@ -296,6 +300,13 @@ class Map(SpecProperties, DictProtocol):
             raise InvalidArgument(f"inner_map must be a kernel Map or a MapSpec, not {type(inner_map).__name__} "
                                   "(a map layered over a kernel map, such as an extensible map, passes its .base)",
                                   op="create")
+        if (btf is None and not btf_key_type_id and not btf_value_type_id and not btf_vmlinux_value_type_id
+                and tid in TYPED_MAP_TYPES):
+            # Describe ctypes/struct codecs in BTF, so bpftool and other tools show the entries formatted.
+            generated = btf_for_codecs(kcodec, vcodec, name)
+            if generated is not None:
+                btf = generated.btf
+                btf_key_type_id, btf_value_type_id = generated.key_type_id, generated.value_type_id
         btf_fd = getattr(btf, "fd", btf)
         spec = MapSpec(
             type=tid,
@@ -446,6 +457,10 @@ class Map(SpecProperties, DictProtocol):
             assert isinstance(vcodec, CtypesCodec)
             self._vctype = vcodec.ctype
             self._vdec_mode = _VDEC_CTYPES
+        elif vt is BtfCodec:
+            assert isinstance(vcodec, BtfCodec)
+            self._vunpack = vcodec.decode_buffer
+            self._vdec_mode = _VDEC_BUFFER
         else:
             self._vdec_mode = _VDEC_CODEC
 
@@ -482,7 +497,7 @@ class Map(SpecProperties, DictProtocol):
             return buf.raw
         if mode == _VDEC_SCALAR:
             return self._vunpack(buf)[0]  # type: ignore[misc]
-        if mode == _VDEC_TUPLE:
+        if mode == _VDEC_TUPLE or mode == _VDEC_BUFFER:
             return self._vunpack(buf)  # type: ignore[misc]
         if mode == _VDEC_CTYPES:
             return self._vctype.from_buffer_copy(buf)
@@ -622,6 +637,16 @@ class Map(SpecProperties, DictProtocol):
         """What the kernel reports now: ids, sizes, flags, memlock and frozen state."""
         with self._h.pinned("info") as fd:
             return map_info_from_fd(fd)
+
+    @property
+    def key_type(self) -> TypeRef | None:
+        """The key's type as the map's BTF describes it (``str()`` gives its C name), or None without BTF."""
+        return type_refs(self.info())[0]
+
+    @property
+    def value_type(self) -> TypeRef | None:
+        """The value's type as the map's BTF describes it (one CPU's value for per-CPU maps), or None."""
+        return type_refs(self.info())[1]
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -1453,7 +1478,7 @@ def _trusted_codec(codec: Codec) -> bool:
     True for the library's own codec classes used as they are; a user's subclass may
     override encode, so its output is checked before it reaches the kernel.
     """
-    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec)
+    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec, BtfCodec)
 
 
 def _check_packed(data: Any, count: int, size: int, role: str) -> bytes:

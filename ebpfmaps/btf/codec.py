@@ -147,6 +147,15 @@ class _Compiler:
             ns["__slots__"] = ()  # unions keep a __dict__: they remember the bytes they were read from
         cls = type(base.__name__, (base, Record), ns)
         self.records[tid] = cls
+        # The members of an anonymous struct or union member read as the outer record's own, as in C.
+        for i, m in enumerate(t.members):
+            inner = self.types.resolve(m.type_id)
+            if m.name or inner.kind not in (Kind.STRUCT, Kind.UNION):
+                continue
+            inner_cls = self.record_class(inner.id)
+            for j, fname in enumerate(inner_cls._fields):
+                if not hasattr(cls, fname):
+                    setattr(cls, fname, property(lambda self, i=i, j=j: self[i][j]))
         # Defaults: every member zero, so Record(field=...) names only what it sets.
         cls.__new__.__defaults__ = tuple(self.zero(m.type_id) if not m.bitfield_size else 0 for m in t.members)
         return cls
@@ -587,6 +596,16 @@ class _Coercer:
             raise InvalidArgument(f"{path}: {len(data)} bytes do not fit in {n}", op="encode")
         return data + bytes(n - len(data))
 
+    def _anonymous_owner(self, t: Type, key: str) -> int | None:
+        """The index of the anonymous struct/union member of ``t`` that has a member ``key``."""
+        for i, m in enumerate(t.members):
+            inner = self.types.resolve(m.type_id)
+            if not m.name and inner.kind in (Kind.STRUCT, Kind.UNION):
+                cls = self.comp.record_class(inner.id)
+                if key in cls._fields or key in cls._c_names:
+                    return i
+        return None
+
     def _record(self, t: Type, x: Any, path: str) -> Record:
         cls = self.comp.record_class(t.id)
         members = t.members
@@ -598,6 +617,14 @@ class _Coercer:
             values: list[Any] = [None] * len(members)
             for key, val in x.items():
                 i = index.get(key) if isinstance(key, str) else None
+                if i is None and isinstance(key, str):
+                    owner = self._anonymous_owner(t, key)
+                    if owner is not None:  # a member of an anonymous struct or union member, named as in C
+                        nested = values[owner] if isinstance(values[owner], dict) else {}
+                        nested[key] = val
+                        values[owner] = nested
+                        given.add(owner)
+                        continue
                 if i is None:
                     raise InvalidArgument(f"{path}: {self.types.c_name(t.id)} has no field {key!r} "
                                           f"(fields: {', '.join(fields)})", op="encode")
