@@ -106,7 +106,7 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
                          readable=not writeonly, pin_path=pin_path)
         return extension.adopt(m, key_type=key_type, value_type=value_type, claimed=True)
     if typed:
-        key_type, value_type = typed_codecs(info, key_type, value_type, key_default=cls.default_key_type is not None)
+        key_type, value_type = typed_codecs(info, key_type, value_type)
     m = cls.adopt_fd(fd, info, key_type=key_type, value_type=value_type,
                      writable=not readonly and not info.flags & BPF_F_RDONLY, readable=not writeonly,
                      pin_path=pin_path)

@@ -303,7 +303,8 @@ class Map(SpecProperties, DictProtocol):
         if (btf is None and not btf_key_type_id and not btf_value_type_id and not btf_vmlinux_value_type_id
                 and tid in TYPED_MAP_TYPES):
             # Describe ctypes/struct codecs in BTF, so bpftool and other tools show the entries formatted.
-            generated = btf_for_codecs(kcodec, vcodec, name)
+            generated = btf_for_codecs(kcodec, vcodec, name,
+                                       index_key=tid in (MapType.ARRAY, MapType.PERCPU_ARRAY))
             if generated is not None:
                 btf = generated.btf
                 btf_key_type_id, btf_value_type_id = generated.key_type_id, generated.value_type_id

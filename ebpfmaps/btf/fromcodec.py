@@ -177,18 +177,19 @@ class CodecBtf:
     value_type_id: int
 
 
-def btf_for_codecs(key: Codec, value: Codec, name: str = "") -> CodecBtf | None:
+def btf_for_codecs(key: Codec, value: Codec, name: str = "", *, index_key: bool = False) -> CodecBtf | None:
     """BTF describing ``key`` and ``value``, loaded into the kernel; None when there is nothing to describe
     (both raw bytes or integer indices) or the codecs have no C equivalent, or the kernel refuses it
-    (an older kernel without float types)."""
-    if type(key) in (Codec, IndexCodec) and type(value) is Codec:
+    (an older kernel without float types). ``index_key``: the key is an array index, a ``__u32``
+    whatever its codec (the kernel accepts nothing else for arrays)."""
+    if (index_key or type(key) in (Codec, IndexCodec)) and type(value) is Codec:
         return None
     if key.size == 0 or value.size == 0:
         return None
     d = _Describer()
     base = _ident(name) if name else "map"
     try:
-        kid = d.codec(key, f"{base}_key")
+        kid = d.scalar("unsigned int", 4, "int") if index_key else d.codec(key, f"{base}_key")
         vid = d.codec(value, f"{base}_value")
     except (_Undescribable, errors.InvalidArgument):
         return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ebpfmaps import errors
-from ebpfmaps.btf.codec import BtfCodec, Record, UnsupportedType, _Compiler, codec_for
+from ebpfmaps.btf.codec import Record, UnsupportedType, _Compiler, codec_for
 from ebpfmaps.btf.reader import BtfTypes, Kind
 from ebpfmaps.codecs import Codec, Role
 from ebpfmaps.maptypes import MapType
@@ -125,12 +125,15 @@ def _codec(types: BtfTypes, comp: _Compiler, type_id: int, size: int, role: Role
         return None
 
 
-def typed_codecs(info: MapInfo, key_type: Any, value_type: Any, *, key_default: bool = False) -> tuple[Any, Any]:
+_INDEXED = frozenset({int(MapType.ARRAY), int(MapType.PERCPU_ARRAY)})
+
+
+def typed_codecs(info: MapInfo, key_type: Any, value_type: Any) -> tuple[Any, Any]:
     """``(key_type, value_type)`` to open a map with: the caller's, else codecs from the map's BTF.
 
     A map without BTF, of a type whose entries BTF does not describe as data, or whose BTF cannot be
-    read keeps what the caller passed (None: bytes). ``key_default``: the map class has its own key
-    codec for 4-byte integer keys (array indices), kept when the BTF key is a plain integer.
+    read keeps what the caller passed (None: bytes). Arrays keep their index keys (ints checked
+    against ``max_entries``).
     """
     if (key_type is not None and value_type is not None) or info.type not in TYPED_MAP_TYPES:
         return key_type, value_type
@@ -140,10 +143,8 @@ def typed_codecs(info: MapInfo, key_type: Any, value_type: Any, *, key_default: 
     if found is None:
         return key_type, value_type
     types, comp = found
-    if key_type is None:
-        kc = _codec(types, comp, info.btf_key_type_id, info.key_size, "key")
-        if not (key_default and (kc is None or not isinstance(kc, BtfCodec))):
-            key_type = kc
+    if key_type is None and info.type not in _INDEXED:
+        key_type = _codec(types, comp, info.btf_key_type_id, info.key_size, "key")
     if value_type is None:
         value_type = _codec(types, comp, info.btf_value_type_id, info.value_size, "value")
     return key_type, value_type

@@ -228,8 +228,7 @@ class BpfObject:
         cls = class_for(info.type)
         if typed:
             try:
-                key_type, value_type = typed_codecs(info, key_type, value_type,
-                                                    key_default=cls.default_key_type is not None)
+                key_type, value_type = typed_codecs(info, key_type, value_type)
             except BaseException:
                 os.close(own)
                 raise
