@@ -16,7 +16,19 @@ from ebpfmaps.btf.codec import BtfCodec, Record, UnsupportedType, codec_for, cst
 from ebpfmaps.btf.formatted import bpftool_value, format_entry, render_text
 from ebpfmaps.btf.fromcodec import CodecBtf, btf_for_codecs, describe_codec
 from ebpfmaps.btf.gen import generate_module, object_map_types
-from ebpfmaps.btf.maps import TYPED_MAP_TYPES, TypeRef, btf_of, type_refs, typed_codecs
+from ebpfmaps.btf.maps import (
+    TYPED_MAP_TYPES,
+    MapFormatter,
+    TypeRef,
+    btf_of,
+    map_c_source,
+    map_formatter,
+    map_python_source,
+    object_c_source,
+    object_python_source,
+    type_refs,
+    typed_codecs,
+)
 from ebpfmaps.btf.reader import VMLINUX, BtfTypes, EnumValue, Kind, Member, Param, SecInfo, Type
 from ebpfmaps.btf.writer import (
     BTF_KIND_INT,
@@ -31,7 +43,8 @@ from ebpfmaps.btf.writer import (
 
 __all__ = [
     "BTF_KIND_INT", "BTF_KIND_STRUCT", "TYPED_MAP_TYPES", "VMLINUX", "Btf", "BtfBuilder", "BtfCodec", "BtfTypes",
-    "CodecBtf", "EnumValue", "Kind", "Member", "Param", "Record", "SecInfo", "SpinLockBtf", "Type", "TypeRef",
+    "CodecBtf", "EnumValue", "Kind", "MapFormatter", "map_c_source", "map_formatter", "map_python_source",
+    "object_c_source", "object_python_source", "Member", "Param", "Record", "SecInfo", "SpinLockBtf", "Type", "TypeRef",
     "UnsupportedType", "bpftool_value", "btf_for_codecs", "btf_of", "codec_for", "cstr", "describe_codec",
     "format_c", "format_entry", "generate_module", "load_blob", "object_map_types", "read_raw", "render_text",
     "spin_lock_value_btf", "type_refs", "typed_codecs",
