@@ -152,15 +152,15 @@ def btf_formatter(m: Map, args: argparse.Namespace) -> Any:
 
 
 def print_btf_entries(m: Map, fmtr: Any, as_json: bool) -> None:
-    """Every entry as bpftool formats it (``--json``), or as a table of values with field names."""
-    from ebpfmaps.btf import render_text
+    """Every entry as bpftool formats it (``--json``), or as a table of typed values with field names."""
+    from ebpfmaps.btf import render_value
 
-    entries = [fmtr.entry(k, v) for k, v in m.raw_pairs()]
     if as_json:
-        print(json.dumps(entries, indent=1))
+        print(json.dumps([fmtr.entry(k, v) for k, v in m.raw_pairs()], indent=1))
         return
-    print_table(["key", "value"], [(render_text(e["key"]), render_text(e["value"])) for e in entries])
-    print(f"{len(entries)} entries")
+    rows = [(render_value(k), render_value(v)) for k, v in m.items()]
+    print_table(["key", "value"], rows)
+    print(f"{len(rows)} entries")
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -180,20 +180,15 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 def cmd_get(args: argparse.Namespace) -> int:
     with open_target(args.target, readonly=True, key_type=args.key_type, value_type=args.value_type) as m:
-        fmtr = btf_formatter(m, args)
-        if fmtr is not None:
-            raw = m.lookup_bytes(encode_arg(m, args.key, "key"))
-            if raw is None:
-                print("not found", file=sys.stderr)
-                return 1
-            from ebpfmaps.btf import render_text
-
-            print(render_text(fmtr.value(raw)))
-            return 0
         value = m.lookup(encode_arg(m, args.key, "key"))
         if value is None:
             print("not found", file=sys.stderr)
             return 1
+        if btf_formatter(m, args) is not None:
+            from ebpfmaps.btf import render_value
+
+            print(render_value(value))  # field names, enums by name, char arrays as text
+            return 0
         print(fmt(value))
     return 0
 

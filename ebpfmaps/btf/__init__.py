@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ebpfmaps.btf.cdump import format_c
 from ebpfmaps.btf.codec import BtfCodec, Record, UnsupportedType, codec_for, cstr
-from ebpfmaps.btf.formatted import bpftool_value, format_entry, render_text
+from ebpfmaps.btf.formatted import bpftool_value, format_entry, render_text, render_value
 from ebpfmaps.btf.fromcodec import CodecBtf, btf_for_codecs, describe_codec
 from ebpfmaps.btf.gen import generate_module, object_map_types
 from ebpfmaps.btf.maps import (
@@ -46,6 +46,6 @@ __all__ = [
     "CodecBtf", "EnumValue", "Kind", "MapFormatter", "map_c_source", "map_formatter", "map_python_source",
     "object_c_source", "object_python_source", "Member", "Param", "Record", "SecInfo", "SpinLockBtf", "Type", "TypeRef",
     "UnsupportedType", "bpftool_value", "btf_for_codecs", "btf_of", "codec_for", "cstr", "describe_codec",
-    "format_c", "format_entry", "generate_module", "load_blob", "object_map_types", "read_raw", "render_text",
+    "format_c", "format_entry", "generate_module", "load_blob", "object_map_types", "read_raw", "render_text", "render_value",
     "spin_lock_value_btf", "type_refs", "typed_codecs",
 ]

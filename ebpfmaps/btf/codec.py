@@ -1,7 +1,7 @@
 """Codecs built from BTF: map values as records with field names, enums as ``IntEnum`` members.
 
 A struct or union decodes to a :class:`Record`, a named tuple of its members (attribute access,
-``to_dict()``, ``_replace()``); an enum to a member of a generated ``IntEnum`` (an int when no
+``to_dict()``, ``_replace()``, ``_text(field)`` for char arrays); an enum to a member of a generated ``IntEnum`` (an int when no
 enumerator has the value); a ``char`` (or other byte) array to ``bytes`` (:func:`cstr` reads it as
 text); other arrays to tuples; bitfields to ints; pointers to their address. Writing takes the same
 objects, or dicts naming a subset of the fields (the others are zero), nested as deep as the type.
@@ -56,8 +56,8 @@ class Record(tuple):  # type: ignore[type-arg]
         """The record as a dict (nested records and arrays converted too)."""
         return {name: _plain(v) for name, v in zip(self._fields, self)}
 
-    def text(self, field: str) -> str:
-        """A char-array field as text (up to its first NUL)."""
+    def _text(self, field: str) -> str:
+        """A char-array field as text (up to its first NUL): ``event._text("comm")``."""
         v = getattr(self, field)
         if not isinstance(v, bytes):
             raise InvalidArgument(f"{self._c_type}.{field} is not a char array", op="btf")
@@ -83,7 +83,7 @@ def _py_names(names: list[str]) -> list[str]:
     seen: set[str] = set()
     for i, n in enumerate(names):
         p = n or f"anon{i}"
-        if keyword.iskeyword(p) or p.startswith("_") or p in ("to_dict", "text", "count", "index"):
+        if keyword.iskeyword(p) or p.startswith("_") or p == "to_dict":
             p = f"{p.lstrip('_') or 'f'}_"
         while p in seen or keyword.iskeyword(p):
             p += "_"

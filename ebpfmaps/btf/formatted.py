@@ -8,13 +8,15 @@ bitfields as hex strings, ``bool`` as true/false, pointers as unsigned numbers.
 
 from __future__ import annotations
 
+import enum
 import struct
 from typing import Any
 
+from ebpfmaps.btf.codec import Record
 from ebpfmaps.btf.reader import BTF_INT_BOOL, BTF_INT_CHAR, BTF_INT_SIGNED, MODIFIERS, BtfTypes, Kind
 from ebpfmaps.errors import InvalidArgument
 
-__all__ = ["bpftool_value", "format_entry", "render_text"]
+__all__ = ["bpftool_value", "format_entry", "render_text", "render_value"]
 
 
 def _hex(v: int) -> str:
@@ -116,4 +118,23 @@ def render_text(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, bool):
         return "true" if v else "false"
+    return str(v)
+
+
+def render_value(v: Any) -> str:
+    """A decoded value (records, enums, char arrays...) as one line of text with field names:
+    ``{pid=7, comm="bash", state=RUNNING, path=[1, 2]}``."""
+    if isinstance(v, Record):
+        return "{" + ", ".join(f"{name}={render_value(x)}" for name, x in zip(v._fields, v)) + "}"
+    if isinstance(v, enum.Enum):
+        return v.name
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (bytes, bytearray)):
+        nul = v.find(b"\0")
+        if nul > 0 and all(0x20 <= c < 0x7F for c in v[:nul]) and not any(v[nul:]):
+            return '"' + v[:nul].decode("ascii").replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return v.hex(" ") if v else '""'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(render_value(x) for x in v) + "]"
     return str(v)

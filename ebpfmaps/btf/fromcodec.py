@@ -2,7 +2,8 @@
 
 A ctypes ``Structure``/``Union``/``Array`` or scalar, or a little-endian/native :mod:`struct` format,
 becomes the BTF type a C compiler would have written for it, so bpftool and other tools show the
-map's entries with field names. Raw byte keys or values become ``unsigned char[n]``.
+map's entries with field names. Raw byte keys or values become ``unsigned char[n]``. Codecs with
+floating-point fields get no BTF: bpftool's JSON dump fails on a map whose BTF has a float.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class _Describer:
         tid = self._scalars.get(key)
         if tid is None:
             if kind == "float":
-                tid = self.b.add_float(cname, size)
+                # bpftool prints no JSON at all for a map whose BTF holds a float: better no BTF.
+                raise _Undescribable("floating-point fields")
             else:
                 tid = self.b.add_int(cname, size, signed=cname in _SIGNED_NAMES, bool_=kind == "bool")
             self._scalars[key] = tid

@@ -60,6 +60,8 @@ def object_map_types(types: BtfTypes) -> dict[str, tuple[int, int]]:
 
 def _ident(name: str) -> str:
     p = re.sub(r"\W", "_", name)
+    if p.startswith("__"):  # Python would mangle it inside class bodies
+        p = p.lstrip("_") + "_"
     if not p or p[0].isdigit():
         p = "_" + p
     if keyword.iskeyword(p) or p in ("ctypes", "enum", "Any", "MAPS"):
