@@ -8,8 +8,8 @@ import os
 from typing import Any
 
 from ebpfmaps import extension, pinning
-from ebpfmaps.btf.maps import typed_codecs
 from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps.btf.maps import typed_codecs
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError, out_of_descriptors
 from ebpfmaps.fdinfo import read_fdinfo
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd

@@ -64,6 +64,12 @@ class Record(tuple):  # type: ignore[type-arg]
         return cstr(v)
 
 
+def _nested_getter(i: int, j: int) -> Callable[[tuple[Any, ...]], Any]:
+    def get(record: tuple[Any, ...]) -> Any:
+        return record[i][j]
+    return get
+
+
 def _plain(v: Any) -> Any:
     if isinstance(v, Record):
         return v.to_dict()
@@ -155,7 +161,7 @@ class _Compiler:
             inner_cls = self.record_class(inner.id)
             for j, fname in enumerate(inner_cls._fields):
                 if not hasattr(cls, fname):
-                    setattr(cls, fname, property(lambda self, i=i, j=j: self[i][j]))
+                    setattr(cls, fname, property(_nested_getter(i, j)))
         # Defaults: every member zero, so Record(field=...) names only what it sets.
         cls.__new__.__defaults__ = tuple(self.zero(m.type_id) if not m.bitfield_size else 0 for m in t.members)
         return cls
@@ -266,8 +272,8 @@ class _DecoderGen:
             if t.size not in (1, 2, 4, 8):
                 raise UnsupportedType(f"enum {t.name!r} of {t.size} bytes", op="btf")
             x = self.leaf(rel, _int_code(t.size, t.signed), t.size)
-            m = self.bind(self.comp.enum_map(t), "_e")
-            return f"{m}.get({x}, {x})"
+            emap = self.bind(self.comp.enum_map(t), "_e")
+            return f"{emap}.get({x}, {x})"
         if k is Kind.PTR:
             return self.leaf(rel, "Q", 8)
         if k is Kind.FLOAT:
@@ -333,7 +339,7 @@ class _DecoderGen:
         src += f"    return {body}\n"
         if self.flat and self.nleaves:
             src += f"def from_t(t):\n    return {body}\n"
-        exec(compile(src, f"<btf decoder {self.types.c_name(self.tid)}>", "exec"), self.ns)  # noqa: S102
+        exec(compile(src, f"<btf decoder {self.types.c_name(self.tid)}>", "exec"), self.ns)
         fn: Callable[[Any, int], Any] = self.ns["dec"]
         fn.whole = self.ns["_S"]  # type: ignore[attr-defined]
         fn.from_tuple = self.ns.get("from_t")  # type: ignore[attr-defined]
@@ -478,7 +484,7 @@ class _EncoderGen:
             lines += [f"    {p}" for p in self.patches]
             lines.append("    b = bytes(ba)")
         lines.append("    return b")
-        exec(compile("\n".join(lines) + "\n", f"<btf encoder {self.types.c_name(self.tid)}>", "exec"), self.ns)  # noqa: S102
+        exec(compile("\n".join(lines) + "\n", f"<btf encoder {self.types.c_name(self.tid)}>", "exec"), self.ns)
         fn: Callable[[Any], bytes] = self.ns["enc"]
         return fn
 
@@ -573,7 +579,7 @@ class _Coercer:
     def _int(x: Any, bits: int, signed: bool, path: str) -> int:
         if isinstance(x, bool) or not hasattr(x, "__index__"):
             raise InvalidArgument(f"{path}: an int, not {type(x).__name__} ({x!r})"[:200], op="encode")
-        n = x.__index__()
+        n: int = x.__index__()
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         if not lo <= n <= hi:
             raise InvalidArgument(f"{path}: {n} is outside {'s' if signed else 'u'}{bits} ({lo}..{hi})", op="encode")

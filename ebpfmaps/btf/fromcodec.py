@@ -82,14 +82,15 @@ class _Describer:
             return self.scalar(cname, ctypes.sizeof(ct), kind)
         for base, (cname, kind) in _CTYPES.items():
             if isinstance(ct, type) and issubclass(ct, base) and ct.__mro__[1] is base:
-                return self.scalar(cname, ctypes.sizeof(ct), kind)
+                return self.scalar(cname, ctypes.sizeof(base), kind)
         if isinstance(ct, type) and issubclass(ct, ctypes.Array):
-            return self.b.add_array(self.ctype(ct._type_), ct._length_)
+            length = int(ct._length_)  # type: ignore[call-overload]
+            return self.b.add_array(self.ctype(ct._type_), length)
         if isinstance(ct, type) and issubclass(ct, (ctypes.Structure, ctypes.Union)):
             return self.composite(ct)
         raise _Undescribable(f"{ct!r}")
 
-    def composite(self, ct: type) -> int:
+    def composite(self, ct: type[ctypes.Structure] | type[ctypes.Union]) -> int:
         found = self._composites.get(ct)
         if found is not None:
             return found
@@ -116,7 +117,7 @@ class _Describer:
     def struct_format(self, codec: StructCodec, name: str) -> int:
         fmt = codec.struct.format
         order = fmt[0] if fmt[:1] in "@=<>!" else "@"
-        if order in ">!" and sys.byteorder == "little" or order == "<" and sys.byteorder == "big":
+        if (order in ">!" and sys.byteorder == "little") or (order == "<" and sys.byteorder == "big"):
             raise _Undescribable("a format in the other byte order")
         body = fmt[1:] if fmt[:1] in "@=<>!" else fmt
         fields: list[tuple[int, int]] = []  # (byte offset, type id)

@@ -24,8 +24,19 @@ from ebpfmaps.codecs import Codec, Role, round8
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapInfo
 
-__all__ = ["TYPED_MAP_TYPES", "MapFormatter", "TypeRef", "btf_of", "map_c_source", "map_formatter",
-           "map_python_source", "object_c_source", "object_python_source", "typed_codecs", "type_refs"]
+__all__ = [
+    "TYPED_MAP_TYPES",
+    "MapFormatter",
+    "TypeRef",
+    "btf_of",
+    "map_c_source",
+    "map_formatter",
+    "map_python_source",
+    "object_c_source",
+    "object_python_source",
+    "type_refs",
+    "typed_codecs",
+]
 
 #: Map types whose keys and values are plain data that BTF describes.
 TYPED_MAP_TYPES = frozenset(int(t) for t in (

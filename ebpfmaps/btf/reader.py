@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ebpfmaps import errors
 from ebpfmaps._libbpf import maps as _maps
 
-__all__ = ["BtfTypes", "EnumValue", "Kind", "Member", "Param", "SecInfo", "Type", "VMLINUX"]
+__all__ = ["VMLINUX", "BtfTypes", "EnumValue", "Kind", "Member", "Param", "SecInfo", "Type"]
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 BTF_MAGIC = 0xEB9F
@@ -163,7 +163,7 @@ class BtfTypes:
         self.base = base
         self.blob = blob
         self._strings = blob[hdr_len + str_off : hdr_len + str_off + str_len]
-        self._str_base = len(base._strings) + base._str_base if base is not None else 0
+        self._str_base: int = len(base._strings) + base._str_base if base is not None else 0
         self._types: list[Type] = list(base._types) if base is not None else [_VOID]
         self._first_id = len(self._types)
         self._by_name: dict[str, list[int]] = {}
@@ -396,7 +396,7 @@ def _starts_after_base(blob: bytes) -> bool:
     if len(blob) < _HEADER.size:
         return False
     _m, _v, _f, hdr_len, _to, _tl, str_off, str_len = _HEADER.unpack_from(blob)
-    return str_len > 0 and blob[hdr_len + str_off] != 0
+    return bool(str_len > 0 and blob[hdr_len + str_off] != 0)
 
 
 def elf_section(data: bytes, name: str, where: str = "the ELF file") -> bytes:
