@@ -308,6 +308,8 @@ class Map(SpecProperties, DictProtocol):
             if generated is not None:
                 btf = generated.btf
                 btf_key_type_id, btf_value_type_id = generated.key_type_id, generated.value_type_id
+        else:
+            generated = None
         btf_fd = getattr(btf, "fd", btf)
         spec = MapSpec(
             type=tid,
@@ -332,7 +334,13 @@ class Map(SpecProperties, DictProtocol):
             with inner_map.handle.pinned("create") as inner_fd:  # the template stays open for the syscall
                 fd = self.create_kernel_map(spec, inner_fd)
         else:
-            fd = self.create_kernel_map(spec)
+            try:
+                fd = self.create_kernel_map(spec)
+            finally:
+                if generated is not None:
+                    # The kernel map holds its own reference to the BTF: no descriptor is kept for it.
+                    generated.btf.close()
+                    self._btf = None
         self._init_from_fd(fd, spec, kcodec, vcodec, writable=True)
         try:
             profile.after_create(self)
