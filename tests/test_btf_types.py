@@ -128,6 +128,10 @@ def test_vmlinux_and_a_maps_kernel_btf(loaded: BpfObject) -> None:
     assert kt.c_name(info.btf_value_type_id) == "struct record"
     assert str(m.key_type) == "struct task_key" and str(m.value_type) == "struct record"
     assert ("kind", "unsigned int:3") in m.value_type.fields  # type: ignore[union-attr]
+    rc, text = _cli("btf", "--id", str(m.id))  # the map's key and value types, as bpftool prints them
+    assert rc == 0
+    theirs = _bpftool("btf", "dump", "map", "id", str(m.id), "format", "c")
+    assert text.replace(" __attribute__((mode(word)))", "") == theirs and "struct record {" in theirs
 
 
 def _enum64_blob() -> bytes:
