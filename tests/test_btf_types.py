@@ -312,3 +312,28 @@ def test_gen_types_module_is_exact_and_mypy_clean(types_obj: Path, loaded: BpfOb
                           capture_output=True, text=True, cwd=ROOT, timeout=300,
                           env=dict(os.environ, MYPYPATH=""))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_damaged_blobs_raise_invalid_argument(types_obj: Path) -> None:
+    """A cut or corrupted blob never escapes as IndexError, struct.error or RecursionError."""
+    from ebpfmaps.btf.reader import elf_section
+
+    blob = elf_section(types_obj.read_bytes(), ".BTF")
+    rnd = random.Random(5)
+    outcomes = {"parsed": 0, "refused": 0}
+    for i in range(200):
+        data = bytearray(blob[: rnd.randrange(len(blob))] if i % 4 == 0 else blob)
+        for _ in range(rnd.randrange(1, 8)):
+            if len(data) > 24:
+                data[rnd.randrange(24, len(data))] = rnd.randrange(256)
+        try:
+            t = BtfTypes(bytes(data))
+            for x in t:
+                with contextlib.suppress(InvalidArgument):
+                    t.c_name(x.id)
+                    if t.size_of(x.id) < 1 << 16:
+                        BtfCodec(t, x.id).decode(bytes(t.size_of(x.id)))
+            outcomes["parsed"] += 1
+        except InvalidArgument:
+            outcomes["refused"] += 1
+    assert outcomes["parsed"] and outcomes["refused"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import keyword
+import re
 import struct
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +29,8 @@ from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
 __all__ = ["BtfCodec", "Record", "UnsupportedType", "codec_for", "cstr"]
 
 _new = tuple.__new__
+# Larger than any map value the kernel allows (KMALLOC_MAX_SIZE is far below): a damaged blob's sizes stop here.
+_MAX_SIZE = 1 << 26
 # What a generated encoder raises for a value that is not in the canonical form (the slow path converts it).
 _ENC_ERRORS = (struct.error, TypeError, AttributeError, IndexError, KeyError, ValueError, OverflowError)
 
@@ -89,6 +92,9 @@ def _py_names(names: list[str]) -> list[str]:
     seen: set[str] = set()
     for i, n in enumerate(names):
         p = n or f"anon{i}"
+        if not p.isidentifier():
+            p = re.sub(r"\W", "_", p)
+            p = p if p.isidentifier() else f"f{i}"
         if keyword.iskeyword(p) or p.startswith("_") or p == "to_dict":
             p = f"{p.lstrip('_') or 'f'}_"
         while p in seen or keyword.iskeyword(p):
@@ -140,14 +146,27 @@ class _Compiler:
         self._counter = 0
 
     # ------------------------------------------------------------------ shared pieces
+    def check_layout(self, t: Type) -> None:
+        """Every member of a struct or union inside it, as the kernel checks (a damaged blob fails here)."""
+        for m in t.members:
+            width = m.bitfield_size or self.types.size_of(m.type_id) * 8
+            if m.bit_offset + width > t.size * 8:
+                raise UnsupportedType(f"member {m.name!r} of {self.types.c_name(t.id)} lies past its {t.size} bytes",
+                                      op="btf")
+            if m.bitfield_size and self.types.resolve(m.type_id).kind not in (Kind.INT, Kind.ENUM, Kind.ENUM64):
+                raise UnsupportedType(f"bitfield {m.name!r} of {self.types.c_name(t.id)} is not an integer",
+                                      op="btf")
+
     def record_class(self, tid: int) -> type[Record]:
         cls = self.records.get(tid)
         if cls is not None:
             return cls
         t = self.types.resolve(tid)
+        self.check_layout(t)
         c_names = [m.name for m in t.members]
         names = _py_names(c_names)
-        base = namedtuple(t.name or f"anon_{t.kind.name.lower()}_{t.id}", names)  # type: ignore[misc]
+        type_name = t.name if t.name.isidentifier() and not keyword.iskeyword(t.name) else ""
+        base = namedtuple(type_name or f"anon_{t.kind.name.lower()}_{t.id}", names)  # type: ignore[misc]
         ns: dict[str, Any] = {"_c_names": tuple(c_names), "_c_type": self.types.c_name(t.id)}
         if t.kind is Kind.STRUCT:
             ns["__slots__"] = ()  # unions keep a __dict__: they remember the bytes they were read from
@@ -230,6 +249,7 @@ class _DecoderGen:
         self.end = 0
         self.ns: dict[str, Any] = {"_new": _new, "_bits": _bits_get, "_i128": _i128, "_struct": struct}
         self.flat = True  # no expression needs buf: decode_many can iterate over whole-struct tuples
+        self.depth = 0
 
     def bind(self, obj: Any, prefix: str = "_o") -> str:
         name = self.comp._name(prefix)
@@ -257,9 +277,21 @@ class _DecoderGen:
         return f"{fn}(buf, off + {rel})"
 
     def expr(self, tid: int, rel: int) -> str:
+        self.depth += 1
+        if self.depth > 256:
+            raise UnsupportedType(f"BTF type {tid} nests too deep (a type that contains itself?)", op="btf")
+        try:
+            return self._expr(tid, rel)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, tid: int, rel: int) -> str:
         t = self.types.resolve(tid)
         k = t.kind
         if k is Kind.INT:
+            if t.int_offset + t.bits > t.size * 8 or not t.bits:
+                raise UnsupportedType(f"BTF int {t.name!r}: {t.bits} bits at {t.int_offset} in {t.size} bytes",
+                                      op="btf")
             if t.int_offset or t.bits != t.size * 8:
                 self.flat = False
                 return f"_bits(buf, off + {rel + t.int_offset // 8}, {t.int_offset % 8}, {t.bits}, {t.signed})"
@@ -328,8 +360,14 @@ class _DecoderGen:
         raise UnsupportedType(f"BTF {k.name} type {t.name!r} cannot be decoded as a map key or value", op="btf")
 
     def build(self) -> Callable[[Any, int], Any]:
-        body = self.expr(self.tid, 0)
         size = self.types.size_of(self.tid)
+        if size > _MAX_SIZE:
+            raise UnsupportedType(f"{self.types.c_name(self.tid)} is {size} bytes, more than a map value can be",
+                                  op="btf")
+        body = self.expr(self.tid, 0)
+        if self.end > size:
+            raise UnsupportedType(f"the members of {self.types.c_name(self.tid)} lie past its {size} bytes",
+                                  op="btf")
         if size > self.end:
             self.fmt.append(f"{size - self.end}x")
         self.ns["_S"] = struct.Struct("".join(self.fmt))
@@ -376,6 +414,7 @@ class _EncoderGen:
         self.patches: list[str] = []
         self.end = 0
         self.ns: dict[str, Any] = {"_bits": _bits_set, "_i128": _i128_bytes, "_join": b"".join}
+        self.depth = 0
 
     def bind(self, obj: Any, prefix: str = "_o") -> str:
         name = self.comp._name(prefix)
@@ -394,6 +433,15 @@ class _EncoderGen:
         self.patches.append(f"ba[{rel}:{rel + size}] = {s}.pack({arg})")
 
     def emit(self, tid: int, rel: int, v: str) -> None:
+        self.depth += 1
+        if self.depth > 256:
+            raise UnsupportedType(f"BTF type {tid} nests too deep (a type that contains itself?)", op="btf")
+        try:
+            self._emit(tid, rel, v)
+        finally:
+            self.depth -= 1
+
+    def _emit(self, tid: int, rel: int, v: str) -> None:
         t = self.types.resolve(tid)
         k = t.kind
         if k is Kind.INT:
@@ -470,6 +518,9 @@ class _EncoderGen:
     def build(self) -> Callable[[Any], bytes]:
         self.emit(self.tid, 0, "v")
         size = self.types.size_of(self.tid)
+        if self.end > size:
+            raise UnsupportedType(f"the members of {self.types.c_name(self.tid)} lie past its {size} bytes",
+                                  op="btf")
         if size > self.end:
             self.fmt.append(f"{size - self.end}x")
         self.ns["_S"] = struct.Struct("".join(self.fmt))

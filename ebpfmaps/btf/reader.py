@@ -170,7 +170,10 @@ class BtfTypes:
         if base is not None:
             for name, ids in base._by_name.items():
                 self._by_name[name] = list(ids)
-        self._parse(blob[hdr_len + type_off : hdr_len + type_off + type_len])
+        try:
+            self._parse(blob[hdr_len + type_off : hdr_len + type_off + type_len])
+        except struct.error:
+            raise errors.InvalidArgument("a BTF type record is cut short", op="btf") from None
 
     # ------------------------------------------------------------------ sources
     @classmethod
@@ -345,22 +348,26 @@ class BtfTypes:
                 raise errors.InvalidArgument(f"BTF type {type_id} refers to itself in a loop", op="btf")
         return t
 
-    def size_of(self, type_id: int) -> int:
+    def size_of(self, type_id: int, _depth: int = 0) -> int:
         """The size in bytes of a value of ``type_id`` (arrays: every element; pointers: 8)."""
+        if _depth > 64:
+            raise errors.InvalidArgument(f"BTF type {type_id} is nested more than 64 deep (a loop?)", op="btf")
         t = self.resolve(type_id)
         if t.kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT, Kind.DATASEC):
             return t.size
         if t.kind is Kind.PTR:
             return struct.calcsize("P")
         if t.kind is Kind.ARRAY:
-            return t.nelems * self.size_of(t.ref)
+            return t.nelems * self.size_of(t.ref, _depth + 1)
         if t.kind is Kind.VAR:
-            return self.size_of(t.ref)
+            return self.size_of(t.ref, _depth + 1)
         raise errors.InvalidArgument(f"BTF type {type_id} ({t.kind.name} {t.name!r}) has no size", op="btf")
 
-    def c_name(self, type_id: int) -> str:
+    def c_name(self, type_id: int, _depth: int = 0) -> str:
         """The type as C spells it in a declaration without a declarator (``struct s``, ``int[4]``, ``char *``)."""
         t = self[type_id]
+        if _depth > 64:
+            return "..."
         k = t.kind
         if k is Kind.VOID:
             return "void"
@@ -371,16 +378,16 @@ class BtfTypes:
         if k is Kind.FWD:
             return f"{'union' if t.kflag else 'struct'} {t.name}"
         if k is Kind.PTR:
-            return self.c_name(t.ref) + " *"
+            return self.c_name(t.ref, _depth + 1) + " *"
         if k in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
-            return f"{k.name.lower()} {self.c_name(t.ref)}"
+            return f"{k.name.lower()} {self.c_name(t.ref, _depth + 1)}"
         if k is Kind.TYPE_TAG:
-            return f"{self.c_name(t.ref)} __attribute__((btf_type_tag(\"{t.name}\")))"
+            return f"{self.c_name(t.ref, _depth + 1)} __attribute__((btf_type_tag(\"{t.name}\")))"
         if k is Kind.ARRAY:
-            return f"{self.c_name(t.ref)}[{t.nelems}]"
+            return f"{self.c_name(t.ref, _depth + 1)}[{t.nelems}]"
         if k is Kind.FUNC_PROTO:
-            args = ", ".join(self.c_name(p.type_id) for p in t.params) or "void"
-            return f"{self.c_name(t.ref)} (*)({args})"
+            args = ", ".join(self.c_name(p.type_id, _depth + 1) for p in t.params) or "void"
+            return f"{self.c_name(t.ref, _depth + 1)} (*)({args})"
         return t.name
 
     def decl_tags(self, type_id: int) -> list[Type]:
