@@ -1,14 +1,15 @@
 """Codecs built from BTF: map values as records with field names, enums as ``IntEnum`` members.
 
-A struct or union decodes to a :class:`Record`, a named tuple of its members (attribute access,
-``to_dict()``, ``_replace()``, ``_text(field)`` for char arrays); an enum to a member of a generated ``IntEnum`` (an int when no
-enumerator has the value); a ``char`` (or other byte) array to ``bytes`` (:func:`cstr` reads it as
-text); other arrays to tuples; bitfields to ints; pointers to their address. Writing takes the same
-objects, or dicts naming a subset of the fields (the others are zero), nested as deep as the type.
+A struct or union decodes to a :class:`Record`: the value's bytes with an attribute per member,
+decoded when read (``to_dict()``, ``_replace()``, ``_text(field)`` for char arrays). A member that
+is an enum reads as a member of a generated ``IntEnum`` (an int when no enumerator has the value);
+a ``char`` (or other byte) array as ``bytes`` (:func:`cstr` reads it as text); other arrays as
+tuples; bitfields as ints; pointers as their address. Writing takes the same objects, or dicts
+naming a subset of the members (the others are zero), nested as deep as the type.
 
-Each type's decoder and encoder are generated Python: one precompiled ``struct.Struct`` reads or
-writes every plain member of the value at once, so a typed value costs about what a ctypes
-Structure does.
+Records cost one copy of their bytes to make, so lookups and whole-map walks stay close to raw
+bytes; scalar and array types get generated decoders and encoders built on precompiled
+``struct.Struct`` objects.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import functools
 import keyword
 import re
 import struct
-from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from itertools import chain
 from typing import Any
 
 from ebpfmaps.btf.reader import BtfTypes, Kind, Type
-from ebpfmaps.codecs import Codec, Role, StructCodec, as_items
+from ebpfmaps.codecs import Codec, Role, StructCodec, _splitter, as_items
 from ebpfmaps.errors import InvalidArgument, InvalidKeySize, InvalidValueSize
 
 __all__ = ["BtfCodec", "Record", "UnsupportedType", "codec_for", "cstr"]
@@ -47,31 +47,77 @@ def cstr(data: bytes) -> str:
     return (data if end < 0 else data[:end]).decode(errors="replace")
 
 
-class Record(tuple):  # type: ignore[type-arg]
-    """Base of the records that BTF structs and unions decode to (each a named tuple of its members)."""
+class Record(bytes):
+    """Base of the records that BTF structs and unions decode to: the value's bytes, with an attribute per member.
+
+    Members are decoded when read (a record costs one copy of its bytes to make), so a walk over a
+    large map stays cheap. ``Cls(field=..., ...)`` or ``Cls({"field": ...})`` builds one (members not
+    named are zero); ``Cls(raw_bytes)`` wraps bytes of exactly the type's size.
+    """
 
     __slots__ = ()
-    _fields: tuple[str, ...]
-    #: The C name of each field (``_fields`` are valid Python identifiers).
+    #: Python names of the members (valid identifiers; C's anonymous members are ``anonN``).
+    _fields: tuple[str, ...] = ()
+    #: The C name of each member.
     _c_names: tuple[str, ...] = ()
     #: The C type, e.g. ``struct event``.
     _c_type: str = ""
+    _size: int = 0
+    _build: Callable[[Any, bytes | None], Record]
+
+    def __new__(cls, data: Any = None, /, **fields: Any) -> Record:
+        if data is not None and not fields and isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+            if len(raw) != cls._size:
+                raise InvalidValueSize(f"{cls._c_type} is {cls._size} bytes, not {len(raw)}", op="encode")
+            return bytes.__new__(cls, raw)
+        if data is not None:
+            if fields or not isinstance(data, Mapping):
+                raise InvalidArgument(f"{cls._c_type} takes bytes, a dict or keyword arguments", op="encode")
+            fields = dict(data)
+        return cls._build(fields, None)
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as a dict (nested records and arrays converted too)."""
-        return {name: _plain(v) for name, v in zip(self._fields, self)}
+        """The members as a dict (nested records and arrays converted too)."""
+        return {name: _plain(getattr(self, name)) for name in self._fields}
+
+    _asdict = to_dict
+
+    def _replace(self, **fields: Any) -> Record:
+        """A copy with the named members changed (for a union: written over the others, as in C)."""
+        return self._build(fields, bytes(self))
 
     def _text(self, field: str) -> str:
-        """A char-array field as text (up to its first NUL): ``event._text("comm")``."""
+        """A char-array member as text (up to its first NUL): ``event._text("comm")``."""
         v = getattr(self, field)
-        if not isinstance(v, bytes):
+        if not isinstance(v, bytes) or isinstance(v, Record):
             raise InvalidArgument(f"{self._c_type}.{field} is not a char array", op="btf")
         return cstr(v)
 
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({inner})"
 
-def _nested_getter(i: int, j: int) -> Callable[[tuple[Any, ...]], Any]:
-    def get(record: tuple[Any, ...]) -> Any:
-        return record[i][j]
+
+def _record_at(cls: type[Record], size: int, buf: Any, off: int) -> Record:
+    return bytes.__new__(cls, bytes(buf[off : off + size]))
+
+
+def _member_getter(decode: Callable[[Any, int], Any], off: int) -> Callable[[Record], Any]:
+    def get(record: Record) -> Any:
+        return decode(record, off)
+    return get
+
+
+def _bits_getter(byte: int, shift: int, nbits: int, signed: bool) -> Callable[[Record], int]:
+    def get(record: Record) -> int:
+        return _bits_get(record, byte, shift, nbits, signed)
+    return get
+
+
+def _anonymous_getter(outer: str, inner: str) -> Callable[[Record], Any]:
+    def get(record: Record) -> Any:
+        return getattr(getattr(record, outer), inner)
     return get
 
 
@@ -168,23 +214,30 @@ class _Compiler:
         c_names = [m.name for m in t.members]
         names = _py_names(c_names)
         type_name = t.name if t.name.isidentifier() and not keyword.iskeyword(t.name) else ""
-        base = namedtuple(type_name or f"anon_{t.kind.name.lower()}_{t.id}", names)  # type: ignore[misc]
-        ns: dict[str, Any] = {"_c_names": tuple(c_names), "_c_type": self.types.c_name(t.id)}
-        if t.kind is Kind.STRUCT:
-            ns["__slots__"] = ()  # unions keep a __dict__: they remember the bytes they were read from
-        cls = type(base.__name__, (base, Record), ns)
+        ns: dict[str, Any] = {"__slots__": (), "_fields": tuple(names), "_c_names": tuple(c_names),
+                              "_c_type": self.types.c_name(t.id), "_size": t.size}
+        cls = type(type_name or f"anon_{t.kind.name.lower()}_{t.id}", (Record,), ns)
         self.records[tid] = cls
+        coercer = _Coercer(self)
+        cls._build = staticmethod(partial(coercer.build_record, t))
+        for m, name in zip(t.members, names):
+            byte, bit = divmod(m.bit_offset, 8)
+            mt = self.types.resolve(m.type_id)
+            if m.bitfield_size:
+                getter: Callable[[Record], Any] = _bits_getter(byte, bit, m.bitfield_size, mt.signed)
+            elif bit:  # an old-style int bitfield: the bits are the int type's
+                getter = _bits_getter(byte + mt.int_offset // 8, bit + mt.int_offset % 8, mt.bits, mt.signed)
+            else:
+                getter = _member_getter(self.decoder(m.type_id), byte)
+            setattr(cls, name, property(getter))
         # The members of an anonymous struct or union member read as the outer record's own, as in C.
-        for i, m in enumerate(t.members):
+        for m, name in zip(t.members, names):
             inner = self.types.resolve(m.type_id)
             if m.name or inner.kind not in (Kind.STRUCT, Kind.UNION):
                 continue
-            inner_cls = self.record_class(inner.id)
-            for j, fname in enumerate(inner_cls._fields):
+            for fname in self.record_class(inner.id)._fields:
                 if not hasattr(cls, fname):
-                    setattr(cls, fname, property(_nested_getter(i, j)))
-        # Defaults: every member zero, so Record(field=...) names only what it sets.
-        cls.__new__.__defaults__ = tuple(self.zero(m.type_id) if not m.bitfield_size else 0 for m in t.members)
+                    setattr(cls, fname, property(_anonymous_getter(name, fname)))
         return cls
 
     def enum_map(self, t: Type) -> dict[int, Any]:
@@ -216,6 +269,19 @@ class _Compiler:
         found = self.decoders.get(tid)
         if found is not None:
             return found
+        t = self.types.resolve(tid)
+        if t.kind in (Kind.STRUCT, Kind.UNION):
+            if t.size > _MAX_SIZE:
+                raise UnsupportedType(f"{self.types.c_name(tid)} is {t.size} bytes, more than a map value can be",
+                                      op="btf")
+            self.decoders[tid] = _unsupported_decoder  # a type that contains itself stops here
+            try:
+                record: Callable[[Any, int], Any] = partial(_record_at, self.record_class(t.id), t.size)
+            except BaseException:
+                del self.decoders[tid]
+                raise
+            self.decoders[tid] = record
+            return record
         # A placeholder first: a struct that holds a union of itself is impossible, but a bad blob must not recurse forever.
         self.decoders[tid] = _unsupported_decoder
         try:
@@ -230,9 +296,22 @@ class _Compiler:
         found = self.encoders.get(tid)
         if found is not None:
             return found
+        t = self.types.resolve(tid)
+        if t.kind in (Kind.STRUCT, Kind.UNION):
+            record = _record_encoder(self.record_class(t.id))
+            self.encoders[tid] = record
+            return record
         fn = _EncoderGen(self, tid).build()
         self.encoders[tid] = fn
         return fn
+
+
+def _record_encoder(cls: type[Record]) -> Callable[[Any], bytes]:
+    def enc(v: Any) -> bytes:
+        if type(v) is not cls:
+            raise TypeError("not a record of this type")
+        return bytes(v)
+    return enc
 
 
 def _unsupported_decoder(buf: Any, off: int) -> Any:
@@ -330,33 +409,8 @@ class _DecoderGen:
             fn = self.bind(self.comp.decoder(elem.id), "_d")
             self.flat = False
             return f"tuple([{fn}(buf, off + {rel} + _j * {es}) for _j in range({n})])"
-        if k is Kind.STRUCT:
-            cls = self.bind(self.comp.record_class(t.id), "_r")
-            parts = []
-            for m in t.members:
-                byte, bit = divmod(m.bit_offset, 8)
-                if m.bitfield_size:
-                    self.flat = False
-                    mt = self.types.resolve(m.type_id)
-                    parts.append(f"_bits(buf, off + {rel + byte}, {bit}, {m.bitfield_size}, {mt.signed})")
-                elif bit:
-                    parts.append(self.sub(m.type_id, rel + byte))  # an old-style int bitfield
-                else:
-                    parts.append(self.expr(m.type_id, rel + byte))
-            return f"_new({cls}, ({''.join(p + ', ' for p in parts)}))"
-        if k is Kind.UNION:
-            cls = self.bind(self.comp.record_class(t.id), "_r")
-            mk = self.bind(_make_union, "_u")
-            parts = []
-            for m in t.members:
-                byte, bit = divmod(m.bit_offset, 8)
-                if m.bitfield_size:
-                    mt = self.types.resolve(m.type_id)
-                    parts.append(f"_bits(buf, off + {rel + byte}, {bit}, {m.bitfield_size}, {mt.signed})")
-                else:
-                    parts.append(self.sub(m.type_id, rel + byte))
-            self.flat = False
-            return f"{mk}({cls}, ({''.join(p + ', ' for p in parts)}), buf, off + {rel}, {t.size})"
+        if k in (Kind.STRUCT, Kind.UNION):
+            return self.sub(t.id, rel)
         if k is Kind.VAR:
             return self.expr(t.ref, rel)
         raise UnsupportedType(f"BTF {k.name} type {t.name!r} cannot be decoded as a map key or value", op="btf")
@@ -393,12 +447,6 @@ _BLOCK = 256
 def _batch_struct(fmt: str, count: int) -> struct.Struct:
     """A struct reading ``count`` consecutive values of format ``fmt`` (its byte-order prefix once)."""
     return struct.Struct(fmt[0] + fmt[1:] * count)
-
-
-def _make_union(cls: type[Record], values: tuple[Any, ...], buf: Any, off: int, size: int) -> Record:
-    u = _new(cls, values)
-    u._raw = bytes(buf[off : off + size])  # type: ignore[attr-defined]
-    return u
 
 
 def _scalar_code(t: Type) -> str | None:
@@ -501,25 +549,10 @@ class _EncoderGen:
                 fn = self.bind(self.comp.encoder(elem.id), "_c")
                 self.leaf(rel, f"{n * es}s", n * es, f"_join(map({fn}, {v}))")
             return
-        if k is Kind.STRUCT:
+        if k in (Kind.STRUCT, Kind.UNION):
             cls = self.bind(self.comp.record_class(t.id), "_r")
             self.checks.append(f"type({v}) is {cls}")
-            for i, m in enumerate(t.members):
-                byte, bit = divmod(m.bit_offset, 8)
-                if m.bitfield_size:
-                    self.patches.append(f"_bits(ba, {rel + byte}, {bit}, {m.bitfield_size}, {v}[{i}])")
-                elif bit:
-                    fn = self.bind(self.comp.encoder(m.type_id), "_c")
-                    size = self.types.size_of(m.type_id)
-                    self.patches.append(f"ba[{rel + byte}:{rel + byte + size}] = {fn}({v}[{i}])")
-                else:
-                    self.emit(m.type_id, rel + byte, f"{v}[{i}]")
-            return
-        if k is Kind.UNION:
-            cls = self.bind(self.comp.record_class(t.id), "_r")
-            self.checks.append(f"type({v}) is {cls}")
-            fn = self.bind(_UnionEncoder(self.comp, t), "_c")
-            self.leaf(rel, f"{t.size}s", t.size, f"{fn}({v})")
+            self.leaf(rel, f"{t.size}s", t.size, v)
             return
         if k is Kind.VAR:
             self.emit(t.ref, rel, v)
@@ -549,39 +582,6 @@ class _EncoderGen:
         exec(compile("\n".join(lines) + "\n", f"<btf encoder {self.types.c_name(self.tid)}>", "exec"), self.ns)
         fn: Callable[[Any], bytes] = self.ns["enc"]
         return fn
-
-
-class _UnionEncoder:
-    """A union's bytes: those it was read from with the changed members written over them, else the
-    members given (a dict) or non-zero (a record built in Python), in order."""
-
-    def __init__(self, comp: _Compiler, t: Type) -> None:
-        self.comp = comp
-        self.t = t
-
-    def __call__(self, u: Any) -> bytes:
-        t = self.t
-        raw: bytes | None = getattr(u, "_raw", None)
-        given: frozenset[int] | None = getattr(u, "_given", None)
-        ba = bytearray(raw if raw is not None else bytes(t.size))
-        for i, m in enumerate(t.members):
-            val = u[i]
-            byte, bit = divmod(m.bit_offset, 8)
-            if m.bitfield_size:
-                current: Any = _bits_get(ba, byte, bit, m.bitfield_size, self.comp.types.resolve(m.type_id).signed)
-            else:
-                current = self.comp.decoder(m.type_id)(raw if raw is not None else bytes(t.size), byte)
-            if given is not None:
-                if i not in given:
-                    continue
-            elif val == current:
-                continue
-            if m.bitfield_size:
-                _bits_set(ba, byte, bit, m.bitfield_size, val)
-            else:
-                mb = self.comp.encoder(m.type_id)(val)
-                ba[byte : byte + len(mb)] = mb
-        return bytes(ba)
 
 
 class _Coercer:
@@ -676,55 +676,61 @@ class _Coercer:
 
     def _record(self, t: Type, x: Any, path: str) -> Record:
         cls = self.comp.record_class(t.id)
+        if type(x) is cls:
+            return x
+        if isinstance(x, Record):
+            raise InvalidArgument(f"{path}: a {type(x)._c_type} record is not a {cls._c_type}", op="encode")
+        if isinstance(x, (tuple, list)):
+            if len(x) != len(t.members):
+                raise InvalidArgument(f"{path}: {cls._c_type} has {len(t.members)} fields, got {len(x)} values",
+                                      op="encode")
+            x = dict(zip(cls._fields, x))
+        if not isinstance(x, Mapping):
+            raise InvalidArgument(f"{path}: {cls._c_type} takes a record or a dict, not {type(x).__name__}",
+                                  op="encode")
+        return self.build_record(t, x, None, path)
+
+    def build_record(self, t: Type, fields: Mapping[str, Any], base: bytes | None, path: str = "value") -> Record:
+        """A record of ``t`` from ``base`` (zeros when None) with the named members written over it, in order."""
+        cls = self.comp.record_class(t.id)
         members = t.members
-        fields = cls._fields
-        given: set[int] = set()
-        if isinstance(x, Mapping):
-            index = {name: i for i, name in enumerate(fields)}
-            index.update({name: i for i, name in enumerate(cls._c_names) if name})
-            values: list[Any] = [None] * len(members)
-            for key, val in x.items():
-                i = index.get(key) if isinstance(key, str) else None
-                if i is None and isinstance(key, str):
-                    owner = self._anonymous_owner(t, key)
-                    if owner is not None:  # a member of an anonymous struct or union member, named as in C
-                        nested = values[owner] if isinstance(values[owner], dict) else {}
-                        nested[key] = val
-                        values[owner] = nested
-                        given.add(owner)
-                        continue
-                if i is None:
-                    raise InvalidArgument(f"{path}: {self.types.c_name(t.id)} has no field {key!r} "
-                                          f"(fields: {', '.join(fields)})", op="encode")
-                values[i] = val
-                given.add(i)
-        elif isinstance(x, tuple) or isinstance(x, list):
-            if len(x) != len(members):
-                raise InvalidArgument(f"{path}: {self.types.c_name(t.id)} has {len(members)} fields, "
-                                      f"got {len(x)} values", op="encode")
-            values = list(x)
-            given = set(range(len(members)))
-        else:
-            raise InvalidArgument(f"{path}: {self.types.c_name(t.id)} takes a record or a dict, not "
-                                  f"{type(x).__name__}", op="encode")
-        out: list[Any] = []
-        for i, m in enumerate(members):
-            sub = f"{path}.{fields[i]}"
-            if i not in given:
-                out.append(0 if m.bitfield_size else self.comp.zero(m.type_id))
-            elif m.bitfield_size:
-                mt = self.types.resolve(m.type_id)
-                out.append(self._int(values[i], m.bitfield_size, mt.signed, sub))
-            else:
-                out.append(self(m.type_id, values[i], sub))
-        rec = _new(cls, out)
-        if t.kind is Kind.UNION:
-            raw = getattr(x, "_raw", None)
-            if raw is not None:
-                rec._raw = raw  # type: ignore[attr-defined]
-            elif isinstance(x, Mapping):
-                rec._given = frozenset(given)  # type: ignore[attr-defined]
-        return rec
+        index = {name: i for i, name in enumerate(cls._fields)}
+        index.update({name: i for i, name in enumerate(cls._c_names) if name})
+        values: dict[int, Any] = {}
+        for key, val in fields.items():
+            i = index.get(key) if isinstance(key, str) else None
+            if i is None and isinstance(key, str):
+                owner = self._anonymous_owner(t, key)
+                if owner is not None:  # a member of an anonymous struct or union member, named as in C
+                    nested = values.get(owner)
+                    nested = dict(nested) if isinstance(nested, Mapping) else {}
+                    nested[key] = val
+                    values[owner] = nested
+                    continue
+            if i is None:
+                raise InvalidArgument(f"{path}: {cls._c_type} has no field {key!r} (fields: "
+                                      f"{', '.join(cls._fields)})", op="encode")
+            values[i] = val
+        ba = bytearray(base if base is not None else bytes(t.size))
+        for i in sorted(values):
+            m = members[i]
+            sub = f"{path}.{cls._fields[i]}"
+            byte, bit = divmod(m.bit_offset, 8)
+            mt = self.types.resolve(m.type_id)
+            if m.bitfield_size or bit:
+                nbits = m.bitfield_size or mt.bits
+                if not m.bitfield_size:
+                    byte, bit = byte + mt.int_offset // 8, bit + mt.int_offset % 8
+                _bits_set(ba, byte, bit, nbits, self._int(values[i], nbits, mt.signed, sub))
+                continue
+            val = values[i]
+            if isinstance(val, Mapping) and mt.kind in (Kind.STRUCT, Kind.UNION) and base is not None:
+                # A dict for a nested record changes only what it names (``_replace`` of an outer record).
+                val = self.build_record(mt, val, bytes(ba[byte : byte + mt.size]), sub)
+            canonical = self(m.type_id, val, sub)
+            data = self.comp.encoder(m.type_id)(canonical)
+            ba[byte : byte + len(data)] = data
+        return bytes.__new__(cls, bytes(ba))
 
 
 class BtfCodec(Codec):
@@ -740,30 +746,18 @@ class BtfCodec(Codec):
         self._dec = comp.decoder(type_id)
         self._enc = comp.encoder(type_id)
         self._coerce = _Coercer(comp)
-        whole = self._dec.whole  # type: ignore[attr-defined]
-        self._from_tuple: Callable[[tuple[Any, ...]], Any] | None = self._dec.from_tuple  # type: ignore[attr-defined]
-        self._iter_unpack = whole.iter_unpack if whole.size == self.size and self.size else None
-        self._whole_format: str = whole.format
-        self._nfields = len(whole.unpack(bytes(whole.size)))
-        # A flat struct whose members are all plain fields: the record is the unpacked tuple itself.
-        self._record_of_tuple: Callable[[Any], Any] | None = None
-        if self.type.kind is Kind.STRUCT and whole.size == self.size:
-            cls = comp.record_class(self.type.id)
-            if self._from_tuple is not None and self._is_plain_struct(self.type):
-                self._record_of_tuple = partial(_new, cls)
-
-    def _is_plain_struct(self, t: Type) -> bool:
-        for m in t.members:
-            if m.bitfield_size or m.bit_offset % 8:
-                return False
-            mt = self.types.resolve(m.type_id)
-            if _scalar_code(mt) is None and not (
-                mt.kind is Kind.ARRAY and self.types.resolve(mt.ref).kind is Kind.INT
-                and self.types.resolve(mt.ref).size == 1 and not self.types.resolve(mt.ref).is_bool
-                and (self.types.resolve(mt.ref).is_char or not self.types.resolve(mt.ref).signed)
-            ):
-                return False
-        return True
+        whole = getattr(self._dec, "whole", None)
+        self._from_tuple: Callable[[tuple[Any, ...]], Any] | None = getattr(self._dec, "from_tuple", None)
+        self._iter_unpack = whole.iter_unpack if whole is not None and whole.size == self.size and self.size else None
+        self._whole_format: str = whole.format if whole is not None else ""
+        self._nfields = len(whole.unpack(bytes(whole.size))) if whole is not None else 0
+        # Records wrap their bytes: a batch is cut into values in C, then each becomes a record.
+        self._record_of_bytes: Callable[[bytes], Any] | None = None
+        if self.type.kind in (Kind.STRUCT, Kind.UNION):
+            self._record_of_bytes = partial(bytes.__new__, comp.record_class(self.type.id))
+            # A record is its bytes: decoding is one copy, straight from the kernel-filled buffer (all in C).
+            self.decode = self._record_of_bytes  # type: ignore[method-assign]
+            self.decode_buffer = self._record_of_bytes  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"BtfCodec({self.types.c_name(self.type_id)!r}, size={self.size})"
@@ -791,8 +785,10 @@ class BtfCodec(Codec):
 
     def decode_many(self, data: bytes | memoryview, count: int) -> list[Any]:
         s = self.size
+        if self._record_of_bytes is not None:
+            return list(map(self._record_of_bytes, _splitter(s, count).unpack_from(data)))
         if self._iter_unpack is not None and count:
-            make = self._record_of_tuple or self._from_tuple
+            make = self._from_tuple
             if make is not None:
                 # The whole batch in one unpack, regrouped by zip (which reuses its tuple once each record has
                 # copied it): about half the cost of one tuple per element from iter_unpack.

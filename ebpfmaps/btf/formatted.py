@@ -125,7 +125,7 @@ def render_value(v: Any) -> str:
     """A decoded value (records, enums, char arrays...) as one line of text with field names:
     ``{pid=7, comm="bash", state=RUNNING, path=[1, 2]}``."""
     if isinstance(v, Record):
-        return "{" + ", ".join(f"{name}={render_value(x)}" for name, x in zip(v._fields, v)) + "}"
+        return "{" + ", ".join(f"{name}={render_value(getattr(v, name))}" for name in v._fields) + "}"
     if isinstance(v, enum.Enum):
         return v.name
     if isinstance(v, bool):
