@@ -1074,12 +1074,12 @@ class Map(SpecProperties, DictProtocol):
         return chain.from_iterable(kdm(kb, n) for kb, _, n in self.raw_chunks(values=False))
 
     def values(self) -> Iterator[Any]:
-        vdm = self._vcodec.decode_many
+        vdm = _lazy_decoder(self._vcodec)
         return chain.from_iterable(vdm(vb, n) for _, vb, n in self.raw_chunks(values=True))
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Lazy ``(key, value)`` pairs, read in kernel batches where the type supports them."""
-        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        kdm, vdm = _lazy_decoder(self._kcodec), _lazy_decoder(self._vcodec)
         return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n)) for kb, vb, n in self.raw_chunks(values=True))
 
 
@@ -1472,6 +1472,12 @@ class Map(SpecProperties, DictProtocol):
                     raise self._fail(ret, "delete")
                 start += 1
             return deleted
+
+
+def _lazy_decoder(codec: Codec) -> Callable[[bytes, int], Iterable[Any]]:
+    """The codec's batch decoder for walks: BTF records made one by one as they are used (a record that is
+    dropped at once never reaches the older garbage-collector generations), else ``decode_many``."""
+    return codec.iter_many if isinstance(codec, BtfCodec) else codec.decode_many
 
 
 def _struct_packer(codec: Codec) -> Callable[[Any], bytes] | None:

@@ -805,6 +805,12 @@ class BtfCodec(Codec):
         dec = self._dec
         return [dec(data, i * s) for i in range(count)]
 
+    def iter_many(self, data: bytes | memoryview, count: int) -> Iterable[Any]:
+        """:meth:`decode_many` made lazily, element by element (what a walk over the map uses)."""
+        if self._record_of_bytes is not None:
+            return map(self._record_of_bytes, _splitter(self.size, count).unpack_from(data))
+        return self.decode_many(data, count)
+
     def coerce(self, value: Any) -> Any:
         """``value`` (a record, dict, list, name...) in the form decoding gives; :class:`InvalidArgument` if it cannot be."""
         return self._coerce(self.type_id, value, self.role)
