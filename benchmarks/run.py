@@ -42,6 +42,7 @@ MODULES: list[str] = [
     "bench_shim",  # extensible maps: reconcile (the observer) per entry vs a C batch read
     "bench_scaling",  # per-element cost at 1k..1M entries vs C (results.json "scaling", plots/scaling.png)
     "bench_memory",  # peak RSS of whole-map reads (results.json "extra")
+    "bench_btf",  # BTF-typed lookups and items() vs ctypes codecs and bytes
 ]
 PLOTS = HERE / "plots"
 

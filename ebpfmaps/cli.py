@@ -6,9 +6,13 @@
     ebpfmaps get   PATH KEY   |  set PATH KEY VALUE  |  del PATH KEY
     ebpfmaps create hash /sys/fs/bpf/x --key-size 4 --value-size 8 --max-entries 64
     ebpfmaps unpin PATH       |  mount [DIR]   |  demo
+    ebpfmaps btf PATH|--id N|OBJECT.o            the BTF types as C
+    ebpfmaps gen-types OBJECT.o|--map PATH|--id N > types.py
 
 Keys and values are given as integers with ``-k``/``-v`` types (u8..u64, i8..i64) or as
-hex bytes (``0x0100000a`` or ``01:00:00:0a``) when no type is given.
+hex bytes (``0x0100000a`` or ``01:00:00:0a``) when no type is given. A map with BTF is shown
+with its field names (``--json``: bpftool's ``formatted`` values), and takes keys and values as
+JSON (``'{"pid": 7}'``).
 """
 
 from __future__ import annotations
@@ -70,10 +74,16 @@ def jsonable(value: Any) -> Any:
 
 def encode_arg(m: Map, text: str, role: str) -> Any:
     codec = m.key_codec if role == "key" else m.value_codec
+    from ebpfmaps.btf import BtfCodec
     from ebpfmaps.codecs import Codec, PerCpuCodec, StructCodec
 
     if isinstance(codec, PerCpuCodec):
         codec = codec.elem
+    if isinstance(codec, BtfCodec):
+        try:
+            return json.loads(text)  # a record as a JSON object, an enum by name ("RED"), a number
+        except ValueError:
+            return parse_hex(text)
     if isinstance(codec, StructCodec) and codec.scalar:
         return int(text, 0)
     if type(codec) is Codec:
@@ -132,8 +142,33 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def btf_formatter(m: Map, args: argparse.Namespace) -> Any:
+    """The map's BTF formatter, unless -k/-v ask for other types."""
+    from ebpfmaps.btf import map_formatter
+
+    if args.key_type or args.value_type:
+        return None
+    return map_formatter(m.info(), per_cpu=m.per_cpu)
+
+
+def print_btf_entries(m: Map, fmtr: Any, as_json: bool) -> None:
+    """Every entry as bpftool formats it (``--json``), or as a table of typed values with field names."""
+    from ebpfmaps.btf import render_value
+
+    if as_json:
+        print(json.dumps([fmtr.entry(k, v) for k, v in m.raw_pairs()], indent=1))
+        return
+    rows = [(render_value(k), render_value(v)) for k, v in m.items()]
+    print_table(["key", "value"], rows)
+    print(f"{len(rows)} entries")
+
+
 def cmd_dump(args: argparse.Namespace) -> int:
     with open_target(args.target, readonly=True, key_type=args.key_type, value_type=args.value_type) as m:
+        fmtr = btf_formatter(m, args)
+        if fmtr is not None:
+            print_btf_entries(m, fmtr, args.json)
+            return 0
         rows = [(k, v) for k, v in m.items()]
         if args.json:
             print(json.dumps([{"key": jsonable(k), "value": jsonable(v)} for k, v in rows], indent=1))
@@ -149,7 +184,50 @@ def cmd_get(args: argparse.Namespace) -> int:
         if value is None:
             print("not found", file=sys.stderr)
             return 1
+        if btf_formatter(m, args) is not None:
+            from ebpfmaps.btf import render_value
+
+            print(render_value(value))  # field names, enums by name, char arrays as text
+            return 0
         print(fmt(value))
+    return 0
+
+
+def _btf_source(args: argparse.Namespace, python: bool) -> str:
+    """C or Python source for the types of an object file, a pinned map or a map id."""
+    from ebpfmaps import btf
+
+    target = args.target or args.map
+    if args.id is not None:
+        with ebpfmaps.open_by_id(args.id, readonly=True, typed=False) as m:
+            info = m.info()
+        where = f"map id {args.id}"
+    elif target and not args.map and _is_elf(target):
+        return btf.object_python_source(target) if python else btf.object_c_source(target)
+    elif target:
+        with ebpfmaps.open_pinned(target, readonly=True, typed=False) as m:
+            info = m.info()
+        where = target
+    else:
+        raise SystemExit("ebpfmaps: give an object file, a pinned map (--map PATH) or --id N")
+    return btf.map_python_source(info, source=where) if python else btf.map_c_source(info)
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def cmd_btf(args: argparse.Namespace) -> int:
+    sys.stdout.write(_btf_source(args, python=False))
+    return 0
+
+
+def cmd_gen_types(args: argparse.Namespace) -> int:
+    sys.stdout.write(_btf_source(args, python=True))
     return 0
 
 
@@ -251,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("mount", help="mount a bpffs (default /sys/fs/bpf)")
     s.add_argument("dir", nargs="?", default="/sys/fs/bpf")
     s.set_defaults(fn=cmd_mount)
+    s = sub.add_parser("btf", help="a map's or an object's BTF types as C (bpftool btf dump ... format c)")
+    s.add_argument("target", nargs="?", help="pinned map path or OBJECT.o")
+    s.add_argument("--id", type=int, help="a map id")
+    s.set_defaults(fn=cmd_btf, map=None)
+    s = sub.add_parser("gen-types", help="Python ctypes types for the maps of an object or a map")
+    s.add_argument("target", nargs="?", help="OBJECT.o")
+    s.add_argument("--map", help="a pinned map path")
+    s.add_argument("--id", type=int, help="a map id")
+    s.set_defaults(fn=cmd_gen_types)
     s = sub.add_parser("demo", help="the library at work on the real kernel")
     s.set_defaults(fn=cmd_demo)
     return p

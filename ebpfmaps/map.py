@@ -28,6 +28,9 @@ from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
+from ebpfmaps.btf.codec import BtfCodec
+from ebpfmaps.btf.fromcodec import btf_for_codecs
+from ebpfmaps.btf.maps import TYPED_MAP_TYPES, TypeRef, type_refs
 from ebpfmaps.codecs import (
     Codec,
     CtypesCodec,
@@ -100,6 +103,7 @@ _VDEC_SCALAR = 1  # struct codec with one field: unpack_from(buf)[0]
 _VDEC_TUPLE = 2  # struct codec with several fields: unpack_from(buf)
 _VDEC_CTYPES = 3  # ctypes Structure/Array: from_buffer_copy(buf)
 _VDEC_CODEC = 4  # anything else: codec.decode(buf.raw)
+_VDEC_BUFFER = 5  # a codec that reads the buffer itself (BTF records): codec.decode_buffer(buf)
 # Exceptions struct.Struct.pack raises for a bad value; the codec's encode then reports them properly.
 _PACK_ERRORS = (struct.error, TypeError, OverflowError, ValueError)
 BPF_OBJ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
@@ -306,6 +310,16 @@ class Map(SpecProperties, DictProtocol):
             raise InvalidArgument(f"inner_map must be a kernel Map or a MapSpec, not {type(inner_map).__name__} "
                                   "(a map layered over a kernel map, such as an extensible map, passes its .base)",
                                   op="create")
+        if (btf is None and not btf_key_type_id and not btf_value_type_id and not btf_vmlinux_value_type_id
+                and tid in TYPED_MAP_TYPES):
+            # Describe ctypes/struct codecs in BTF, so bpftool and other tools show the entries formatted.
+            generated = btf_for_codecs(kcodec, vcodec, name,
+                                       index_key=tid in (MapType.ARRAY, MapType.PERCPU_ARRAY))
+            if generated is not None:
+                btf = generated.btf
+                btf_key_type_id, btf_value_type_id = generated.key_type_id, generated.value_type_id
+        else:
+            generated = None
         btf_fd = getattr(btf, "fd", btf)
         spec = MapSpec(
             type=tid,
@@ -330,7 +344,13 @@ class Map(SpecProperties, DictProtocol):
             with inner_map.handle.pinned("create") as inner_fd:  # the template stays open for the syscall
                 fd = self.create_kernel_map(spec, inner_fd)
         else:
-            fd = self.create_kernel_map(spec)
+            try:
+                fd = self.create_kernel_map(spec)
+            finally:
+                if generated is not None:
+                    # The kernel map holds its own reference to the BTF: no descriptor is kept for it.
+                    generated.btf.close()
+                    self._btf = None
         self._init_from_fd(fd, spec, kcodec, vcodec, writable=True)
         try:
             profile.after_create(self)
@@ -456,6 +476,10 @@ class Map(SpecProperties, DictProtocol):
             assert isinstance(vcodec, CtypesCodec)
             self._vctype = vcodec.ctype
             self._vdec_mode = _VDEC_CTYPES
+        elif vt is BtfCodec:
+            assert isinstance(vcodec, BtfCodec)
+            self._vunpack = vcodec.decode_buffer
+            self._vdec_mode = _VDEC_BUFFER
         else:
             self._vdec_mode = _VDEC_CODEC
 
@@ -492,7 +516,7 @@ class Map(SpecProperties, DictProtocol):
             return buf.raw
         if mode == _VDEC_SCALAR:
             return self._vunpack(buf)[0]  # type: ignore[misc]
-        if mode == _VDEC_TUPLE:
+        if mode == _VDEC_TUPLE or mode == _VDEC_BUFFER:
             return self._vunpack(buf)  # type: ignore[misc]
         if mode == _VDEC_CTYPES:
             return self._vctype.from_buffer_copy(buf)
@@ -632,6 +656,16 @@ class Map(SpecProperties, DictProtocol):
         """What the kernel reports now: ids, sizes, flags, memlock and frozen state."""
         with self._h.pinned("info") as fd:
             return map_info_from_fd(fd)
+
+    @property
+    def key_type(self) -> TypeRef | None:
+        """The key's type as the map's BTF describes it (``str()`` gives its C name), or None without BTF."""
+        return type_refs(self.info())[0]
+
+    @property
+    def value_type(self) -> TypeRef | None:
+        """The value's type as the map's BTF describes it (one CPU's value for per-CPU maps), or None."""
+        return type_refs(self.info())[1]
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -1108,12 +1142,12 @@ class Map(SpecProperties, DictProtocol):
         return chain.from_iterable(kdm(kb, n) for kb, _, n in self.raw_chunks(values=False))
 
     def values(self) -> Iterator[Any]:
-        vdm = self._vcodec.decode_many
+        vdm = _lazy_decoder(self._vcodec)
         return chain.from_iterable(vdm(vb, n) for _, vb, n in self.raw_chunks(values=True))
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Lazy ``(key, value)`` pairs, read in kernel batches where the type supports them."""
-        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        kdm, vdm = _lazy_decoder(self._kcodec), _lazy_decoder(self._vcodec)
         return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n)) for kb, vb, n in self.raw_chunks(values=True))
 
 
@@ -1607,6 +1641,12 @@ def _numpy_field(np: Any, codec: Codec, size: int) -> Any:
     return dt
 
 
+def _lazy_decoder(codec: Codec) -> Callable[[bytes, int], Iterable[Any]]:
+    """The codec's batch decoder for walks: BTF records made one by one as they are used (a record that is
+    dropped at once never reaches the older garbage-collector generations), else ``decode_many``."""
+    return codec.iter_many if isinstance(codec, BtfCodec) else codec.decode_many
+
+
 def _struct_packer(codec: Codec) -> Callable[[Any], bytes] | None:
     """``struct.Struct.pack`` of a one-field struct codec used as it is (not subclassed), else None."""
     if type(codec) is StructCodec and codec.scalar:
@@ -1620,7 +1660,7 @@ def _trusted_codec(codec: Codec) -> bool:
     True for the library's own codec classes used as they are; a user's subclass may
     override encode, so its output is checked before it reaches the kernel.
     """
-    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec)
+    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec, BtfCodec)
 
 
 def _check_packed(data: Any, count: int, size: int, role: str) -> bytes:

@@ -320,6 +320,18 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         self._require_open("info")
         return dataclasses.replace(self._base.info(), type=self._spec.type, value_size=self._spec.value_size)
 
+    @property
+    def key_type(self) -> None:
+        """None: the base map's BTF describes the stored record, not the user's key type (its codecs do)."""
+        self._require_open("key_type")
+        return None
+
+    @property
+    def value_type(self) -> None:
+        """None: the base map's BTF describes the stored record, not the user's value type (its codecs do)."""
+        self._require_open("value_type")
+        return None
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self._base.handle.num}"
         s = self._spec

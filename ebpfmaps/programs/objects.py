@@ -33,6 +33,7 @@ from ebpfmaps import errors, pinning
 from ebpfmaps._libbpf import objects as obj_calls
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps._libbpf.objects import ObjectHandle
+from ebpfmaps.btf.maps import typed_codecs
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapError, ProgramLoadError
 from ebpfmaps.factory import class_for
 from ebpfmaps.map import Map, map_info_from_fd
@@ -224,8 +225,11 @@ class BpfObject:
             self._maps[name] = self.map(name)
         return self._maps[name]
 
-    def map(self, name: str, *, key_type: Any = None, value_type: Any = None) -> Map:
-        """A new Map object (its own fd) on the object's map ``name``, with optional codecs."""
+    def map(self, name: str, *, key_type: Any = None, value_type: Any = None, typed: bool = True) -> Map:
+        """A new Map object (its own fd) on the object's map ``name``, with optional codecs.
+
+        Without codecs, a map whose BTF describes its key and value gets codecs from it (``typed=False``: bytes).
+        """
         self._require_loaded("maps")
         ptr = self._map_ptr(name)
         path = obj_calls.map_pin_path(self._obj, ptr)
@@ -235,8 +239,15 @@ class BpfObject:
         except BaseException:
             os.close(own)
             raise
+        cls = class_for(info.type)
+        if typed:
+            try:
+                key_type, value_type = typed_codecs(info, key_type, value_type)
+            except BaseException:
+                os.close(own)
+                raise
         # adopt_fd owns ``own`` from here on, closing it if it fails.
-        return class_for(info.type).adopt_fd(own, info, key_type=key_type, value_type=value_type,
+        return cls.adopt_fd(own, info, key_type=key_type, value_type=value_type,
                                              pin_path=path or None)
 
     def _get_program(self, name: str) -> Program:
