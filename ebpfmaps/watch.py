@@ -11,7 +11,6 @@ printed as plain text.
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +49,8 @@ def format_key(m: Map, raw: bytes) -> str:
     except Exception:  # a codec that cannot decode these bytes: show them raw rather than fail the view
         key = raw
     if isinstance(key, (bytes, bytearray)):
+        if len(key) in (1, 2, 4, 8):  # an untyped integer key, as bcc shows one
+            return str(int.from_bytes(key, "little"))
         return key.hex(" ") if key else "(empty)"
     return str(key)
 
@@ -95,7 +96,7 @@ class Watcher:
         else:
             firsts = [0] * n
         if self.sort == "rate" and prev is not None:
-            order = firsts.__getitem__
+            order = lambda i: (firsts[i], totals[i][0] if totals[i] else 0)  # noqa: E731 -- ties by value
         elif self.sort == "key":
             order = keys.__getitem__
         else:
@@ -205,11 +206,6 @@ def parse_fields(spec: str) -> list[CounterField]:
             raise InvalidArgument(f"field {part!r}: offset and size are integers") from None
         fields.append(CounterField(bits[0], offset, size))
     return fields
-
-
-def ip_key(raw: bytes) -> str:
-    """A 4- or 16-byte key as an IP address (network byte order)."""
-    return str(ipaddress.ip_address(raw))
 
 
 __all__ = ["WatchFrame", "WatchRow", "Watcher", "format_key", "parse_fields", "plain_table", "run"]
