@@ -161,17 +161,18 @@ def run(watcher: Watcher, *, interval: float = 1.0, count: int | None = None, ou
     done = 0
     try:
         if live:
-            from rich.console import Console
+            from rich.console import Console, Group
             from rich.live import Live
             from rich.table import Table
+            from rich.text import Text
 
-            def render() -> Table:
+            def render() -> Group:
                 frame = watcher.refresh()
                 headers, cells = watcher.table_rows(frame)
-                table = Table(*headers, caption=watcher.caption(frame))
+                table = Table(*headers)
                 for row in cells:
                     table.add_row(*row)
-                return table
+                return Group(Text(watcher.caption(frame)), table)
 
             with Live(render(), console=Console(file=out), auto_refresh=False) as view:
                 done = 1
