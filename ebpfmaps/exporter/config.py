@@ -314,19 +314,32 @@ def parse_config(raw: Any, source: str = "the config") -> ExporterConfig:
     if "metrics" in d and (not isinstance(raw_metrics, list) or not raw_metrics):
         c.fail("metrics", f"expected a non-empty list of metrics; found {_kind(raw_metrics)}")
     elif isinstance(raw_metrics, list):
-        names: dict[str, int] = {}
+        exposed: dict[str, int] = {}
         for i, mr in enumerate(raw_metrics):
             spec = _metric(c, f"metrics[{i}]", mr)
-            if spec is None:
+            if spec is not None:
+                metrics.append(spec)
+            if not isinstance(mr, Mapping) or not isinstance(mr.get("name"), str):
                 continue
-            exposed = spec.name.removesuffix("_total")
-            if exposed in names:
-                c.fail(f"metrics[{i}].name", f"{spec.name!r} is already the name of metrics[{names[exposed]}]")
-            names[exposed] = i
-            metrics.append(spec)
+            samples = sample_names(mr["name"], mr.get("type"))
+            clash = sorted({exposed[s] for s in samples if s in exposed})
+            if clash:
+                c.fail(f"metrics[{i}].name", f"{mr['name']!r} would expose the same series names as metrics[{clash[0]}]")
+            for s in samples:
+                exposed.setdefault(s, i)
     if c.problems:
         raise ConfigError(c.problems, source)
     return ExporterConfig(tuple(metrics), listen)
+
+
+def sample_names(name: str, kind: Any) -> set[str]:
+    """The sample names a metric exposes (prometheus_client adds ``_total`` to counters, and more to histograms)."""
+    if kind == "counter":
+        base = name.removesuffix("_total")
+        return {f"{base}_total", f"{base}_created"}
+    if kind == "histogram":
+        return {name + suffix for suffix in ("_bucket", "_count", "_sum", "_created")}
+    return {name}
 
 
 def load_config(path: str | Path) -> ExporterConfig:
@@ -347,9 +360,9 @@ def load_config(path: str | Path) -> ExporterConfig:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:9435`` for IPv6) as ``(host, port)``."""
+    """``host:port`` (``[::1]:9435`` for IPv6; port 0 picks a free one) as ``(host, port)``."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:  # port 0: any free port
         raise InvalidArgument(f"{text!r} is not host:port (e.g. 127.0.0.1:9435 or [::]:9435)")
     return host.strip("[]") or "0.0.0.0", int(port)
 
