@@ -37,6 +37,7 @@ MODULES: list[str] = [
     "bench_ringbuf",  # RingBufReader vs libbpf ring_buffer__consume
     "bench_bcc",  # ebpfmaps vs bcc table API
     "bench_mmap",  # mmapable array reads vs syscall lookups (target >= 20x)
+    "bench_exporter",  # a Prometheus scrape and a watch refresh of a 100,000-entry map vs a C batch walk
 ]
 
 
