@@ -81,13 +81,14 @@ def log2_hist_lines(vals: Sequence[int], val_type: str = "value", strip_leading_
 def linear_hist_lines(vals: Sequence[int], val_type: str = "value", strip_leading_zero: bool = False) -> list[str]:
     """bcc's linear histogram of ``vals`` (count per integer value)."""
     idx_max, val_max = _extent(vals)
-    lines = ["     %-13s : count     distribution" % val_type] if idx_max >= 0 else []
+    # bcc's own format strings, kept verbatim so the text stays byte for byte the same.
+    lines = ["     %-13s : count     distribution" % val_type] if idx_max >= 0 else []  # noqa: UP031
     for i in range(idx_max + 1):
         val = vals[i]
         if strip_leading_zero and not val:
             continue
         strip_leading_zero = False
-        lines.append("        %-10d : %-8d |%-*s|" % (i, val, STARS_MAX, stars(val, val_max, STARS_MAX)))
+        lines.append("        %-10d : %-8d |%-*s|" % (i, val, STARS_MAX, stars(val, val_max, STARS_MAX)))  # noqa: UP031
     return lines
 
 

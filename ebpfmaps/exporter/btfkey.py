@@ -85,7 +85,7 @@ def _size_of(types: dict[int, _Type], tid: int) -> int:
         t = types[t.size_or_type]
     if t.kind == KIND_ARRAY:
         elem, _index, nelems = struct.unpack("<III", t.extra)
-        return _size_of(types, elem) * nelems
+        return _size_of(types, elem) * int(nelems)
     if t.kind == KIND_PTR:
         return 8
     return t.size_or_type

@@ -196,13 +196,15 @@ def read_metric(source: MapSource, m: Map) -> Metric:
             over[labels] += value
     hfam = HistogramMetricFamily(spec.name, spec.help, labels=names)
     for labels, counts in hists.items():
-        cumulative, running, total = [], 0, 0.0
+        cumulative: list[tuple[str, float]] = []
+        running = 0
+        estimated_sum = 0.0
         for bound, c in zip(bounds, counts):
             running += c
-            total += bound * c  # an upper estimate: each value counted at its bucket's bound
+            estimated_sum += bound * c  # an upper estimate: each value counted at its bucket's bound
             cumulative.append((_fmt_bound(bound), running))
         cumulative.append(("+Inf", running + over[labels]))
-        hfam.add_metric(list(labels), cumulative, sum_value=total)
+        hfam.add_metric(list(labels), cumulative, sum_value=estimated_sum)
     return hfam
 
 
