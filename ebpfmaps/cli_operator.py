@@ -91,7 +91,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                 if args.once:
                     sys.stdout.write(exporter.families_text(collector).decode())
                 else:
-                    print(f"{args.config}: ok ({len(config.metrics)} metrics)")
+                    n = len(config.metrics)
+                    print(f"{args.config}: ok ({n} metric{'' if n == 1 else 's'})")
             finally:
                 collector.close()
             return EXIT_OK

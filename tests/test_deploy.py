@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import ctypes
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ import yaml
 import ebpfmaps
 from ebpfmaps.exporter import parse_config
 from tests.conftest import ROOT
+
+EBPFMAPS = [sys.executable, "-m", "ebpfmaps.cli"]
 
 DEPLOY = ROOT / "deploy"
 MANIFEST = DEPLOY / "kubernetes" / "daemonset.yaml"
@@ -152,7 +155,7 @@ def test_systemd_unit_capabilities_are_enough_through_a_read_only_bpffs(tmp_path
             config = tmp_path / "exporter.yaml"
             config.write_text("metrics:\n  - name: deploy_counts_total\n    type: counter\n"
                               f"    map: {ro / 'deploy_counts'}\n    labels: [k]\n")
-            command = [str(ROOT / ".venv/bin/ebpfmaps"), "export", "--config", str(config), "--once"]
+            command = [*EBPFMAPS, "export", "--config", str(config), "--once"]
             allowed = "".join(f",+{c.removeprefix('CAP_').lower()}" for c in caps)
             proc = subprocess.run(setpriv_caps(allowed) + command, capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr

@@ -7,6 +7,7 @@ import ctypes
 import ipaddress
 import socket
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import ebpfmaps
 from ebpfmaps import ksyms
 from ebpfmaps.btf import BtfBuilder
 from ebpfmaps.exporter import ConfigError, Exporter, MapCollector, families_text, load_config, parse_config
-from tests.conftest import ROOT
+
+EBPFMAPS = [sys.executable, "-m", "ebpfmaps.cli"]
 
 
 def scrape(collector: MapCollector) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -254,10 +256,9 @@ def test_http_server_serves_metrics(pin_path: Path) -> None:
 
 
 def test_cli_check_and_once(tmp_path: Path, pin_path: Path) -> None:
-    exe = str(ROOT / ".venv/bin/ebpfmaps")
     bad = tmp_path / "bad.yaml"
     bad.write_text("metrics:\n  - name: x\n    type: countr\n    map: /sys/fs/bpf/x\n")
-    proc = subprocess.run([exe, "export", "--config", str(bad), "--check"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*EBPFMAPS, "export", "--config", str(bad), "--check"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "metrics[0].type: 'countr' is not one of counter, gauge, histogram; did you mean 'counter'?" in proc.stderr
     with ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=4) as m:
@@ -265,10 +266,10 @@ def test_cli_check_and_once(tmp_path: Path, pin_path: Path) -> None:
         m.pin(str(pin_path))
         good = tmp_path / "good.yaml"
         good.write_text(f"metrics:\n  - name: once_total\n    type: counter\n    map: {pin_path}\n    labels: [k]\n")
-        proc = subprocess.run([exe, "export", "--config", str(good), "--check"], capture_output=True, text=True,
+        proc = subprocess.run([*EBPFMAPS, "export", "--config", str(good), "--check"], capture_output=True, text=True,
                               timeout=60)
-        assert proc.returncode == 0 and "ok (1 metrics)" in proc.stdout, proc.stderr
-        proc = subprocess.run([exe, "export", "--config", str(good), "--once"], capture_output=True, text=True,
+        assert proc.returncode == 0 and "ok (1 metric)" in proc.stdout, proc.stderr
+        proc = subprocess.run([*EBPFMAPS, "export", "--config", str(good), "--once"], capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert 'once_total{k="9"} 99.0' in proc.stdout

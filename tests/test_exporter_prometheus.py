@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -25,7 +26,9 @@ from typing import Any
 import pytest
 
 import ebpfmaps
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import IN_CI
+
+EBPFMAPS = [sys.executable, "-m", "ebpfmaps.cli"]
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 WAIT = 90.0  # seconds for Prometheus to start and scrape; it normally takes a few
@@ -67,7 +70,7 @@ def exporter_proc(tmp_path: Path, pin_path: Path) -> Iterator[tuple[subprocess.P
         "    help: Bytes by interface, written by the test\n"
         f"    map: {{pin: {pin_path}}}\n"
         "    labels: [{name: ifindex, decode: int, size: 4}]\n")
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/ebpfmaps"), "export", "--config", str(config),
+    proc = subprocess.Popen([*EBPFMAPS, "export", "--config", str(config),
                              "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

@@ -13,6 +13,7 @@ import ctypes
 import io
 import random
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,8 +23,9 @@ import ebpfmaps
 from ebpfmaps import hist
 from ebpfmaps.errors import InvalidArgument
 from ebpfmaps.map import map_info_from_fd
-from tests.conftest import ROOT
 from tests.test_bcc import bcc_mod  # noqa: F401 -- the fixture: bcc ready to compile, or a named skip/CI failure
+
+EBPFMAPS = [sys.executable, "-m", "ebpfmaps.cli"]
 
 HIST_SOURCE = r"""
 typedef struct { u64 bucket; u64 slot; } dist_key_t;
@@ -111,7 +113,7 @@ def test_cli_hist_prints_the_library_text(bcc_hists: Any) -> None:
     for slot, count in ((1, 5), (4, 50), (9, 3)):
         table[ctypes.c_int(slot)] = ctypes.c_ulonglong(count)
     with same_map(table) as m:
-        proc = subprocess.run([str(ROOT / ".venv/bin/ebpfmaps"), "hist", f"id:{m.id}", "--label", "usecs"],
+        proc = subprocess.run([*EBPFMAPS, "hist", f"id:{m.id}", "--label", "usecs"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == bcc_text(table.print_log2_hist, "usecs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import io
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ import ebpfmaps
 from ebpfmaps.errors import InvalidArgument
 from ebpfmaps.snapshot import CounterField
 from ebpfmaps.watch import Watcher, parse_fields, run
-from tests.conftest import ROOT
+
+EBPFMAPS = [sys.executable, "-m", "ebpfmaps.cli"]
 
 
 def test_rates_are_deltas_over_the_time_between_reads() -> None:
@@ -80,7 +82,7 @@ def test_cli_watch_a_100000_entry_map(pin_path: Path) -> None:
         ncpu = ebpfmaps.possible_cpus()
         m.update_batch(range(n), [[k] * ncpu for k in range(n)])
         m.pin(str(pin_path))
-        proc = subprocess.run([str(ROOT / ".venv/bin/ebpfmaps"), "watch", str(pin_path), "-n", "3", "-c", "2",
+        proc = subprocess.run([*EBPFMAPS, "watch", str(pin_path), "-n", "3", "-c", "2",
                                "-i", "0.1", "--sort", "value"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         last = proc.stdout.strip().split("\n\n")[-1].splitlines()
@@ -89,7 +91,7 @@ def test_cli_watch_a_100000_entry_map(pin_path: Path) -> None:
 
 
 def test_cli_watch_missing_pin_exits_1(pin_path: Path) -> None:
-    proc = subprocess.run([str(ROOT / ".venv/bin/ebpfmaps"), "watch", str(pin_path), "-c", "1"],
+    proc = subprocess.run([*EBPFMAPS, "watch", str(pin_path), "-c", "1"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert str(pin_path) in proc.stderr
