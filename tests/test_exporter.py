@@ -251,8 +251,8 @@ def test_http_server_serves_metrics(pin_path: Path) -> None:
         assert 'served_total{k="3"} 33.0' in body
         assert "# HELP served_total Served." in body
         assert "ebpfmaps_exporter_scrape_duration_seconds" in body and "process_cpu_seconds_total" in body
-        with socket.socket() as probe:  # stopped: the port is free again
-            probe.bind((host, port))
+        with pytest.raises(ConnectionRefusedError):  # stopped: nothing listens there any more
+            socket.create_connection((host, port), timeout=10).close()
 
 
 def test_cli_check_and_once(tmp_path: Path, pin_path: Path) -> None:
@@ -273,3 +273,18 @@ def test_cli_check_and_once(tmp_path: Path, pin_path: Path) -> None:
                               timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert 'once_total{k="9"} 99.0' in proc.stdout
+
+
+def test_btf_member_names_that_cannot_be_labels_are_refused(pin_path: Path) -> None:
+    b = BtfBuilder()
+    u32, u64 = b.add_int("__u32", 4), b.add_int("__u64", 8)
+    key = b.add_struct("padded_key", 8, [("pid", u32, 0), ("__pad", u32, 4)])
+    with ebpfmaps.create("hash", key_size=8, value_size=8, max_entries=8, btf=b.load(), btf_key_type_id=key,
+                         btf_value_type_id=u64) as m:
+        m.pin(str(pin_path))
+        with pytest.raises(ConfigError, match=r"the key field '__pad' .* is not a usable label name"):
+            one_metric(pin_path, labels=[{"name": "", "decode": "btf"}]).check()
+        c = one_metric(pin_path, labels=[{"name": "key_", "decode": "btf"}])
+        assert c.check() == []
+        m[(5).to_bytes(4, "little") + bytes(4)] = (1).to_bytes(8, "little")
+        assert scrape(c)["ebpf_test_total"] == {(("key___pad", "0"), ("key_pid", "5")): 1}

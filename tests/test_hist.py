@@ -27,7 +27,7 @@ from tests.test_bcc import bcc_mod  # noqa: F401 -- the fixture: bcc ready to co
 
 EBPFMAPS = [sys.executable, "-m", "ebpfmaps.cli"]
 
-HIST_SOURCE = r"""
+HIST_SOURCE = rb"""
 typedef struct { u64 bucket; u64 slot; } dist_key_t;
 typedef struct { char comm[16]; u64 slot; } comm_key_t;
 BPF_HISTOGRAM(dist);

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ebpfmaps import ksyms
 from ebpfmaps.errors import MapError
 from ebpfmaps.exporter.btfkey import KeyMember, key_members
-from ebpfmaps.exporter.config import FIXED_SIZES, ConfigError, LabelSpec
+from ebpfmaps.exporter.config import FIXED_SIZES, LABEL_NAME, RESERVED_LABELS, ConfigError, LabelSpec
 from ebpfmaps.map import Map
 
 Decoder = Callable[[bytes], str]
@@ -119,6 +119,15 @@ def resolve_fields(specs: Sequence[LabelSpec], key_size: int, *, where: str, map
             continue
         fields.append(KeyField(spec.name, spec.decode, offset, size, spec.byte_order, spec.signed))
         pos = offset + size
+    seen: set[str] = set()
+    for f in fields:
+        # BTF members name their own labels: C names may still clash with Prometheus' rules or each other.
+        if not LABEL_NAME.match(f.name) or f.name.startswith("__") or f.name in RESERVED_LABELS:
+            problems.append(f"{where}.labels: the key field {f.name!r} of {map_name} is not a usable label name "
+                            "(reserved, or not letters, digits and _); give a prefix with name, or list the fields")
+        elif f.name in seen:
+            problems.append(f"{where}.labels: label {f.name!r} comes twice from the key of {map_name}")
+        seen.add(f.name)
     if problems:
         raise ConfigError(problems, "the config")
     return fields
