@@ -11,6 +11,7 @@ the notes give the milliseconds per scrape.
 from __future__ import annotations
 
 import ctypes
+import os
 
 from harness import Result, c_baseline, make_result
 
@@ -20,7 +21,7 @@ from ebpfmaps.exporter.collector import read_metric
 from ebpfmaps.map import DEFAULT_BATCH
 from ebpfmaps.watch import Watcher
 
-PIN = "/sys/fs/bpf/ebpfmaps_bench_exporter"
+PIN = f"/sys/fs/bpf/ebpfmaps_bench_exporter_{os.getpid()}"
 
 
 def run(quick: bool) -> list[Result]:

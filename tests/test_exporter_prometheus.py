@@ -88,6 +88,38 @@ def exporter_proc(tmp_path: Path, pin_path: Path) -> Iterator[tuple[subprocess.P
         stop(proc)
 
 
+def start_prometheus(binary: str, tmp_path: Path, exporter_port: int) -> tuple[subprocess.Popen[str], int]:
+    """A private Prometheus scraping the exporter every second, once its HTTP API answers.
+
+    Its port is picked free just before it starts; another program may take it meanwhile, so a
+    server that exits at start is tried again on another port.
+    """
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: ebpfmaps\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
+    failures = []
+    for attempt in range(3):
+        port = free_port()
+        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / f'data{attempt}'}",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + WAIT
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as resp:
+                    if resp.status == 200:
+                        return proc, port
+            except OSError:
+                pass
+            time.sleep(0.3)
+        stop(proc)
+        failures.append(proc.stderr.read() if proc.stderr else "")
+    raise AssertionError(f"prometheus did not start: {failures}")
+
+
 def query(port: int, promql: str) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     with urllib.request.urlopen(url, timeout=10) as resp:
@@ -119,16 +151,7 @@ def test_prometheus_scrapes_a_value_written_into_a_map(prometheus_binary: str, t
         m[7] = [1000 + c for c in range(ncpu)]
         m.pin(str(pin_path))
         _, exporter_port = exporter_proc
-        prom_port = free_port()
-        (tmp_path / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n"
-            "  - job_name: ebpfmaps\n"
-            f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
-        prom = subprocess.Popen([prometheus_binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        prom, prom_port = start_prometheus(prometheus_binary, tmp_path, exporter_port)
         try:
             first = sum(1000 + c for c in range(ncpu))
             result = wait_for_value(prom_port, 'ebpfmaps_prom_test_bytes_total{ifindex="7"}', first, prom)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from ebpfmaps import factory
 from ebpfmaps.errors import InvalidArgument, MapError, NotSupported, PinNotFound
@@ -44,6 +45,7 @@ class _Layout:
     decode: Callable[[bytes], tuple[str, ...]]
     counter: CounterField
     slot: slice | None
+    labels_of: dict[bytes, tuple[str, ...]] = field(default_factory=dict)  # decoded label values by key
 
 
 @dataclass
@@ -165,17 +167,27 @@ def read_metric(source: MapSource, m: Map) -> Metric:
     decode = layout.decode
     scale = spec.value.scale
     if spec.histogram is None:
+        # Keys are mostly the same from one scrape to the next: their label values are decoded once and kept.
+        cache = layout.labels_of
+        if len(cache) > 2 * len(snap.keys) + 1024:
+            cache.clear()
         sums: dict[tuple[str, ...], int] = {}
         for key, (value,) in zip(snap.keys, snap.totals):
-            labels = decode(key)
+            labels = cache.get(key)
+            if labels is None:
+                labels = cache[key] = decode(key)
             sums[labels] = sums.get(labels, 0) + value
         family: Metric
         if spec.type == "counter":
             family = CounterMetricFamily(spec.name, spec.help, labels=names)
+            sample_name = family.name + "_total"
         else:
             family = GaugeMetricFamily(spec.name, spec.help, labels=names)
+            sample_name = family.name
+        # What add_metric does, without a method call and a name concatenation per series.
+        append = family.samples.append
         for labels, total in sums.items():
-            family.add_metric(list(labels), total * scale if scale != 1.0 else total)
+            append(Sample(sample_name, dict(zip(names, labels)), total * scale if scale != 1.0 else total))
         return family
     assert layout.slot is not None
     bounds = _bucket_bounds(spec)
