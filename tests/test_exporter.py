@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import signal
 import socket
 import subprocess
 import sys
@@ -288,3 +289,26 @@ def test_btf_member_names_that_cannot_be_labels_are_refused(pin_path: Path) -> N
         assert c.check() == []
         m[(5).to_bytes(4, "little") + bytes(4)] = (1).to_bytes(8, "little")
         assert scrape(c)["ebpf_test_total"] == {(("key___pad", "0"), ("key_pid", "5")): 1}
+
+
+def test_cli_serves_until_sigterm_and_exits_cleanly(tmp_path: Path, pin_path: Path) -> None:
+    with ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=4) as m:
+        m[1] = 11
+        m.pin(str(pin_path))
+        config = tmp_path / "exporter.yaml"
+        config.write_text(f"metrics:\n  - name: term_total\n    type: counter\n    map: {pin_path}\n    labels: [k]\n")
+        proc = subprocess.Popen([*EBPFMAPS, "export", "--config", str(config), "--listen", "127.0.0.1:0"],
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            assert "serving 1 metric on http://127.0.0.1:" in line, line
+            port = int(line.rsplit(":", 1)[1].split("/")[0])
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+                assert 'term_total{k="1"} 11.0' in resp.read().decode()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
