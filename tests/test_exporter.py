@@ -51,6 +51,7 @@ def test_every_config_mistake_is_reported_with_its_place() -> None:
             {"name": "h", "type": "histogram", "map": {"id": 2}, "histogram": {"buckets": "linear"}},
             {"name": "g", "type": "gauge", "map": {"name": "a_name_longer_than_15"}, "histogram": {}},
             {"name": "ok", "type": "counter", "map": {"id": 4}},
+            {"name": "n", "type": "gauge", "map": {"id": 5}, "labels": [{"name": "p", "names": [6, "tcp"]}]},
         ],
     }
     with pytest.raises(ConfigError) as info:
@@ -64,13 +65,14 @@ def test_every_config_mistake_is_reported_with_its_place() -> None:
         "metrics[0].map.pin: 'relative/path' is not an absolute path",
         "metrics[1].map: give exactly one of pin, id or name; found pin, id",
         "metrics[1].labels[0].name: 'le' is reserved by Prometheus",
-        "metrics[1].labels[1].decode: 'ipv5' is not one of int, ipv4, ipv6, cidr, ksym, string, hex, btf; "
+        "metrics[1].labels[1].decode: 'ipv5' is not one of int, ipv4, ipv6, cidr, ksym, ifname, string, hex, btf; "
         "did you mean 'ipv6'?",
         "metrics[1].labels[2].size: an int label is 1, 2, 4 or 8 bytes, not 3",
         "metrics[2].histogram: a linear histogram needs max_slot",
         "metrics[3].map.name: 'a_name_longer_than_15' is longer than the kernel's 15-character map names",
         "metrics[3].histogram: only a histogram metric has buckets; this one is a gauge",
         "metrics[4].name: 'ok' would expose the same series names as metrics[1]",
+        "metrics[5].labels[0].names: expected a mapping of decoded values to label values; found list",
     ]
     for want in expected:
         assert any(p.startswith(want) for p in problems), f"{want!r} not in {problems}"
@@ -312,3 +314,16 @@ def test_cli_serves_until_sigterm_and_exits_cleanly(tmp_path: Path, pin_path: Pa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_interface_names_and_renamed_values(pin_path: Path) -> None:
+    lo = socket.if_nametoindex("lo")
+    with ebpfmaps.create("hash", key_size=8, value_size=8, max_entries=8) as m:
+        for ifindex, proto, count in ((lo, 6, 3), (lo, 17, 4), (lo, 99, 5), (999_999, 6, 6)):
+            m[ifindex.to_bytes(4, "little") + proto.to_bytes(4, "little")] = count.to_bytes(8, "little")
+        m.pin(str(pin_path))
+        c = one_metric(pin_path, labels=[{"name": "dev", "decode": "ifname"},
+                                         {"name": "proto", "size": 4, "names": {6: "tcp", 17: "udp"}}])
+        assert scrape(c)["ebpf_test_total"] == {
+            (("dev", "lo"), ("proto", "tcp")): 3, (("dev", "lo"), ("proto", "udp")): 4,
+            (("dev", "lo"), ("proto", "99")): 5, (("dev", "999999"), ("proto", "tcp")): 6}

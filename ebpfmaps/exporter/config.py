@@ -30,7 +30,7 @@ from typing import Any
 from ebpfmaps.errors import InvalidArgument
 
 METRIC_TYPES = ("counter", "gauge", "histogram")
-DECODERS = ("int", "ipv4", "ipv6", "cidr", "ksym", "string", "hex", "btf")
+DECODERS = ("int", "ipv4", "ipv6", "cidr", "ksym", "ifname", "string", "hex", "btf")
 BUCKET_KINDS = ("log2", "linear")
 BYTE_ORDERS = ("little", "big")
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -39,7 +39,7 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = frozenset({"le", "quantile"})
 DEFAULT_LISTEN = "127.0.0.1:9435"
 # Decoders with a size fixed by what they decode.
-FIXED_SIZES = {"ipv4": 4, "ipv6": 16, "ksym": 8}
+FIXED_SIZES = {"ipv4": 4, "ipv6": 16, "ksym": 8, "ifname": 4}
 
 
 class ConfigError(InvalidArgument):
@@ -73,7 +73,7 @@ class LabelSpec:
     """One label taken from the key: ``size`` bytes at ``offset``, decoded by ``decode``.
 
     ``decode: btf`` takes every member of the key's BTF struct as a label of its own name
-    (``name`` is then a prefix, may be empty).
+    (``name`` is then a prefix, may be empty). ``names`` renames decoded values (``{6: tcp}``).
     """
 
     name: str
@@ -82,6 +82,8 @@ class LabelSpec:
     size: int | None = None  # None: the decoder's own size, or the rest of the key
     byte_order: str = "little"
     signed: bool = False
+    # Decoded value -> label value (e.g. protocol numbers to names); others keep their decoded text.
+    names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def _map_ref(c: _Checker, where: str, raw: Any) -> MapRef | None:
 def _label(c: _Checker, where: str, raw: Any, seen: set[str]) -> LabelSpec | None:
     if isinstance(raw, str):
         raw = {"name": raw}
-    d = c.mapping(where, raw, ("name", "decode", "offset", "size", "byte_order", "signed"), ("name",))
+    d = c.mapping(where, raw, ("name", "decode", "offset", "size", "byte_order", "signed", "names"), ("name",))
     if not d:
         return None
     decode = c.choice(f"{where}.decode", d.get("decode", "int"), DECODERS)
@@ -238,7 +240,17 @@ def _label(c: _Checker, where: str, raw: Any, seen: set[str]) -> LabelSpec | Non
         c.fail(f"{where}.signed", f"expected true or false; found {_kind(signed)}")
     if None in (decode, byte_order) or name is None:
         return None
-    return LabelSpec(str(name), str(decode), offset, size, str(byte_order), bool(signed))
+    names: list[tuple[str, str]] = []
+    raw_names = d.get("names", {})
+    if not isinstance(raw_names, Mapping):
+        c.fail(f"{where}.names", f"expected a mapping of decoded values to label values; found {_kind(raw_names)}")
+    else:
+        for k, v in raw_names.items():
+            if isinstance(v, (dict, list)) or v is None or isinstance(k, (dict, list)) or k is None:
+                c.fail(f"{where}.names.{k}", f"expected a value: name pair, e.g. 6: tcp; found {_kind(v)}")
+            else:
+                names.append((str(k), str(v)))
+    return LabelSpec(str(name), str(decode), offset, size, str(byte_order), bool(signed), tuple(names))
 
 
 def _metric(c: _Checker, where: str, raw: Any) -> MetricSpec | None:

@@ -2,7 +2,8 @@
 
 A metric's ``labels`` split the key into fields, each decoded on its own: an integer, an IPv4
 or IPv6 address (network byte order), an LPM trie key as a CIDR (``10.0.0.0/8``), a kernel
-address as its kallsyms symbol, a NUL-terminated string, or hex. With ``decode: btf`` the
+address as its kallsyms symbol, an interface index as its name, a NUL-terminated string, or hex;
+``names`` then renames values (protocol numbers to names, say). With ``decode: btf`` the
 key's own BTF struct names the fields. The layout is resolved against the map's real key size
 when the map is opened, and a field that does not fit is reported with its place in the config.
 """
@@ -10,6 +11,7 @@ when the map is opened, and a field that does not fit is reported with its place
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ class KeyField:
     size: int
     byte_order: str = "little"
     signed: bool = False
+    names: tuple[tuple[str, str], ...] = ()
 
 
 def _int_decoder(f: KeyField) -> Decoder:
@@ -63,7 +66,31 @@ def _string(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+def _ifname(raw: bytes) -> str:
+    index = int.from_bytes(raw, "little")
+    try:
+        return socket.if_indextoname(index)
+    except OSError:  # gone, or in another network namespace: the index is all there is
+        return str(index)
+
+
 def decoder_for(f: KeyField) -> Decoder:
+    """The decoder of ``f``, renaming values through ``f.names`` when it has any."""
+    dec = _base_decoder(f)
+    if not f.names:
+        return dec
+    names = dict(f.names)
+
+    def renamed(raw: bytes) -> str:
+        text = dec(raw)
+        return names.get(text, text)
+
+    return renamed
+
+
+def _base_decoder(f: KeyField) -> Decoder:
+    if f.decode == "ifname":
+        return _ifname
     if f.decode == "int":
         return _int_decoder(f)
     if f.decode in ("ipv4", "ipv6"):
@@ -117,7 +144,7 @@ def resolve_fields(specs: Sequence[LabelSpec], key_size: int, *, where: str, map
             problems.append(f"{place}: bytes {offset}..{offset + size} do not fit the {key_size}-byte key of "
                             f"{map_name}")
             continue
-        fields.append(KeyField(spec.name, spec.decode, offset, size, spec.byte_order, spec.signed))
+        fields.append(KeyField(spec.name, spec.decode, offset, size, spec.byte_order, spec.signed, spec.names))
         pos = offset + size
     seen: set[str] = set()
     for f in fields:
