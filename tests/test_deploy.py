@@ -162,3 +162,13 @@ def test_systemd_unit_capabilities_are_enough_through_a_read_only_bpffs(tmp_path
             assert 'deploy_counts_total{k="5"} 55.0' in proc.stdout
         finally:
             subprocess.run(["umount", str(ro)], check=True)
+
+
+@pytest.mark.no_kernel
+def test_readme_config_example_is_valid() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("<!-- section:exporter -->"):readme.index("<!-- /section:exporter -->")]
+    block = section[section.index("```yaml\n") + len("```yaml\n"):]
+    block = block[:block.index("```")]
+    config = parse_config(yaml.safe_load(block), "the README's example")
+    assert [m.type for m in config.metrics] == ["counter", "counter", "histogram"]
