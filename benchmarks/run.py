@@ -43,6 +43,7 @@ MODULES: list[str] = [
     "bench_scaling",  # per-element cost at 1k..1M entries vs C (results.json "scaling", plots/scaling.png)
     "bench_memory",  # peak RSS of whole-map reads (results.json "extra")
     "bench_btf",  # BTF-typed lookups and items() vs ctypes codecs and bytes
+    "bench_exporter",  # a Prometheus scrape and a watch refresh of a 100,000-entry map vs a C batch walk
 ]
 PLOTS = HERE / "plots"
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ebpfmaps
+from ebpfmaps import cli_operator
 from ebpfmaps.codecs import PerCpuValues
 from ebpfmaps.errors import MapError
 from ebpfmaps.map import Map
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_gen_types)
     s = sub.add_parser("demo", help="the library at work on the real kernel")
     s.set_defaults(fn=cmd_demo)
+    cli_operator.register(sub)
     return p
 
 

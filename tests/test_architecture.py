@@ -20,7 +20,7 @@ pytestmark = pytest.mark.no_kernel
 
 PACKAGES = {"ebpfmaps": ROOT / "ebpfmaps", "ebpfmaps_shim": ROOT / "shim"}
 # Front ends may import lazily to start fast (the CLI runs one command per process).
-LAZY_IMPORTS_ALLOWED = frozenset({"ebpfmaps.cli", "ebpfmaps.demo"})
+LAZY_IMPORTS_ALLOWED = frozenset({"ebpfmaps.cli", "ebpfmaps.cli_operator", "ebpfmaps.demo"})
 SYSCALL_LAYER = "ebpfmaps._libbpf"
 # The per-element hot paths call the argtypes-free entry points of ebpfmaps._libbpf.fast directly.
 FAST_PATH_USERS = frozenset({"ebpfmaps.map"})
