@@ -4,8 +4,9 @@ installs, and only breaks the installed wheel)."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
