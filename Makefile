@@ -38,7 +38,7 @@ venv: $(STAMPS)/venv
 $(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e '.[dev,docs,bench]'
 	@# bcc's Python module comes from Debian (python3-bpfcc); expose just that package to the venv.
 	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	  ln -sfn /usr/lib/python3/dist-packages/bcc "$$site/bcc"

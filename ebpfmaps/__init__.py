@@ -90,7 +90,7 @@ from ebpfmaps.pinning import is_bpffs, mount_bpffs
 from ebpfmaps.pool import StaticPool
 from ebpfmaps.spec import MapInfo, MapSpec
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BPF_ANY",

@@ -9,6 +9,7 @@ from typing import Any
 
 from ebpfmaps import extension, pinning
 from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps.btf.maps import typed_codecs
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError, out_of_descriptors
 from ebpfmaps.fdinfo import read_fdinfo
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
@@ -86,7 +87,7 @@ def _is_map_fd(fd: int) -> bool:
 
 
 def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, value_type: Any, where: str,
-           pin_path: str | None = None, writeonly: bool = False) -> Map:
+           pin_path: str | None = None, writeonly: bool = False, typed: bool = True) -> Map:
     try:
         if not _is_map_fd(fd):
             raise InvalidArgument(f"{where} is not a BPF map", op="open")
@@ -106,6 +107,8 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
         m = cls.adopt_fd(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY,
                          readable=not writeonly, pin_path=pin_path)
         return extension.adopt(m, key_type=key_type, value_type=value_type, claimed=True)
+    if typed:
+        key_type, value_type = typed_codecs(info, key_type, value_type)
     m = cls.adopt_fd(fd, info, key_type=key_type, value_type=value_type,
                      writable=not readonly and not info.flags & BPF_F_RDONLY, readable=not writeonly,
                      pin_path=pin_path)
@@ -113,8 +116,11 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
 
 
 def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, readonly: bool = False, *,
-                key_type: Any = None, value_type: Any = None, writeonly: bool = False) -> Map:
+                key_type: Any = None, value_type: Any = None, writeonly: bool = False, typed: bool = True) -> Map:
     """Open the map pinned at ``path`` as the class of its type.
+
+    A map with BTF for its key and value gets codecs from it (records, enums, bytes: see
+    :mod:`ebpfmaps.btf`) unless ``key_type``/``value_type`` are given or ``typed=False``.
 
     With ``spec``, any difference in type, sizes, max_entries, flags or map_extra
     raises :class:`IncompatibleMap` listing every one. ``readonly=True`` opens the
@@ -126,13 +132,15 @@ def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, reado
         raise InvalidArgument("open_pinned: readonly and writeonly exclude each other", op="open_pinned")
     fd = pinning.obj_get(path, readonly=readonly, writeonly=writeonly)
     return _adopt(fd, spec=spec, readonly=readonly, key_type=key_type, value_type=value_type, where=os.fspath(path),
-                  pin_path=os.fspath(path), writeonly=writeonly)
+                  pin_path=os.fspath(path), writeonly=writeonly, typed=typed)
 
 
-def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None) -> Map:
-    """Open a live map by its kernel id (needs CAP_SYS_ADMIN)."""
+def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None,
+               typed: bool = True) -> Map:
+    """Open a live map by its kernel id (needs CAP_SYS_ADMIN); codecs from its BTF as :func:`open_pinned`."""
     fd = _maps.map_get_fd_by_id(map_id, BPF_F_RDONLY if readonly else 0).detach()
-    return _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}")
+    return _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}",
+                  typed=typed)
 
 
 def map_exists(map_id: int) -> bool:

@@ -93,12 +93,19 @@ def collect(workload: Callable[[], None], *, tracepoint: str = "syscalls/sys_ent
         return sorted(out, key=lambda s: (-s.count, s.stack_id))
 
 
+# An idle machine makes few or no openat() calls while the lab collects.
+IDLE_HINT = ("nothing was collected: generate load while the lab runs, e.g. `find /usr > /dev/null` in another "
+             "terminal, or pass --self-test 1000 to open /dev/null 1000 times from the lab itself")
+
+
 def report(stacks: list[Stack], top: int) -> str:
     lines: list[str] = []
     for s in stacks[:top]:
         lines.append(f"stack {s.stack_id}: {s.count} events")
         lines += [f"    {frame}" for frame in s.frames]
     lines.append(f"{len(stacks)} distinct kernel stacks, {sum(s.count for s in stacks)} events")
+    if not stacks:
+        lines.append(IDLE_HINT)
     return "\n".join(lines)
 
 

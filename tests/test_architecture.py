@@ -22,7 +22,7 @@ PACKAGES = {"ebpfmaps": ROOT / "ebpfmaps", "ebpfmaps_shim": ROOT / "shim"}
 # Front ends may import lazily to start fast (the CLI runs one command per process); so may the package
 # itself (its PEP 562 __getattr__ loads subpackages on first use) and the feature probes (the assembler only
 # for program probes). ``importlib.import_module("ebpfmaps...")`` counts as an import like any other.
-LAZY_IMPORTS_ALLOWED = frozenset({"ebpfmaps", "ebpfmaps.demo", "ebpfmaps.features"})
+LAZY_IMPORTS_ALLOWED = frozenset({"ebpfmaps", "ebpfmaps.cli_operator", "ebpfmaps.demo", "ebpfmaps.features"})
 LAZY_PACKAGES_ALLOWED = ("ebpfmaps.cli",)
 SYSCALL_LAYER = "ebpfmaps._libbpf"
 # The per-element hot paths call the argtypes-free entry points of ebpfmaps._libbpf.fast directly.

@@ -167,6 +167,14 @@ _declare("bpf_program__type", c_uint, [c_vp])
 _declare("bpf_program__expected_attach_type", c_uint, [c_vp])
 _declare("bpf_program__set_autoload", c_int, [c_vp, ctypes.c_bool])
 
+# --- BTF as C text (used by ebpfmaps.btf.cdump): libbpf's own C dumper, as bpftool uses it ----
+_declare("btf__new", c_vp, [c_vp, c_uint])
+_declare("btf__free", None, [c_vp])
+_declare("btf__type_cnt", c_uint, [c_vp])
+_declare("btf_dump__new", c_vp, [c_vp, c_vp, c_vp, c_vp])
+_declare("btf_dump__dump_type", c_int, [c_vp, c_uint])
+_declare("btf_dump__free", None, [c_vp])
+
 def version() -> tuple[int, int]:
     """The loaded libbpf's (major, minor) version."""
     return int(lib.libbpf_major_version()), int(lib.libbpf_minor_version())

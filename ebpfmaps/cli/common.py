@@ -16,6 +16,7 @@ from itertools import chain, islice
 from typing import Any, TextIO
 
 import ebpfmaps
+from ebpfmaps.btf import BtfCodec
 from ebpfmaps.cli import progress
 from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec, PerCpuValues, StructCodec
 from ebpfmaps.errors import (
@@ -182,6 +183,11 @@ def _scalar(codec: Codec, text: str, what: str) -> Any:
         return _inner_map(text)
     if type(codec) is Codec:
         return _raw_bytes(text, codec.size, what)
+    if isinstance(codec, BtfCodec):
+        try:
+            return json.loads(text)  # a record as a JSON object, an enum by name ("RED"), a number
+        except ValueError:
+            return _raw_bytes(text, codec.size, what)
     # Any other codec (BTF or ctypes structures): JSON for structured values, else raw bytes.
     if text[:1] in "[{":
         try:

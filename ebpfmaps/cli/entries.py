@@ -14,6 +14,7 @@ from itertools import chain, islice
 from typing import Any
 
 import ebpfmaps
+from ebpfmaps.btf import MapFormatter, map_formatter, render_value
 from ebpfmaps.cli import progress
 from ebpfmaps.cli.common import (
     NotFound,
@@ -110,18 +111,33 @@ def cmd_dump(args: argparse.Namespace) -> int:
     with open_target(args.target, readonly=True, key_type=args.key_type, value_type=args.value_type) as m:
         _refuse_unreadable(m, "dump")
         out = sys.stdout
+        fmtr = btf_formatter(m, args)
         with progress.bar("dumping", total=None) as advance:
             if args.jsonl or getattr(args, "json", False):
-                n = _dump_json(m, out, advance, lines=args.jsonl)
+                n = _dump_json(m, out, advance, lines=args.jsonl, fmtr=fmtr)
             else:
-                n = _dump_table(m, out, advance)
+                n = _dump_table(m, out, advance, render_value if fmtr is not None else text_of)
         if not (args.jsonl or getattr(args, "json", False)):
             print(f"{n} entr{'y' if n == 1 else 'ies'}")
     return 0
 
 
-def _json_chunks(m: Map) -> Iterator[list[str]]:
+def btf_formatter(m: Map, args: argparse.Namespace) -> MapFormatter | None:
+    """The map's BTF formatter (bpftool's ``formatted`` JSON, field names in tables), unless -k/-v ask for
+    other types."""
+    if args.key_type or args.value_type:
+        return None
+    return map_formatter(m.info(), per_cpu=m.per_cpu)
+
+
+def _json_chunks(m: Map, fmtr: MapFormatter | None = None) -> Iterator[list[str]]:
     """Each chunk of the map as JSON objects ``{"key": ..., "value": ...}``."""
+    if fmtr is not None and not _own_reading(m):
+        dumps, entry, ks = json.dumps, fmtr.entry, m.key_size
+        for kb, vb, count in raw_entry_chunks(m):
+            vs = len(vb) // count if count else 0
+            yield [dumps(entry(kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs])) for i in range(count)]
+        return
     if _own_reading(m):
         kd, vd = _decoded_encoder(m.key_codec), _decoded_encoder(m.value_codec)
         for keys, values in entry_chunks(m):
@@ -133,10 +149,11 @@ def _json_chunks(m: Map) -> Iterator[list[str]]:
         yield list(map(item, kenc(kb, count), venc(vb, count)))
 
 
-def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool) -> int:
+def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool,
+               fmtr: MapFormatter | None = None) -> int:
     write = out.write
     n = 0
-    chunks = _json_chunks(m)
+    chunks = _json_chunks(m, fmtr)
     # The first read comes before any output: a map that cannot be read leaves only the JSON error object.
     first = next(chunks, None)
     if not lines:
@@ -153,14 +170,14 @@ def _dump_json(m: Map, out: Any, advance: Callable[[int], None], *, lines: bool)
     return n
 
 
-def _dump_table(m: Map, out: Any, advance: Callable[[int], None]) -> int:
+def _dump_table(m: Map, out: Any, advance: Callable[[int], None], render: Callable[[Any], str]) -> int:
     headers = ["key", "value"]
 
     def rows() -> Iterator[list[str]]:
         for keys, values in entry_chunks(m):
             advance(len(keys))
             for k, v in zip(keys, values):
-                yield [text_of(k), text_of(v)]
+                yield [render(k), render(v)]
 
     if stdout_is_terminal():
         it = rows()
@@ -186,7 +203,16 @@ def cmd_get(args: argparse.Namespace) -> int:
             value = m.lookup(key)
         if value is None:
             raise NotFound(f"key {args.key} not found")
-        if getattr(args, "json", False):
+        fmtr = None if is_of_maps(m) else btf_formatter(m, args)
+        as_json = getattr(args, "json", False)
+        if fmtr is not None:
+            raw_key = m.key_codec.encode(key)
+            raw_value = m.lookup_bytes(raw_key)
+            if as_json and raw_value is not None:
+                print_json(fmtr.entry(raw_key, raw_value))  # bpftool's formatted key and value
+            else:
+                print(render_value(value))  # field names, enums by name, char arrays as text
+        elif as_json:
             print_json(_entry(m.key_codec.decode(m.key_codec.encode(key)), value))
         else:
             print(text_of(value))

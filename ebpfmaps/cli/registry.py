@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ebpfmaps.cli import entries, events, inventory, manage
+from ebpfmaps import cli_operator
+from ebpfmaps.cli import btf_cmds, entries, events, inventory, manage
 
 
 class CommandGroup(Protocol):
     def register(self, sub: Any) -> None: ...
 
 
-COMMAND_GROUPS: tuple[CommandGroup, ...] = (inventory, entries, manage, events)
+COMMAND_GROUPS: tuple[CommandGroup, ...] = (inventory, entries, manage, events, btf_cmds, cli_operator)
 
 
 class _Skipped:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ebpfmaps import errors, pinning
+from ebpfmaps import errors, extension, pinning
 from ebpfmaps._libbpf import new_opts, progs, structs
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.asm import Assembled, assemble, disassemble
@@ -118,6 +118,15 @@ def _tail(log: str, lines: int) -> str:
     return f"... ({len(parts) - lines} earlier lines in .log)\n" + "\n".join(parts[-lines:])
 
 
+def announce_maps(h: FD, ptype: int) -> None:
+    """Tell the extensions which maps a just-loaded program uses; if one refuses, unload it (close ``h``)."""
+    try:
+        extension.program_loaded(int(ptype), progs.prog_map_ids(h))
+    except BaseException:
+        h.close()
+        raise
+
+
 def prog_info(h: FD) -> ProgInfo:
     """What the kernel reports about the program behind ``h``."""
     info = progs.prog_info(h)
@@ -220,6 +229,7 @@ class Program:
                 res = progs.LoadAttempt(None, res.err, res2.log)
         if res.handle is None:
             raise cls._load_error(res.err, ptype, name, res.log, listing)
+        announce_maps(res.handle, ptype)
         return cls(res.handle, ptype, name, refs=refs, disassembly=listing, verifier_log=res.log if log_level else "")
 
     @staticmethod
