@@ -8,9 +8,9 @@ Groups import heavy modules inside their handlers, so every command starts fast.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Protocol
 
-from ebpfmaps import cli_operator
 from ebpfmaps.cli import btf_cmds, entries, events, inventory, manage
 
 
@@ -18,7 +18,24 @@ class CommandGroup(Protocol):
     def register(self, sub: Any) -> None: ...
 
 
-COMMAND_GROUPS: tuple[CommandGroup, ...] = (inventory, entries, manage, events, btf_cmds, cli_operator)
+class _LazyGroup:
+    """A group imported only when one of its commands runs or the whole parser is built: its module (and
+    what that imports) then costs the other one-shot commands nothing."""
+
+    def __init__(self, module: str, commands: tuple[str, ...]) -> None:
+        self.module = module
+        self.commands = commands
+
+    def register(self, sub: Any) -> None:
+        if isinstance(sub, _OnlyCommand) and sub.command not in self.commands:
+            return
+        importlib.import_module(self.module).register(sub)
+
+
+COMMAND_GROUPS: tuple[CommandGroup, ...] = (
+    inventory, entries, manage, events, btf_cmds,
+    _LazyGroup("ebpfmaps.cli_operator", ("watch", "hist", "export")),
+)
 
 
 class _Skipped:
@@ -37,10 +54,10 @@ class _OnlyCommand:
 
     def __init__(self, sub: Any, command: str) -> None:
         self._sub = sub
-        self._command = command
+        self.command = command
 
     def add_parser(self, name: str, **kwargs: Any) -> Any:
-        if name != self._command:
+        if name != self.command:
             return _Skipped()
         return self._sub.add_parser(name, **kwargs)
 
