@@ -62,6 +62,7 @@ from ebpfmaps.errors import (
     MapClosed,
     MapError,
     NotSupported,
+    OutOfMemory,
     PermissionDenied,
 )
 from ebpfmaps.factory import class_for, map_exists
@@ -1073,6 +1074,10 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                     if kb not in current:
                         current[kb] = original[kb] = self._base.lookup_bytes(kb)
                     old = current[kb]
+                    if (flags & BPF_NOEXIST and old is not None) or (flags & BPF_EXIST and old is None):
+                        # Elements are taken in order, as the kernel's would be: an earlier element that
+                        # found the map full is the batch's error, not this later one.
+                        self._check_room_before(i, klist, original)
                     if flags & BPF_NOEXIST and old is not None:
                         raise KeyExists(f"update_batch: element {i} (key {kb!r}) exists (BPF_NOEXIST)",
                                         op="update_batch")
@@ -1107,6 +1112,19 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             if failure is not None:
                 raise failure
         return nk
+
+    def _check_room_before(self, index: int, klist: list[bytes], original: dict[bytes, bytes | None]) -> None:
+        """Raise OutOfMemory if the new keys among the batch's first ``index`` elements do not fit in the
+        base map (a hash map holds at most max_entries elements; LRU maps evict and arrays have every index)."""
+        if self._base.type != int(MapType.HASH):
+            return
+        new_keys = {kb for kb in klist[:index] if original.get(kb) is None}
+        if not new_keys:
+            return
+        room = self._base.max_entries - sum(1 for _ in self._base.raw_pairs(values=False))
+        if len(new_keys) > room:
+            raise OutOfMemory(f"update_batch: the map is full before element {index} "
+                              f"(max_entries={self._base.max_entries})", op="update_batch")
 
     def _restore(self, original: dict[bytes, bytes | None], cause: MapError) -> None:
         """Put each key back as it was before a failed batch (we hold their locks)."""
