@@ -6,29 +6,18 @@
   :mod:`~ebpfmaps.btf.fromcodec` describes a map's ctypes or struct codecs in BTF.
 - :mod:`~ebpfmaps.btf.codec`: :class:`BtfCodec` turns values into records, enums, bytes and back.
 - :mod:`~ebpfmaps.btf.formatted`: entries exactly as ``bpftool -j map dump`` formats them.
-- :mod:`~ebpfmaps.btf.cdump` and :mod:`~ebpfmaps.btf.gen`: the types as C and as Python source.
+- :mod:`~ebpfmaps.btf.cdump`, :mod:`~ebpfmaps.btf.gen` and :mod:`~ebpfmaps.btf.output`: the types as C and as
+  Python source, for a map or an object (loaded on first use).
 """
 
 from __future__ import annotations
 
-from ebpfmaps.btf.cdump import format_c
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ebpfmaps.btf.codec import BtfCodec, Record, UnsupportedType, codec_for, cstr
-from ebpfmaps.btf.formatted import bpftool_value, format_entry, render_text, render_value
 from ebpfmaps.btf.fromcodec import CodecBtf, btf_for_codecs, describe_codec
-from ebpfmaps.btf.gen import generate_module, object_map_types
-from ebpfmaps.btf.maps import (
-    TYPED_MAP_TYPES,
-    MapFormatter,
-    TypeRef,
-    btf_of,
-    map_c_source,
-    map_formatter,
-    map_python_source,
-    object_c_source,
-    object_python_source,
-    type_refs,
-    typed_codecs,
-)
+from ebpfmaps.btf.maps import TYPED_MAP_TYPES, TypeRef, btf_of, type_refs, typed_codecs
 from ebpfmaps.btf.reader import VMLINUX, BtfTypes, EnumValue, Kind, Member, Param, SecInfo, Type
 from ebpfmaps.btf.writer import (
     BTF_KIND_INT,
@@ -40,6 +29,51 @@ from ebpfmaps.btf.writer import (
     read_raw,
     spin_lock_value_btf,
 )
+
+# Output (the C dumper through libbpf, the source generator, bpftool's JSON) loads on first use (PEP 562):
+# maps typed by their BTF need only the reader and the codecs.
+_LAZY_NAMES = {
+    "format_c": "ebpfmaps.btf.cdump",
+    "bpftool_value": "ebpfmaps.btf.formatted",
+    "format_entry": "ebpfmaps.btf.formatted",
+    "render_text": "ebpfmaps.btf.formatted",
+    "render_value": "ebpfmaps.btf.formatted",
+    "generate_module": "ebpfmaps.btf.gen",
+    "object_map_types": "ebpfmaps.btf.gen",
+    "MapFormatter": "ebpfmaps.btf.formatted",
+    "map_c_source": "ebpfmaps.btf.output",
+    "map_formatter": "ebpfmaps.btf.formatted",
+    "map_python_source": "ebpfmaps.btf.output",
+    "object_c_source": "ebpfmaps.btf.output",
+    "object_python_source": "ebpfmaps.btf.output",
+}
+
+if TYPE_CHECKING:
+    from ebpfmaps.btf.cdump import format_c
+    from ebpfmaps.btf.formatted import (
+        MapFormatter,
+        bpftool_value,
+        format_entry,
+        map_formatter,
+        render_text,
+        render_value,
+    )
+    from ebpfmaps.btf.gen import generate_module, object_map_types
+    from ebpfmaps.btf.output import map_c_source, map_python_source, object_c_source, object_python_source
+
+
+def __getattr__(name: str) -> Any:
+    source = _LAZY_NAMES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'ebpfmaps.btf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "BTF_KIND_INT",

@@ -13,10 +13,13 @@ import struct
 from typing import Any
 
 from ebpfmaps.btf.codec import Record
+from ebpfmaps.btf.maps import type_refs
 from ebpfmaps.btf.reader import BTF_INT_BOOL, BTF_INT_CHAR, BTF_INT_SIGNED, MODIFIERS, BtfTypes, Kind
+from ebpfmaps.codecs import round8
 from ebpfmaps.errors import InvalidArgument
+from ebpfmaps.spec import MapInfo
 
-__all__ = ["bpftool_value", "format_entry", "render_text", "render_value"]
+__all__ = ["MapFormatter", "bpftool_value", "format_entry", "map_formatter", "render_text", "render_value"]
 
 
 def _hex(v: int) -> str:
@@ -138,3 +141,45 @@ def render_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(render_value(x) for x in v) + "]"
     return str(v)
+
+
+class MapFormatter:
+    """A map's raw entries as bpftool's ``formatted`` JSON values, from the map's BTF.
+
+    Per-CPU values are one formatted value per possible CPU, in CPU order (bpftool's ``values``).
+    """
+
+    def __init__(self, types: BtfTypes, key_type_id: int, value_type_id: int, *, value_size: int,
+                 per_cpu: bool) -> None:
+        self.types = types
+        self.key_type_id = key_type_id
+        self.value_type_id = value_type_id
+        self.value_size = value_size
+        self.per_cpu = per_cpu
+        self._stride = round8(value_size)
+
+    def key(self, data: bytes) -> Any:
+        return bpftool_value(self.types, self.key_type_id, data) if self.key_type_id else data.hex(" ")
+
+    def value(self, data: bytes) -> Any:
+        if not self.value_type_id:
+            return data.hex(" ")
+        if self.per_cpu:
+            s, n = self._stride, self.value_size
+            return [bpftool_value(self.types, self.value_type_id, data[i : i + n]) for i in range(0, len(data), s)]
+        return bpftool_value(self.types, self.value_type_id, data)
+
+    def entry(self, key: bytes, value: bytes) -> dict[str, Any]:
+        """``{"key": ..., "value": ...}`` equal to bpftool's ``formatted.key`` and ``formatted.value``
+        (for per-CPU maps, ``value`` is the list of bpftool's ``formatted.values[i].value``)."""
+        return {"key": self.key(key), "value": self.value(value)}
+
+
+def map_formatter(info: MapInfo, *, per_cpu: bool) -> MapFormatter | None:
+    """A :class:`MapFormatter` for a map with BTF key or value types, else None."""
+    key, value = type_refs(info)
+    ref = key or value
+    if ref is None:
+        return None
+    return MapFormatter(ref.types, info.btf_key_type_id if key else 0, info.btf_value_type_id if value else 0,
+                        value_size=info.value_size, per_cpu=per_cpu)

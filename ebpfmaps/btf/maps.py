@@ -8,35 +8,19 @@ object is immutable), so the maps of one program share one set of record classes
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from ebpfmaps import errors
-from ebpfmaps.btf.cdump import format_c
 from ebpfmaps.btf.codec import Record, UnsupportedType, _Compiler, codec_for
-from ebpfmaps.btf.formatted import bpftool_value
-from ebpfmaps.btf.gen import generate_module, object_map_types
 from ebpfmaps.btf.reader import BtfTypes, Kind
-from ebpfmaps.codecs import Codec, Role, round8
+from ebpfmaps.codecs import Codec, Role
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapInfo
 
-__all__ = [
-    "TYPED_MAP_TYPES",
-    "MapFormatter",
-    "TypeRef",
-    "btf_of",
-    "map_c_source",
-    "map_formatter",
-    "map_python_source",
-    "object_c_source",
-    "object_python_source",
-    "type_refs",
-    "typed_codecs",
-]
+__all__ = ["TYPED_MAP_TYPES", "TypeRef", "btf_of", "type_refs", "typed_codecs"]
 
 #: Map types whose keys and values are plain data that BTF describes.
 TYPED_MAP_TYPES = frozenset(int(t) for t in (
@@ -164,76 +148,3 @@ def typed_codecs(info: MapInfo, key_type: Any, value_type: Any) -> tuple[Any, An
     if value_type is None:
         value_type = _codec(types, comp, info.btf_value_type_id, info.value_size, "value")
     return key_type, value_type
-
-
-class MapFormatter:
-    """A map's raw entries as bpftool's ``formatted`` JSON values, from the map's BTF.
-
-    Per-CPU values are one formatted value per possible CPU, in CPU order (bpftool's ``values``).
-    """
-
-    def __init__(self, types: BtfTypes, key_type_id: int, value_type_id: int, *, value_size: int,
-                 per_cpu: bool) -> None:
-        self.types = types
-        self.key_type_id = key_type_id
-        self.value_type_id = value_type_id
-        self.value_size = value_size
-        self.per_cpu = per_cpu
-        self._stride = round8(value_size)
-
-    def key(self, data: bytes) -> Any:
-        return bpftool_value(self.types, self.key_type_id, data) if self.key_type_id else data.hex(" ")
-
-    def value(self, data: bytes) -> Any:
-        if not self.value_type_id:
-            return data.hex(" ")
-        if self.per_cpu:
-            s, n = self._stride, self.value_size
-            return [bpftool_value(self.types, self.value_type_id, data[i : i + n]) for i in range(0, len(data), s)]
-        return bpftool_value(self.types, self.value_type_id, data)
-
-    def entry(self, key: bytes, value: bytes) -> dict[str, Any]:
-        """``{"key": ..., "value": ...}`` equal to bpftool's ``formatted.key`` and ``formatted.value``
-        (for per-CPU maps, ``value`` is the list of bpftool's ``formatted.values[i].value``)."""
-        return {"key": self.key(key), "value": self.value(value)}
-
-
-def map_formatter(info: MapInfo, *, per_cpu: bool) -> MapFormatter | None:
-    """A :class:`MapFormatter` for a map with BTF key or value types, else None."""
-    key, value = type_refs(info)
-    ref = key or value
-    if ref is None:
-        return None
-    return MapFormatter(ref.types, info.btf_key_type_id if key else 0, info.btf_value_type_id if value else 0,
-                        value_size=info.value_size, per_cpu=per_cpu)
-
-
-def map_c_source(info: MapInfo) -> str:
-    """The C declarations of a map's BTF key and value types (``bpftool btf dump map ... format c``)."""
-    key, value = type_refs(info)
-    refs = [r for r in (key, value) if r is not None]
-    if not refs:
-        raise errors.NotSupported(f"map {info.id} ({info.name!r}) has no BTF key or value type", op="btf")
-    return format_c(refs[0].types, [r.type_id for r in refs])
-
-
-def map_python_source(info: MapInfo, *, source: str = "") -> str:
-    """A Python module with ctypes types for a map's key and value (see :func:`ebpfmaps.btf.gen.generate_module`)."""
-    key, value = type_refs(info)
-    ref = key or value
-    if ref is None:
-        raise errors.NotSupported(f"map {info.id} ({info.name!r}) has no BTF key or value type", op="btf")
-    name = info.name or f"map_{info.id}"
-    return generate_module(ref.types, {name: (info.btf_key_type_id, info.btf_value_type_id)}, source=source,
-                           named=False)
-
-
-def object_python_source(path: str | os.PathLike[str]) -> str:
-    """A Python module with ctypes types for the maps and named types of a clang-built object."""
-    types = BtfTypes.from_elf(path)
-    return generate_module(types, object_map_types(types), source=os.path.basename(os.fspath(path)))
-
-
-def object_c_source(path: str | os.PathLike[str]) -> str:
-    """Every type of a clang-built object as C (``bpftool btf dump file OBJECT.o format c``)."""
-    return format_c(BtfTypes.from_elf(path))

@@ -14,7 +14,7 @@ from itertools import chain, islice
 from typing import Any
 
 import ebpfmaps
-from ebpfmaps.btf import MapFormatter, map_formatter, render_value
+from ebpfmaps.btf.formatted import MapFormatter, map_formatter, render_value
 from ebpfmaps.cli import progress
 from ebpfmaps.cli.common import (
     NotFound,
