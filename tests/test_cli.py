@@ -25,7 +25,7 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
 
 def cli(*args: str, check: bool = True, code: int | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=60)
+                          timeout=180)
     if code is not None:
         assert proc.returncode == code, f"ebpfmaps {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     elif check and proc.returncode != 0:
@@ -323,7 +323,7 @@ def test_progress_bar_only_for_a_watching_terminal(pin_path: Path, tmp_path: Pat
         main, side = pty.openpty()
         with open(out, "w") as sink:
             proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", "dump", str(pin_path), "--json"],
-                                  stdout=sink, stderr=side, env=dict(ENV, TERM="xterm"), timeout=60)
+                                  stdout=sink, stderr=side, env=dict(ENV, TERM="xterm"), timeout=180)
         os.close(side)
         shown = b""
         while True:
@@ -343,7 +343,7 @@ def test_progress_bar_only_for_a_watching_terminal(pin_path: Path, tmp_path: Pat
 
 def _modules_after(code: str) -> set[str]:
     proc = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sorted(sys.modules)))"],
-                          capture_output=True, text=True, env=ENV, timeout=60)
+                          capture_output=True, text=True, env=ENV, timeout=180)
     assert proc.returncode in (0, 1), proc.stderr
     return set(proc.stdout.split())
 
