@@ -8,6 +8,19 @@
 
 from __future__ import annotations
 
+from ebpfmaps.programs.attach import (
+    BPF_F_ALLOW_MULTI,
+    BPF_F_ALLOW_OVERRIDE,
+    attach_cgroup,
+    attach_fentry,
+    attach_kprobe,
+    attach_lsm,
+    attach_perf_event,
+    attach_socket,
+    attach_sockmap,
+    attach_tc,
+    attach_uprobe,
+)
 from ebpfmaps.programs.objects import BpfObject
 from ebpfmaps.programs.program import (
     BPF_F_TEST_RUN_ON_CPU,
@@ -25,9 +38,13 @@ from ebpfmaps.programs.tracing import (
     tracefs,
     tracepoint_id,
 )
-from ebpfmaps.programs.types import AttachType, ProgramType, parse_prog_type
+from ebpfmaps.programs.sections import SectionTarget, parse_section
+from ebpfmaps.programs.types import AttachType, ProgramType, parse_attach_type, parse_prog_type
 
 __all__ = [
+    "BPF_F_ALLOW_MULTI", "BPF_F_ALLOW_OVERRIDE", "SectionTarget", "attach_cgroup", "attach_fentry", "attach_kprobe",
+    "attach_lsm", "attach_perf_event", "attach_socket", "attach_sockmap", "attach_tc", "attach_uprobe",
+    "parse_attach_type", "parse_section",
     "BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "AttachType", "BpfObject", "Link", "PerfEventAttr",
     "ProgInfo", "Program", "ProgramType", "TestRun", "attach_raw_tracepoint", "attach_tracepoint",
     "parse_prog_type", "perf_event_open", "tracefs", "tracepoint_id",

@@ -38,7 +38,9 @@ from ebpfmaps.factory import class_for
 from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
 from ebpfmaps.programs.program import Program, _tail
-from ebpfmaps.programs.types import ProgramType
+from ebpfmaps.programs.sections import parse_section
+from ebpfmaps.programs.tracing import Link
+from ebpfmaps.programs.types import AttachType, ProgramType
 
 __all__ = ["BpfObject"]
 
@@ -239,6 +241,14 @@ class BpfObject:
                 handle.close()
                 raise
             prog = Program.from_fd(handle, name=name, section=section)
+            eat = obj_calls.program_expected_attach_type(self._obj, ptr)
+            try:
+                prog.expected_attach_type = AttachType(eat)
+            except ValueError:
+                prog.expected_attach_type = eat
+            parsed = parse_section(section)
+            if parsed is not None and parsed.kind in ("fentry", "lsm"):
+                prog.attach_target = parsed.name
             self._programs[name] = prog
         return self._programs[name]
 
@@ -261,6 +271,42 @@ class BpfObject:
             except ValueError:
                 out[name] = t
         return out
+
+    # ------------------------------------------------------------------ attaching
+    def attach(self, name: str, target: Any = None) -> Link:
+        """Attach program ``name`` by its section (``kprobe/do_unlinkat``, ``tc``, ``cgroup_skb/ingress``...);
+        sections that do not say where take ``target`` (an interface, cgroup path, socket or sockmap)."""
+        return self.programs[name].attach(target)
+
+    def attach_all(self, targets: Mapping[str, Any] | None = None) -> dict[str, Link]:
+        """Attach every loaded program whose section says where to (libbpf's auto-attach), and those whose
+        ``targets[name]`` says where; the links by program name. Programs of other sections are left alone.
+
+        If one attachment fails, the ones made before it are detached and the error is raised.
+        """
+        self._require_loaded("programs")
+        wanted = dict(targets or {})
+        unknown = set(wanted) - set(self.program_names())
+        if unknown:
+            raise KeyError(f"{self.path} has no program named {', '.join(sorted(unknown))}")
+        links: dict[str, Link] = {}
+        try:
+            for name in self.program_names():
+                ptr = self._prog_ptr(name)
+                if obj_calls.program_dup_fd(self._obj, ptr, probe_only=True) is None:
+                    continue  # not loaded (autoload off)
+                parsed = parse_section(obj_calls.program_section(self._obj, ptr))
+                if parsed is None or (parsed.needs_target and name not in wanted):
+                    if name in wanted:
+                        raise InvalidArgument(f"program {name!r} (section {obj_calls.program_section(self._obj, ptr)!r})"
+                                              " is not of a section ebpfmaps attaches", op="attach_all")
+                    continue
+                links[name] = self.programs[name].attach(wanted.get(name))
+        except BaseException:
+            for link in links.values():
+                link.detach()
+            raise
+        return links
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
