@@ -14,11 +14,7 @@ import platform
 import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +23,24 @@ import ebpfmaps
 from ebpfmaps import asm, elfsyms, features, ksyms
 from ebpfmaps.asm import R0, R1, R2, R3, R4, R6
 from ebpfmaps.errors import InvalidArgument, InvalidFlags, NotSupported
-from ebpfmaps.pinning import mounts
 from ebpfmaps.programs import BPF_F_ALLOW_MULTI, AttachType, Link, Program, ProgramType
+from tests import attach_support
+from tests.attach_support import ETH_P_EXPERIMENTAL, run_in_cgroup, send_frames
 from tests.bpfbuild import c_program
 from tests.conftest import bpftool_json
 from tests.kernel_features import (
     require_bpf_lsm,
     require_kprobes,
-    require_perf_event_link,
     require_tracing_trampolines,
     require_uprobes,
 )
 
+# The shared fixtures, by the names the tests take.
+cgroup = attach_support.cgroup
+veth_pair = attach_support.veth_pair
+
 # struct pt_regs on x86_64: ax is the 11th u64 (arch/x86/include/uapi/asm/ptrace.h).
 PT_REGS_AX = 80
-ETH_P_EXPERIMENTAL = 0x88B5  # IEEE 802 local experimental ethertype: no stack on either end reacts to it
 
 
 def _counter(entries: int = 1) -> ebpfmaps.Map:
@@ -251,32 +250,6 @@ def test_uprobe_arguments_are_checked_before_the_kernel() -> None:
 # ---------------------------------------------------------------------------------------------- tc
 
 
-@pytest.fixture
-def veth_pair() -> Iterator[tuple[str, str]]:
-    """Two ends of a fresh veth pair in this network namespace, both up."""
-    pyroute2 = pytest.importorskip("pyroute2")
-    tag = uuid.uuid4().hex[:6]
-    a, b = f"ebpfm{tag}a", f"ebpfm{tag}b"
-    with pyroute2.IPRoute() as ipr:
-        ipr.link("add", ifname=a, kind="veth", peer=b)
-        try:
-            for name in (a, b):
-                ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
-            yield a, b
-        finally:
-            idx = ipr.link_lookup(ifname=a)
-            if idx:
-                ipr.link("del", index=idx[0])
-
-
-def _send_frames(ifname: str, count: int) -> None:
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-        s.bind((ifname, 0))
-        frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + ETH_P_EXPERIMENTAL.to_bytes(2, "big") + b"\0" * 50
-        for _ in range(count):
-            s.send(frame)
-
-
 def _tc_counter_prog(counter: ebpfmaps.Map, name: str) -> Program:
     code = [asm.mov64(R6, R1), asm.ld_abs(2, 12), asm.jne(R0, ETH_P_EXPERIMENTAL, "out"),
             asm.mov64(R2, 1), *_add(counter, R2), asm.label("out"), asm.mov64(R0, 0), asm.exit_()]
@@ -298,13 +271,13 @@ def test_tc_ingress_and_egress_count_frames(veth_pair: tuple[str, str], mode: st
                 shown = subprocess.run([tc, "filter", "show", "dev", b, "ingress"], capture_output=True, text=True,
                                        check=True).stdout
                 assert "ebpfm_tc_in" in shown and "direct-action" in shown
-            _send_frames(a, 4)
+            send_frames(a, 4)
             deadline = time.monotonic() + 10
             while ingress_count[0] < 4 and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert egress_count[0] == 4
             assert ingress_count[0] == 4
-        _send_frames(a, 2)
+        send_frames(a, 2)
         time.sleep(0.05)  # let any frame that would still count reach the peer before the final check
         assert (egress_count[0], ingress_count[0]) == (4, 4)
         if not use_tcx:
@@ -322,36 +295,6 @@ def test_tc_arguments_are_checked_before_the_kernel() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- cgroups
-
-
-@pytest.fixture
-def cgroup() -> Iterator[str]:
-    """A fresh cgroup v2 directory (in the mounted cgroup2 hierarchy, or a private mount of it)."""
-    root = next((m.mount_point for m in mounts() if m.fstype == "cgroup2"), None)
-    private = None
-    if root is None:
-        private = tempfile.mkdtemp(prefix="ebpfmaps-cg2-")
-        subprocess.run(["mount", "-t", "cgroup2", "none", private], check=True)
-        root = private
-    path = os.path.join(root, f"ebpfm_{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    try:
-        yield path
-    finally:
-        os.rmdir(path)
-        if private is not None:
-            subprocess.run(["umount", private], check=True)
-            os.rmdir(private)
-
-
-def _run_in_cgroup(path: str, code: str) -> str:
-    def enter() -> None:
-        with open(os.path.join(path, "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-
-    proc = subprocess.run([sys.executable, "-c", code], preexec_fn=enter, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 UDP_ROUND_TRIP = """
@@ -399,9 +342,9 @@ def test_cgroup_program_sees_exactly_the_cgroups_processes(cgroup: str, prog_typ
         with prog.attach_cgroup(cgroup) as link:
             assert link.is_bpf_link  # cgroup links exist on every kernel the suite runs on (Linux 5.7+)
             assert [e["name"] for e in _cgroup_programs(cgroup)] == ["ebpfm_cg"]
-            _run_in_cgroup(cgroup, code)
+            run_in_cgroup(cgroup, code)
             assert counter[0] == expected
-        _run_in_cgroup(cgroup, code)
+        run_in_cgroup(cgroup, code)
         assert counter[0] == expected, "the program still ran after its link was closed"
         assert _cgroup_programs(cgroup) == []
 
@@ -419,11 +362,11 @@ def test_cgroup_multi_attach_flags_run_every_program(cgroup: str) -> None:
             shown = _cgroup_programs(cgroup)
             assert {e["name"] for e in shown} == {"ebpfm_cg1", "ebpfm_cg2"}
             assert {e["attach_flags"] for e in shown} == {"multi"}
-            _run_in_cgroup(cgroup, UDP_ROUND_TRIP)
+            run_in_cgroup(cgroup, UDP_ROUND_TRIP)
             assert (first[0], second[0]) == (3, 3)
             l1.detach()
             assert [e["name"] for e in _cgroup_programs(cgroup)] == ["ebpfm_cg2"]
-            _run_in_cgroup(cgroup, UDP_ROUND_TRIP)
+            run_in_cgroup(cgroup, UDP_ROUND_TRIP)
             assert (first[0], second[0]) == (3, 6)
         finally:
             l1.detach()
@@ -438,10 +381,10 @@ def test_cgroup_link_pin_keeps_the_program_attached(cgroup: str, pin_path: Path)
         link = prog.attach_cgroup(cgroup)
         link.pin(pin_path)
         link.detach()
-        _run_in_cgroup(cgroup, SOCK_CREATE)
+        run_in_cgroup(cgroup, SOCK_CREATE)
         assert counter[0] == 4
         os.unlink(pin_path)
-        _run_in_cgroup(cgroup, SOCK_CREATE)
+        run_in_cgroup(cgroup, SOCK_CREATE)
         assert counter[0] == 4
 
 

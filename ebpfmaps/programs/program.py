@@ -530,9 +530,16 @@ class Program:
         if kind in ("kprobe", "kretprobe"):
             return self.attach_kprobe(sec.name, sec.offset, ret=kind == "kretprobe")
         if kind in ("uprobe", "uretprobe"):
-            binary, point = (sec.binary, sec.name or sec.offset) if sec.binary else (target, sec.name or sec.offset)
+            binary, point = sec.binary, sec.name or sec.offset
             if not binary:
-                raise InvalidArgument(f"section {sec.section!r} names no binary: pass it as target", op="attach")
+                # A bare uprobe section: the target says "BINARY:SYMBOL" (or a (binary, symbol or offset) pair).
+                if isinstance(target, tuple) and len(target) == 2:
+                    binary, point = target
+                elif isinstance(target, str) and ":" in target:
+                    binary, _, point = target.rpartition(":")
+                else:
+                    raise InvalidArgument(f"section {sec.section!r} names no binary: pass target='BINARY:SYMBOL'",
+                                          op="attach")
             return self.attach_uprobe(binary, point, ret=kind == "uretprobe")
         if kind == "tc":
             return self.attach_tc(target, sec.direction)

@@ -70,7 +70,7 @@ def parse_section(section: str) -> SectionTarget | None:
         return SectionTarget(section, kind, name=sym[0], offset=sym[1])
     if kind in ("uprobe", "uretprobe"):
         if not rest:
-            return SectionTarget(section, kind, target_what="binary (absolute path)")
+            return SectionTarget(section, kind, target_what="binary and symbol ('/path/to/binary:symbol')")
         binary, colon, point = rest.rpartition(":")
         if not colon or not binary or not point:
             return None
