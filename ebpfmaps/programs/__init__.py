@@ -2,7 +2,9 @@
 
 - :class:`Program`: load instructions from :mod:`ebpfmaps.asm` (the verifier's log in the exception when the
   kernel refuses), run them with :meth:`Program.test_run`, pin them, attach them to tracepoints.
-- :class:`BpfObject`: clang-built ELF objects through libbpf, whose maps can be ebpfmaps maps.
+- :class:`BpfObject`: clang-built ELF objects through libbpf, whose maps can be ebpfmaps maps;
+  :class:`LegacyObject` for objects with ``SEC("maps")`` definitions, which libbpf 1.x refuses
+  (:func:`open_object` picks the right one).
 - :class:`Link`: an attachment; close it (or leave ``with``) to detach.
 """
 
@@ -21,6 +23,7 @@ from ebpfmaps.programs.attach import (
     attach_tc,
     attach_uprobe,
 )
+from ebpfmaps.programs.legacy import LegacyObject, open_object
 from ebpfmaps.programs.objects import BpfObject
 from ebpfmaps.programs.program import (
     BPF_F_TEST_RUN_ON_CPU,
@@ -42,7 +45,7 @@ from ebpfmaps.programs.sections import SectionTarget, parse_section
 from ebpfmaps.programs.types import AttachType, ProgramType, parse_attach_type, parse_prog_type
 
 __all__ = [
-    "BPF_F_ALLOW_MULTI", "BPF_F_ALLOW_OVERRIDE", "SectionTarget", "attach_cgroup", "attach_fentry", "attach_kprobe",
+    "BPF_F_ALLOW_MULTI", "BPF_F_ALLOW_OVERRIDE", "LegacyObject", "SectionTarget", "open_object", "attach_cgroup", "attach_fentry", "attach_kprobe",
     "attach_lsm", "attach_perf_event", "attach_socket", "attach_sockmap", "attach_tc", "attach_uprobe",
     "parse_attach_type", "parse_section",
     "BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "AttachType", "BpfObject", "Link", "PerfEventAttr",

@@ -37,6 +37,7 @@ from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapError, ProgramL
 from ebpfmaps.factory import class_for
 from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
+from ebpfmaps.programs.autoattach import attach_programs
 from ebpfmaps.programs.program import Program, _tail
 from ebpfmaps.programs.sections import parse_section
 from ebpfmaps.programs.tracing import Link
@@ -102,7 +103,14 @@ class BpfObject:
         if pin_root is not None:
             root = os.fspath(pin_root)
             pinning.require_bpffs(os.path.join(root, "x"), "object_open")  # checks the directory of a pin in it
-        handle = obj_calls.object_open(fspath, pin_root=root, object_name=object_name)
+        try:
+            handle = obj_calls.object_open(fspath, pin_root=root, object_name=object_name)
+        except ProgramLoadError as exc:
+            if "legacy map definitions" in (exc.log or ""):
+                exc.args = (exc.args[0] + "\n(a legacy SEC(\"maps\") object: open it with "
+                            "ebpfmaps.programs.LegacyObject.open, or ebpfmaps.programs.open_object)",)
+                exc.message = exc.args[0]
+            raise
         try:
             obj = cls(handle, fspath, {})
         except BaseException:
@@ -285,28 +293,9 @@ class BpfObject:
         If one attachment fails, the ones made before it are detached and the error is raised.
         """
         self._require_loaded("programs")
-        wanted = dict(targets or {})
-        unknown = set(wanted) - set(self.program_names())
-        if unknown:
-            raise KeyError(f"{self.path} has no program named {', '.join(sorted(unknown))}")
-        links: dict[str, Link] = {}
-        try:
-            for name in self.program_names():
-                ptr = self._prog_ptr(name)
-                if obj_calls.program_dup_fd(self._obj, ptr, probe_only=True) is None:
-                    continue  # not loaded (autoload off)
-                parsed = parse_section(obj_calls.program_section(self._obj, ptr))
-                if parsed is None or (parsed.needs_target and name not in wanted):
-                    if name in wanted:
-                        raise InvalidArgument(f"program {name!r} (section {obj_calls.program_section(self._obj, ptr)!r})"
-                                              " is not of a section ebpfmaps attaches", op="attach_all")
-                    continue
-                links[name] = self.programs[name].attach(wanted.get(name))
-        except BaseException:
-            for link in links.values():
-                link.detach()
-            raise
-        return links
+        loaded = {name: self.programs[name] for name, ptr in obj_calls.program_ptrs(self._obj).items()
+                  if obj_calls.program_dup_fd(self._obj, ptr, probe_only=True) is not None}
+        return attach_programs(loaded, targets, self.path)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
