@@ -26,8 +26,8 @@ except ImportError:  # the [elf] extra is not installed: the functions below say
     ELFError = Exception
 
 __all__ = [
-    "ElfSymbols", "Mapping", "UserSymbol", "clear_cache", "elf_symbols", "process_maps", "resolve_user",
-    "symbol_file_offset",
+    "ElfSymbols", "Mapping", "UserSymbol", "by_build_id", "cached_build_ids", "clear_cache", "elf_symbols",
+    "load_process_binaries", "process_maps", "resolve_user", "symbol_file_offset",
 ]
 
 _FUNC_TYPES = frozenset({"STT_FUNC", "STT_GNU_IFUNC"})
@@ -134,6 +134,14 @@ _by_build_id: dict[bytes, ElfSymbols] = {}
 _by_file: dict[tuple[int, int, int, int], ElfSymbols] = {}
 
 
+# The kernel reports build ids in 20-byte fields (BPF_BUILD_ID_SIZE), zero-padded when shorter.
+BUILD_ID_SIZE = 20
+
+
+def _build_id_key(build_id: bytes) -> bytes:
+    return build_id[:BUILD_ID_SIZE].ljust(BUILD_ID_SIZE, b"\0")
+
+
 def elf_symbols(path: str) -> ElfSymbols:
     """The symbols of ``path``, cached by build id (or, without one, by the file's identity)."""
     try:
@@ -148,9 +156,31 @@ def elf_symbols(path: str) -> ElfSymbols:
     table = ElfSymbols(path)
     with _cache_lock:
         if table.build_id is not None:
-            table = _by_build_id.setdefault(table.build_id, table)
+            table = _by_build_id.setdefault(_build_id_key(table.build_id), table)
         _by_file[key] = table
     return table
+
+
+def by_build_id(build_id: bytes) -> ElfSymbols | None:
+    """The cached symbols of the binary with ``build_id`` (None when no file read so far has it)."""
+    with _cache_lock:
+        return _by_build_id.get(_build_id_key(bytes(build_id)))
+
+
+def load_process_binaries(pid: int) -> None:
+    """Read (into the cache) the symbols of every file process ``pid`` maps, so build-id frames resolve."""
+    _require_pyelftools("elf_symbols")
+    seen: set[str] = set()
+    for m in process_maps(pid):
+        if m.path in seen:
+            continue
+        seen.add(m.path)
+        for candidate in (f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}", m.path):
+            try:
+                elf_symbols(candidate)
+                break
+            except InvalidArgument:
+                continue
 
 
 def clear_cache() -> None:

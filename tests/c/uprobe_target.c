@@ -1,5 +1,6 @@
 /* A target for uprobe tests: waits for a line on stdin, then calls probe_target_fn(i) for i in 0..N-1
- * (N from argv[1]) and prints the sum of its results. noinline and used keep the function and its symbol. */
+ * (N from argv[1]), prints the sum of its results and stays until stdin ends (so its mappings can be read).
+ * noinline and used keep the function and its symbol. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,5 +21,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		sum += probe_target_fn(i);
 	printf("%ld\n", sum);
+	fflush(stdout);
+	while (fgets(line, sizeof(line), stdin))
+		;
 	return 0;
 }
