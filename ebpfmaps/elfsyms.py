@@ -18,25 +18,32 @@ from typing import Any
 
 from ebpfmaps.errors import InvalidArgument, KeyNotFound, NotSupported
 
+_ELF_FILE: Any
+#: What pyelftools raises on a file it cannot parse (empty without pyelftools).
+ELF_ERRORS: tuple[type[BaseException], ...]
 try:
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
+    from elftools.common.exceptions import ELFError as _ELFError
+    from elftools.elf.elffile import ELFFile as _ELFFile
+
+    _ELF_FILE = _ELFFile
+    ELF_ERRORS = (_ELFError,)
 except ImportError:  # the [elf] extra is not installed: the functions below say so
-    ELFFile = None
-    ELFError = Exception
+    _ELF_FILE = None
+    ELF_ERRORS = ()
 
 __all__ = [
-    "ElfSymbols", "Mapping", "UserSymbol", "by_build_id", "cached_build_ids", "clear_cache", "elf_symbols",
-    "load_process_binaries", "process_maps", "resolve_user", "symbol_file_offset",
+    "ELF_ERRORS", "ElfSymbols", "Mapping", "UserSymbol", "by_build_id", "cached_build_ids", "clear_cache", "elf_symbols",
+    "load_process_binaries", "process_maps", "require_pyelftools", "resolve_user", "symbol_file_offset",
 ]
 
 _FUNC_TYPES = frozenset({"STT_FUNC", "STT_GNU_IFUNC"})
 
 
-def _require_pyelftools(op: str) -> Any:
-    if ELFFile is None:
-        raise NotSupported("reading ELF symbol tables needs pyelftools (pip install 'ebpfmaps[elf]')", op=op)
-    return ELFFile
+def require_pyelftools(op: str, what: str = "reading ELF symbol tables") -> Any:
+    """pyelftools' ``ELFFile`` class, or NotSupported saying ``what`` needs it."""
+    if _ELF_FILE is None:
+        raise NotSupported(f"{what} needs pyelftools (pip install 'ebpfmaps[elf]')", op=op)
+    return _ELF_FILE
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class ElfSymbols:
     """One ELF file's function symbols (sorted by address) and its loadable segments."""
 
     def __init__(self, path: str) -> None:
-        elf_file = _require_pyelftools("elf_symbols")
+        elf_file = require_pyelftools("elf_symbols")
         self.path = path
         self.build_id: bytes | None = None
         self.segments: list[tuple[int, int, int]] = []  # (p_vaddr, p_offset, p_filesz) of each PT_LOAD
@@ -90,7 +97,7 @@ class ElfSymbols:
                         self._by_name.setdefault(sym.name, addr)
                         if addr not in funcs or (sym["st_info"]["bind"] == "STB_GLOBAL"):
                             funcs[addr] = (sym["st_size"], sym.name)
-        except (OSError, ELFError) as exc:
+        except (OSError, *ELF_ERRORS) as exc:  # type: ignore[misc]  # a tuple built at import
             raise InvalidArgument(f"cannot read ELF symbols of {path}: {exc}", op="elf_symbols") from None
         order = sorted(funcs)
         self.addresses = order
@@ -169,7 +176,7 @@ def by_build_id(build_id: bytes) -> ElfSymbols | None:
 
 def load_process_binaries(pid: int) -> None:
     """Read (into the cache) the symbols of every file process ``pid`` maps, so build-id frames resolve."""
-    _require_pyelftools("elf_symbols")
+    require_pyelftools("elf_symbols")
     seen: set[str] = set()
     for m in process_maps(pid):
         if m.path in seen:

@@ -26,9 +26,23 @@ from ebpfmaps._libbpf.fd import FD
 from ebpfmaps._libbpf.progs import fail
 
 __all__ = [
-    "ObjectHandle", "map_definition", "map_dup_fd", "map_pin_path", "map_ptrs", "map_reuse_fd",
-    "map_set_max_entries", "map_set_pin_path", "object_load", "object_open", "program_dup_fd", "program_ptr",
-    "program_expected_attach_type", "program_ptrs", "program_section", "program_set_autoload", "program_type",
+    "ObjectHandle",
+    "map_definition",
+    "map_dup_fd",
+    "map_pin_path",
+    "map_ptrs",
+    "map_reuse_fd",
+    "map_set_max_entries",
+    "map_set_pin_path",
+    "object_load",
+    "object_open",
+    "program_dup_fd",
+    "program_expected_attach_type",
+    "program_ptr",
+    "program_ptrs",
+    "program_section",
+    "program_set_autoload",
+    "program_type",
 ]
 
 _close_lock = threading.Lock()

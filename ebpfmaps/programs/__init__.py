@@ -32,6 +32,7 @@ from ebpfmaps.programs.program import (
     Program,
     TestRun,
 )
+from ebpfmaps.programs.sections import SectionTarget, parse_section
 from ebpfmaps.programs.tracing import (
     Link,
     PerfEventAttr,
@@ -41,14 +42,39 @@ from ebpfmaps.programs.tracing import (
     tracefs,
     tracepoint_id,
 )
-from ebpfmaps.programs.sections import SectionTarget, parse_section
 from ebpfmaps.programs.types import AttachType, ProgramType, parse_attach_type, parse_prog_type
 
 __all__ = [
-    "BPF_F_ALLOW_MULTI", "BPF_F_ALLOW_OVERRIDE", "LegacyObject", "SectionTarget", "open_object", "attach_cgroup", "attach_fentry", "attach_kprobe",
-    "attach_lsm", "attach_perf_event", "attach_socket", "attach_sockmap", "attach_tc", "attach_uprobe",
-    "parse_attach_type", "parse_section",
-    "BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "AttachType", "BpfObject", "Link", "PerfEventAttr",
-    "ProgInfo", "Program", "ProgramType", "TestRun", "attach_raw_tracepoint", "attach_tracepoint",
-    "parse_prog_type", "perf_event_open", "tracefs", "tracepoint_id",
+    "BPF_F_ALLOW_MULTI",
+    "BPF_F_ALLOW_OVERRIDE",
+    "BPF_F_TEST_RUN_ON_CPU",
+    "BPF_F_TEST_XDP_LIVE_FRAMES",
+    "AttachType",
+    "BpfObject",
+    "LegacyObject",
+    "Link",
+    "PerfEventAttr",
+    "ProgInfo",
+    "Program",
+    "ProgramType",
+    "SectionTarget",
+    "TestRun",
+    "attach_cgroup",
+    "attach_fentry",
+    "attach_kprobe",
+    "attach_lsm",
+    "attach_perf_event",
+    "attach_raw_tracepoint",
+    "attach_socket",
+    "attach_sockmap",
+    "attach_tc",
+    "attach_tracepoint",
+    "attach_uprobe",
+    "open_object",
+    "parse_attach_type",
+    "parse_prog_type",
+    "parse_section",
+    "perf_event_open",
+    "tracefs",
+    "tracepoint_id",
 ]

@@ -33,8 +33,8 @@ from ebpfmaps._libbpf import perf, progs
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps._libbpf.perf import PerfEventAttr
 from ebpfmaps.cpus import online_cpus
-from ebpfmaps.errors import InvalidArgument, InvalidFlags, MapClosed, NotSupported
 from ebpfmaps.elfsyms import symbol_file_offset
+from ebpfmaps.errors import InvalidArgument, InvalidFlags, MapClosed, NotSupported
 from ebpfmaps.programs.tracing import PERF_TYPE_SOFTWARE, Link, attach_perf_event_fd, require_type
 from ebpfmaps.programs.types import AttachType, ProgramType, parse_attach_type
 

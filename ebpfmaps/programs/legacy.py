@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ebpfmaps.elfsyms import ELF_ERRORS, require_pyelftools
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapClosed, NotSupported, ProgramLoadError
 from ebpfmaps.factory import create
 from ebpfmaps.map import Map
@@ -31,13 +32,6 @@ from ebpfmaps.programs.objects import BpfObject
 from ebpfmaps.programs.program import Program
 from ebpfmaps.programs.tracing import Link
 from ebpfmaps.programs.types import AttachType, ProgramType
-
-try:
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-except ImportError:  # the [elf] extra is not installed: LegacyObject.open says so
-    ELFFile = None
-    ELFError = Exception
 
 __all__ = ["LegacyMapDef", "LegacyObject", "has_legacy_maps", "open_object", "section_program_type"]
 
@@ -98,21 +92,16 @@ class LegacyMapDef:
     flags: int
 
 
-def _require_pyelftools() -> Any:
-    if ELFFile is None:
-        raise NotSupported("legacy SEC(\"maps\") objects are read with pyelftools (pip install 'ebpfmaps[elf]')",
-                           op="object_open")
-    return ELFFile
-
-
 def has_legacy_maps(path: str | os.PathLike[str]) -> bool:
     """Whether the ELF object at ``path`` declares maps in a ``maps`` section (False without pyelftools)."""
-    if ELFFile is None:
+    try:
+        elf_file = require_pyelftools("object_open")
+    except NotSupported:
         return False
     try:
         with open(path, "rb") as f:
-            return ELFFile(f).get_section_by_name("maps") is not None
-    except (OSError, ELFError):
+            return elf_file(f).get_section_by_name("maps") is not None
+    except (OSError, *ELF_ERRORS):  # type: ignore[misc]  # a tuple built at import
         return False
 
 
@@ -164,7 +153,7 @@ class LegacyObject:
 
         ``reuse={"name": map}`` uses a live Map instead of creating that map (its type and sizes must match).
         """
-        elf_file = _require_pyelftools()
+        elf_file = require_pyelftools("object_open", "reading legacy SEC(\"maps\") objects")
         fspath = os.fspath(path)
         if not os.path.isfile(fspath):
             raise InvalidArgument(f"no BPF object file at {fspath!r}", op="object_open")
@@ -175,7 +164,7 @@ class LegacyObject:
                     raise InvalidArgument(f"{fspath} is not a BPF object (machine {elf['e_machine']})",
                                           op="object_open")
                 obj = cls._read(elf, fspath, reuse or {})
-        except ELFError as exc:
+        except ELF_ERRORS as exc:
             raise InvalidArgument(f"{fspath} is not a readable ELF object: {exc}", op="object_open") from None
         for name, m in obj._reuse.items():
             obj._check_reuse(name, m)

@@ -9,13 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import ebpfmaps.programs.attach as attach_points
 from ebpfmaps import errors, pinning
 from ebpfmaps._libbpf import new_opts, progs, structs
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.asm import Assembled, assemble, disassemble
 from ebpfmaps.errors import InvalidArgument, MapClosed, ProgramLoadError
 from ebpfmaps.fdinfo import read_fdinfo
-import ebpfmaps.programs.attach as attach_points
 from ebpfmaps.programs.sections import SectionTarget, parse_section
 from ebpfmaps.programs.tracing import Link, attach_raw_tracepoint, attach_tracepoint
 from ebpfmaps.programs.types import AttachType, ProgramType, parse_attach_type, parse_prog_type

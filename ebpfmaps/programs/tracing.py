@@ -37,10 +37,20 @@ if TYPE_CHECKING:
     from ebpfmaps.programs.program import Program
 
 __all__ = [
-    "PERF_EVENT_IOC_DISABLE", "PERF_EVENT_IOC_ENABLE", "PERF_EVENT_IOC_SET_BPF", "PERF_FLAG_FD_CLOEXEC",
-    "PERF_TYPE_TRACEPOINT", "Link", "PerfEventAttr", "attach_perf_event_fd", "attach_raw_tracepoint",
-    "attach_tracepoint", "require_type",
-    "perf_event_open", "tracefs", "tracepoint_id",
+    "PERF_EVENT_IOC_DISABLE",
+    "PERF_EVENT_IOC_ENABLE",
+    "PERF_EVENT_IOC_SET_BPF",
+    "PERF_FLAG_FD_CLOEXEC",
+    "PERF_TYPE_TRACEPOINT",
+    "Link",
+    "PerfEventAttr",
+    "attach_perf_event_fd",
+    "attach_raw_tracepoint",
+    "attach_tracepoint",
+    "perf_event_open",
+    "require_type",
+    "tracefs",
+    "tracepoint_id",
 ]
 
 # uapi linux/perf_event.h
