@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 _FUNC_TYPES = frozenset({"STT_FUNC", "STT_GNU_IFUNC"})
+# A symbol without a size (``_init``, ``_fini``, assembly labels) covers at most this much after it: a
+# stripped library's far-away code is then "address [library]" rather than a wrong ``_fini+0x20f99c``.
+UNSIZED_SYMBOL_SPAN = 0x1000
 
 
 def require_pyelftools(op: str, what: str = "reading ELF symbol tables") -> Any:
@@ -131,7 +134,7 @@ class ElfSymbols:
         start = self.addresses[i]
         size, name = self.entries[i]
         off = vaddr - start
-        if size and off >= size:
+        if (size and off >= size) or (not size and off >= UNSIZED_SYMBOL_SPAN):
             return None
         return name, off
 
