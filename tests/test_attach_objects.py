@@ -111,6 +111,8 @@ def test_attach_by_section_asks_for_the_missing_target(sections_obj: Path) -> No
             obj.attach("on_egress")
         with pytest.raises(KeyError):
             obj.attach_all({"no_such_program": "lo"})
+        with pytest.raises(InvalidArgument, match="takes no target"):
+            obj.attach("on_getppid", "lo")
         with obj.attach("on_getppid") as link:
             assert link.kind == "tracepoint" and link.target == "syscalls/sys_enter_getppid"
 

@@ -232,7 +232,7 @@ def attach_perf_event(prog: Program, event: str | int = "cpu-clock", *, cpu: int
             link.detach()
         raise
     first, rest = links[0], links[1:]
-    first._members.extend(rest)
+    first.add_members(rest)
     if cpu is None:
         first.target = f"{event} on {len(cpus)} CPUs"
     return first

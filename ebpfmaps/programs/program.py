@@ -506,9 +506,9 @@ class Program:
         """
         spec = section
         if spec is None:
-            if isinstance(target, str) and "/" in target and parse_section(target) is not None \
-                    and not self.section:
-                spec, target = target, None
+            named = parse_section(target) if isinstance(target, str) else None
+            if named is not None and not named.needs_target:
+                spec, target = target, None  # a section that says where, given in place of the program's own
             else:
                 spec = self.section
         parsed = parse_section(spec)
@@ -516,6 +516,10 @@ class Program:
             raise InvalidArgument(f"cannot attach by section {spec!r}: not a section libbpf attaches "
                                   "(kprobe/, uprobe/, tracepoint/, raw_tp/, tc, cgroup_skb/, cgroup/, socket, "
                                   "sk_skb/, sk_msg, perf_event, fentry/, lsm/)", op="attach")
+        if target is not None and not parsed.needs_target and parsed.kind not in ("perf_event", "uprobe",
+                                                                                    "uretprobe"):
+            raise InvalidArgument(f"section {spec!r} says where it attaches; it takes no target ({target!r})",
+                                  op="attach")
         return self._attach_parsed(parsed, target)
 
     def _attach_parsed(self, sec: SectionTarget, target: Any) -> Link:

@@ -172,6 +172,10 @@ class Link:
         """The further links (one per CPU) detached together with this one."""
         return list(self._members)
 
+    def add_members(self, links: Sequence[Link]) -> None:
+        """Make ``links`` detach together with this one (the per-CPU links of one perf event attachment)."""
+        self._members.extend(links)
+
     @property
     def attached(self) -> bool:
         return not self.closed
