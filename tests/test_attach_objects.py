@@ -85,7 +85,8 @@ def test_attach_all_with_targets_for_the_sections_that_do_not(sections_obj: Path
                 counts = _u64_map(obj, "counts")
                 run_in_cgroup(cgroup, UDP_SEND)
                 send_frames(a, 2)
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"hi", r.getsockname())
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                    sender.sendto(b"hi", r.getsockname())
                 assert r.recv(16) == b"hi"
                 out, _ = target.communicate("go\n", timeout=60)
                 assert int(out) == 16
