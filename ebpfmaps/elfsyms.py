@@ -87,7 +87,9 @@ class ElfSymbols:
                     if sec["sh_type"] == "SHT_NOTE":
                         for note in sec.iter_notes():
                             if note["n_type"] == "NT_GNU_BUILD_ID":
-                                self.build_id = bytes.fromhex(note["n_desc"])
+                                # pyelftools gives a hex string, or raw bytes for a descriptor it cannot parse.
+                                desc = note["n_desc"]
+                                self.build_id = bytes.fromhex(desc) if isinstance(desc, str) else bytes(desc)
                 for name in (".symtab", ".dynsym"):
                     table = elf.get_section_by_name(name)
                     if table is None or not hasattr(table, "iter_symbols"):
