@@ -14,7 +14,7 @@ STAMPS     := $(VENV)/.stamps
 # gcc (C baselines and the struct layout test), bcc and the 6.1 headers it compiles against (interop tests),
 # iproute2 (netns/veth), python3-venv (the virtualenv).
 DEB_PACKAGES := libbpf1 libbpf-dev bpftool clang llvm gcc make libc6-dev python3-venv iproute2 \
-                python3-bpfcc bpfcc-tools linux-headers-amd64
+                python3-bpfcc bpfcc-tools linux-headers-amd64 time
 PYTEST_ARGS ?=
 
 .PHONY: setup deb venv bpffs demo test bench lint clean
@@ -38,7 +38,7 @@ venv: $(STAMPS)/venv
 $(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e '.[dev,docs,bench]'
 	@# bcc's Python module comes from Debian (python3-bpfcc); expose just that package to the venv.
 	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	  ln -sfn /usr/lib/python3/dist-packages/bcc "$$site/bcc"

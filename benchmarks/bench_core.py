@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
+import statistics
 import struct
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +22,13 @@ from harness import Result, c_baseline, make_result
 
 import ebpfmaps
 from ebpfmaps import map as map_module
+from ebpfmaps._libbpf import fast
 
 SINGLE_TARGET = 1.3  # target: a single op at most 1.3x C
 BATCH_TARGET = 1.1  # target: batched, per element, at most 1.1x C
+FLOOR_TARGET = 1.15  # target: a single op at most 1.15x the bare ctypes call with prebuilt arguments
+WHOLE_MAP_TARGET = 1.5  # target: a whole map into Python objects, per element, at most 1.5x C's batch lookup
+NUMPY_TARGET = 1.1  # target: a whole map into one numpy array, at most 1.1x C's batch lookup
 
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
@@ -88,6 +96,8 @@ def single_ops(quick: bool) -> list[Result]:
                                    rounds=rounds, elements=len(seq_k), target=SINGLE_TARGET))
             out.append(make_result(f"{kind} update ({label})", "single op", py_update, c_update,
                                    rounds=rounds, elements=len(seq_k), target=SINGLE_TARGET))
+            if kind == "hash":
+                out += _single_ops_vs_floor(m, keys, values, label, rounds)
             if kind == "hash" and typed:
                 # The dict spelling users write most; same kernel work as lookup/update.
                 def py_getitem(m: ebpfmaps.Map = m, seq_k: list[Any] = seq_k) -> int:
@@ -99,6 +109,172 @@ def single_ops(quick: bool) -> list[Result]:
                                        rounds=rounds, elements=len(seq_k), target=SINGLE_TARGET))
             m.close()
     return out
+
+
+def _timed_loop(loop: Callable[[], int]) -> Callable[[], tuple[int, int]]:
+    """A Python loop as the harness's baseline side: ``(total ns, elements)``."""
+
+    def run() -> tuple[int, int]:
+        t0 = time.perf_counter_ns()
+        n = loop()
+        return time.perf_counter_ns() - t0, n
+
+    return run
+
+
+def _single_ops_vs_floor(m: ebpfmaps.Map, keys: list[Any], values: list[Any], label: str,
+                         rounds: int) -> list[Result]:
+    """lookup/update/delete against a bare ctypes call of the same libbpf function with prebuilt
+    arguments (keys as packed bytes, one value buffer, the fd as an int), in the same run.
+
+    The baseline is the plain ``CDLL`` call (the GIL released), as a user would write it; the
+    library's element calls keep the GIL (ebpfmaps._libbpf.fast explains why), and the notes give
+    the bare call of that kind too.
+    """
+    fd = m.fd
+    nkeys = len(keys)
+    packed = [_U32.pack(i) for i in range(nkeys)]
+    vbytes = [_U64.pack(i) for i in range(nkeys)]
+    buf = (ctypes.c_char * 8)()
+    flags = fast.u64(0)
+    rel, held = fast.released, fast
+    reps = 10
+    seq_k, seq_v, seq_p, seq_b = keys * reps, values * reps, packed * reps, vbytes * reps
+    n = len(seq_k)
+
+    def bare(call: Any, kind: str) -> Callable[[], int]:
+        if kind == "lookup":
+            def loop() -> int:
+                for k in seq_p:
+                    call(fd, k, buf)
+                return n
+        elif kind == "update":
+            def loop() -> int:
+                for k, v in zip(seq_p, seq_b):
+                    call(fd, k, v, flags)
+                return n
+        else:
+            def loop() -> int:
+                for k in packed:
+                    call(fd, k)
+                return nkeys
+        return loop
+
+    def py_lookup() -> int:
+        lookup = m.lookup
+        for k in seq_k:
+            lookup(k)
+        return n
+
+    def py_update() -> int:
+        update = m.update
+        for k, v in zip(seq_k, seq_v):
+            update(k, v)
+        return n
+
+    def py_delete() -> int:
+        delete = m.delete
+        for k in keys:
+            delete(k)
+        return nkeys
+
+    def refill() -> None:
+        m.update_batch(keys, values)
+
+    out = []
+    for op, py, floor_rel, floor_held, setup in (
+        ("lookup", py_lookup, rel.map_lookup_elem, held.map_lookup_elem, None),
+        ("update", py_update, rel.map_update_elem, held.map_update_elem, None),
+        ("delete", py_delete, rel.map_delete_elem, held.map_delete_elem, refill),
+    ):
+        samples = []
+        for _ in range(3):
+            if setup is not None:
+                setup()
+            ns, count = _timed_loop(bare(floor_held, op))()
+            samples.append(ns / count)
+        held_ns = statistics.median(samples)
+        out.append(make_result(
+            f"hash {op} ({label}) vs bare ctypes call", "single op floor", py, _timed_loop(bare(floor_rel, op)),
+            rounds=rounds, elements=nkeys if op == "delete" else n, target=FLOOR_TARGET, setup=setup,
+            notes=f"baseline column: the bare CDLL call with prebuilt arguments; the bare GIL-holding call "
+                  f"(what the library uses) took {held_ns:.0f} ns",
+        ))
+    cb = c_baseline()
+    out.append(make_result(f"hash delete ({label})", "single op", py_delete,
+                           functools.partial(cb.call, "delete", fd, 4, 8, nkeys, nkeys), rounds=rounds,
+                           elements=nkeys, target=SINGLE_TARGET, setup=refill))
+    refill()  # the rows after these read the map
+    return out
+
+
+def gil_choice(quick: bool) -> list[Result]:
+    """Element calls holding the GIL (PyDLL) against releasing it (CDLL): 1 and 2 threads.
+
+    The same bare lookup loop (1,000 keys, prebuilt arguments) in one thread and in two threads
+    at once, with the process allowed on every CPU for the two-thread case. The py column is the
+    GIL-holding call, the baseline column the releasing one; both are ns per lookup of the whole
+    process (for two threads: wall time / lookups of both threads, so lower is more throughput).
+    """
+    nkeys = 1000
+    reps = 5 if quick else 40
+    rounds = 3 if quick else 9
+    m = _make("hash", False, nkeys)
+    keys, values = _keys_values("hash", False, nkeys)
+    _fill(m, keys, values)
+    fd = m.fd
+
+    def loop(call: Any) -> None:
+        buf = (ctypes.c_char * 8)()
+        for _ in range(reps):
+            for k in keys:
+                call(fd, k, buf)
+
+    def threaded(call: Any, threads: int) -> Callable[[], int]:
+        def run() -> int:
+            workers = [threading.Thread(target=loop, args=(call,)) for _ in range(threads)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            return threads * reps * nkeys
+        return run
+
+    def as_baseline(fn: Callable[[], int]) -> Callable[[], tuple[int, int]]:
+        def run() -> tuple[int, int]:
+            t0 = time.perf_counter_ns()
+            n = fn()
+            return time.perf_counter_ns() - t0, n
+        return run
+
+    out = []
+    pinned = os.sched_getaffinity(0)
+    try:
+        for threads in (1, 2):
+            if threads == 2:
+                os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) & _allowed_cpus())
+            cpus = len(os.sched_getaffinity(0))
+            out.append(make_result(
+                f"GIL held vs released, {threads} thread{'s' if threads > 1 else ''}", "GIL",
+                threaded(fast.map_lookup_elem, threads), as_baseline(threaded(fast.released.map_lookup_elem, threads)),
+                rounds=rounds, elements=threads * reps * nkeys, target=None,
+                notes=f"hash lookups, prebuilt args, {cpus} CPU(s) allowed; ratio < 1: holding the GIL is faster",
+            ))
+    finally:
+        os.sched_setaffinity(0, pinned)
+        m.close()
+    return out
+
+
+def _allowed_cpus() -> set[int]:
+    """Every CPU the machine has online (the harness pinned this process to one)."""
+    with open("/sys/devices/system/cpu/online") as f:
+        spec = f.read().strip()
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
 
 def batch_ops(quick: bool) -> list[Result]:
@@ -219,7 +395,24 @@ def iteration(quick: bool) -> list[Result]:
             total, count = cb.call("next_key", fd, 4, 8)
             notes += f"; C get_next_key+lookup walk: {total / max(count, 1):.0f} ns/element"
         out.append(make_result(f"hash items() {n:,} entries ({label})", "iteration", py_items, c_walk,
-                               rounds=rounds, elements=n, target=BATCH_TARGET, notes=notes))
+                               rounds=rounds, elements=n, target=WHOLE_MAP_TARGET, notes=notes))
+
+        def py_lookup_batch(m: ebpfmaps.Map = m) -> int:
+            return len(m.lookup_batch(batch_size=_iter_batch_size()))
+
+        def py_to_dict(m: ebpfmaps.Map = m) -> int:
+            return len(m.to_dict())
+
+        def py_to_numpy(m: ebpfmaps.Map = m) -> int:
+            return len(m.to_numpy())
+
+        out.append(make_result(f"hash lookup_batch() {n:,} entries ({label})", "iteration", py_lookup_batch, c_walk,
+                               rounds=rounds, elements=n, target=WHOLE_MAP_TARGET, notes=notes + "; into a dict"))
+        out.append(make_result(f"hash to_dict() {n:,} entries ({label})", "iteration", py_to_dict, c_walk,
+                               rounds=rounds, elements=n, target=WHOLE_MAP_TARGET, notes=notes))
+        out.append(make_result(f"hash to_numpy() {n:,} entries ({label})", "iteration", py_to_numpy, c_walk,
+                               rounds=rounds, elements=n, target=NUMPY_TARGET,
+                               notes=notes + "; one structured array (key, value)"))
         m.close()
     return out
 
@@ -304,7 +497,8 @@ def breakdown(quick: bool) -> list[Result]:
     return out
 
 
-CASES: list[Callable[[bool], list[Result]]] = [single_ops, batch_ops, percpu_batches, iteration, breakdown]
+CASES: list[Callable[[bool], list[Result]]] = [single_ops, gil_choice, batch_ops, percpu_batches, iteration,
+                                               breakdown]
 
 
 def run(quick: bool) -> list[Result]:

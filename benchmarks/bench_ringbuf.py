@@ -9,18 +9,22 @@ record out of the ring ("decode"). The target for the Python reader, decoding in
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from harness import Result, make_result
 
 import ebpfmaps
 from ebpfmaps.programs import BpfObject
 from ebpfmaps.readers import RingBufReader
+from ebpfmaps.readers.ringbuf import record_span
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -28,6 +32,15 @@ BUILD = HERE / "build"
 RECORD = 64
 TARGET = 3.0  # python time per record / C time per record; a third of C's rate
 MODE_RESERVE = 1
+FLOOR_BYTES_TARGET = 3.0  # read() as bytes: at most 3x the list-comprehension floor
+FLOOR_CALLBACK_TARGET = 5.0  # a callback with a decoded record: at most 5x the floor
+
+
+class RbRecord(ctypes.Structure):
+    """The producer's 64-byte record (tests/bpf/rb_producer.bpf.c), as a ctypes type."""
+
+    _fields_ = [("seq", ctypes.c_uint64), ("size", ctypes.c_uint32), ("magic", ctypes.c_uint32),
+                ("rest", ctypes.c_uint8 * 48)]
 
 
 def _build_consumer() -> Path:
@@ -97,29 +110,69 @@ def run(quick: bool) -> list[Result]:
     def py_records() -> int:
         return len(reader.read())
 
-    decoded: list[tuple[int, int, int, bytes]] = []
+    decoded: list[Any] = []
 
     def py_callback() -> int:
         decoded.clear()
         unpack = rec_struct.unpack
         return reader.consume(lambda rec: decoded.append(unpack(rec)))
 
+    typed_reader = RingBufReader(rb, record_type=rec_struct)
+    ctypes_reader = RingBufReader(rb, record_type=RbRecord)
+
+    def py_typed_callback() -> int:
+        decoded.clear()
+        return typed_reader.consume(decoded.append)
+
+    def py_ctypes_callback() -> int:
+        decoded.clear()
+        return ctypes_reader.consume(decoded.append)
+
+    # The floor: the same records as they lie in the ring (header, payload, padding), cut out of one
+    # bytes buffer by a list comprehension. No reader can hand out bytes objects cheaper than that.
+    fill()
+    span = record_span(RECORD)
+    avail = reader.available()
+    image = bytes(reader._data[: avail])
+    reader.read()
+    n_floor = avail // span
+
+    def floor() -> tuple[int, int]:
+        t0 = time.perf_counter_ns()
+        out = [image[i:i + RECORD] for i in range(8, n_floor * span, span)]
+        return time.perf_counter_ns() - t0, len(out)
+
     results = []
+    notes = f"{RECORD}-byte records, ring {ring_size >> 20} MiB"
     try:
         for name, fn, target in (
             ("ringbuf consume, numpy batch decode", py_batch, TARGET),
-            ("ringbuf consume, bytes per record", py_records, None),
-            ("ringbuf consume, callback + struct", py_callback, None),
+            ("ringbuf read(), bytes per record", py_records, None),
+            ("ringbuf consume, callback + struct.unpack", py_callback, None),
+            ("ringbuf consume, record_type=struct, callback", py_typed_callback, None),
         ):
             results.append(make_result(
                 name, "ring buffer", fn, consumer.consume, rounds=rounds, elements=records, target=target,
-                setup=fill, notes=f"{RECORD}-byte records, ring {ring_size >> 20} MiB; C: libbpf ring_buffer__consume",
+                setup=fill, notes=notes + "; C: libbpf ring_buffer__consume",
+            ))
+        # The per-record paths against the floor (same run, same records): the issue's targets.
+        for name, fn, target in (
+            ("ringbuf read(), bytes per record vs floor", py_records, FLOOR_BYTES_TARGET),
+            ("ringbuf consume, callback + struct.unpack vs floor", py_callback, FLOOR_CALLBACK_TARGET),
+            ("ringbuf consume, record_type=struct vs floor", py_typed_callback, FLOOR_CALLBACK_TARGET),
+            ("ringbuf consume, record_type=ctypes vs floor", py_ctypes_callback, FLOOR_CALLBACK_TARGET),
+        ):
+            results.append(make_result(
+                name, "ring buffer floor", fn, floor, rounds=rounds, elements=records, target=target, setup=fill,
+                notes=notes + "; baseline column: [buf[i:i+64] for i in ...] over one bytes copy of the records",
             ))
         dropped = int.from_bytes(state[1], "little")
         if dropped:
             results[-1].notes += f"; producer dropped {dropped} records (ring full)"
     finally:
         consumer.close()
+        typed_reader.close()
+        ctypes_reader.close()
         reader.close()
         obj.close()
         rb.close()

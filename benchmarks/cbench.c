@@ -10,6 +10,7 @@
  * Commands (FD is an inherited map fd, KS/VS its key and value size):
  *   lookup FD KS VS N NKEYS         N lookups of u32 keys i % NKEYS (keys zero-padded to KS)
  *   update FD KS VS N NKEYS         N updates (BPF_ANY) of the same keys, value = key index
+ *   delete FD KS VS N NKEYS         N deletes of keys 0..N-1 (N <= NKEYS, all present beforehand)
  *   lookup_batch FD KS VS BATCH     a whole-map walk with bpf_map_lookup_batch, BATCH per call
  *   update_batch FD KS VS NKEYS     one bpf_map_update_batch of keys 0..NKEYS-1
  *   next_key FD KS VS               a whole-map walk with get_next_key + lookup_elem
@@ -42,7 +43,9 @@ static void put_key(unsigned char *dst, unsigned ks, uint32_t idx)
 	memcpy(dst, &idx, ks < sizeof(idx) ? ks : sizeof(idx));
 }
 
-static int cmd_lookup(int fd, unsigned ks, unsigned vs, unsigned long n, unsigned nkeys, int update)
+enum elem_op { OP_LOOKUP, OP_UPDATE, OP_DELETE };
+
+static int cmd_lookup(int fd, unsigned ks, unsigned vs, unsigned long n, unsigned nkeys, enum elem_op op)
 {
 	unsigned char *keys = calloc(nkeys, ks);
 	unsigned char *vals = calloc(nkeys, vs);
@@ -60,10 +63,12 @@ static int cmd_lookup(int fd, unsigned ks, unsigned vs, unsigned long n, unsigne
 	}
 	t0 = now_ns();
 	for (i = 0; i < n; i++) {
-		int err = update ? bpf_map_update_elem(fd, keys + (size_t)j * ks, vals + (size_t)j * vs, BPF_ANY)
-				 : bpf_map_lookup_elem(fd, keys + (size_t)j * ks, out);
+		int err = op == OP_UPDATE ? bpf_map_update_elem(fd, keys + (size_t)j * ks, vals + (size_t)j * vs, BPF_ANY)
+			: op == OP_DELETE ? bpf_map_delete_elem(fd, keys + (size_t)j * ks)
+			: bpf_map_lookup_elem(fd, keys + (size_t)j * ks, out);
 		if (err) {
-			printf("error %s: %s\n", update ? "update" : "lookup", strerror(-err));
+			printf("error %s: %s\n", op == OP_UPDATE ? "update" : op == OP_DELETE ? "delete" : "lookup",
+			       strerror(-err));
 			goto done;
 		}
 		if (++j == nkeys)
@@ -194,11 +199,11 @@ int main(void)
 			continue;
 		if (!strcmp(cmd, "quit"))
 			break;
-		if (!strcmp(cmd, "lookup") || !strcmp(cmd, "update")) {
+		if (!strcmp(cmd, "lookup") || !strcmp(cmd, "update") || !strcmp(cmd, "delete")) {
 			if (sscanf(line, "%*s %d %u %u %lu %u", &fd, &ks, &vs, &n, &a) != 5 || !a)
 				printf("error usage: %s FD KS VS N NKEYS\n", cmd);
 			else
-				cmd_lookup(fd, ks, vs, n, a, cmd[0] == 'u');
+				cmd_lookup(fd, ks, vs, n, a, cmd[0] == 'u' ? OP_UPDATE : cmd[0] == 'd' ? OP_DELETE : OP_LOOKUP);
 		} else if (!strcmp(cmd, "lookup_batch")) {
 			if (sscanf(line, "%*s %d %u %u %u", &fd, &ks, &vs, &a) != 4 || !a)
 				printf("error usage: lookup_batch FD KS VS BATCH\n");

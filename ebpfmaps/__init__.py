@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
-from ebpfmaps import asm, btf, errors, profile, programs
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ebpfmaps import errors
 from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuValues, StructCodec
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
@@ -27,7 +30,17 @@ from ebpfmaps.errors import (
     ProgramLoadError,
 )
 from ebpfmaps.extension import unpin
-from ebpfmaps.factory import class_for, create, list_maps, map_ids, open_by_id, open_pinned
+from ebpfmaps.factory import (
+    class_for,
+    create,
+    iter_maps,
+    iter_pins,
+    list_maps,
+    map_ids,
+    open_by_id,
+    open_pinned,
+    pins_by_map_id,
+)
 from ebpfmaps.map import Map
 from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
 from ebpfmaps.maps.bloom import BloomFilterMap
@@ -75,11 +88,9 @@ from ebpfmaps.maptypes import (
 )
 from ebpfmaps.pinning import is_bpffs, mount_bpffs
 from ebpfmaps.pool import StaticPool
-from ebpfmaps.programs import BpfObject, Link, Program, ProgramType, TestRun
-from ebpfmaps.resize import ResizeResult, ResizeWarning
 from ebpfmaps.spec import MapInfo, MapSpec
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BPF_ANY",
@@ -128,11 +139,14 @@ __all__ = [
     "create",
     "errors",
     "is_bpffs",
+    "iter_maps",
+    "iter_pins",
     "list_maps",
     "map_ids",
     "mount_bpffs",
     "open_by_id",
     "open_pinned",
+    "pins_by_map_id",
     "possible_cpus",
     "profile",
     "unpin",
@@ -151,7 +165,40 @@ __all__ += ["AssemblerError", "BpfObject", "Link", "Program", "ProgramLoadError"
             "programs"]
 
 # Streaming maps read and written through their shared memory, and XDP attachment.
-from ebpfmaps import readers, xdp  # noqa: E402
-from ebpfmaps.readers import PerfEventReader, PerfSample, RingBufReader, UserRingBufWriter  # noqa: E402
-
 __all__ += ["PerfEventReader", "PerfSample", "RingBufReader", "UserRingBufWriter", "readers", "xdp"]
+__all__ += ["features", "resize"]
+
+# Everything below loads on first use: ``import ebpfmaps`` brings in only the maps and the syscall layer, so a
+# one-shot command starts fast. The assembler, BTF, programs, readers (asyncio), XDP, feature probes and resize
+# are imported when a name from them is first read (PEP 562).
+_LAZY_MODULES = frozenset({"asm", "btf", "features", "profile", "programs", "readers", "resize", "xdp"})
+_LAZY_NAMES = {
+    "BpfObject": "ebpfmaps.programs", "Link": "ebpfmaps.programs", "Program": "ebpfmaps.programs",
+    "ProgramType": "ebpfmaps.programs", "TestRun": "ebpfmaps.programs",
+    "PerfEventReader": "ebpfmaps.readers", "PerfSample": "ebpfmaps.readers", "RingBufReader": "ebpfmaps.readers",
+    "UserRingBufWriter": "ebpfmaps.readers",
+    "ResizeResult": "ebpfmaps.resize", "ResizeWarning": "ebpfmaps.resize",
+}
+
+if TYPE_CHECKING:
+    from ebpfmaps import asm, btf, features, profile, programs, readers, resize, xdp
+    from ebpfmaps.programs import BpfObject, Link, Program, ProgramType, TestRun
+    from ebpfmaps.readers import PerfEventReader, PerfSample, RingBufReader, UserRingBufWriter
+    from ebpfmaps.resize import ResizeResult, ResizeWarning
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        module = importlib.import_module(f"ebpfmaps.{name}")
+        globals()[name] = module
+        return module
+    source = _LAZY_NAMES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'ebpfmaps' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,12 +3,17 @@
 The core knows nothing of any extension. An extension (such as the
 ``ebpfmaps_shim`` package) registers an :class:`Extension` here, explicitly or
 through the entry point group ``ebpfmaps.extensions`` that is read the first
-time an extensible type id is created or a pinned map is opened.
+time an extensible type id is created or a map that carries BTF is opened.
+
+An extension claims only maps that carry BTF for their values: an extensible map records what it is
+in its BTF, so it travels with the map to every process that opens it. Opening any other map never
+consults the extensions (scanning entry points and importing an extension costs more than the open).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -17,6 +22,8 @@ from ebpfmaps import pinning
 from ebpfmaps.errors import NotSupported
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from ebpfmaps.map import Map
     from ebpfmaps.maplike import MapLike
     from ebpfmaps.spec import MapInfo
@@ -42,6 +49,10 @@ class Extension(Protocol):
 #       How the extension presents a kernel map it claims (its own type id, the user's value size). When an
 #       extension claims a map, open_pinned/open_by_id compare ``spec=`` with this view, open the kernel map with
 #       raw codecs and call ``adopt_with_codecs(m, key_type, value_type)`` (if defined) instead of ``adopt(m)``.
+#   program_loaded(prog_type: int, map_ids: list[int]) -> None
+#       ebpfmaps loaded a program of type ``prog_type`` (a BPF_PROG_TYPE number) that uses the maps with
+#       ``map_ids`` (the kernel's list, however the program came to name them). Raise to refuse: the load
+#       fails with that exception and the program is unloaded before anything can attach it.
 #   before_unpin(path: str) -> object | None ; after_unpin(token: object) -> None
 #       Called around removing a pin (ebpfmaps.unpin, Map.unpin), so an extension can tell when the last holder
 #       of one of its maps goes away. ``after_unpin`` gets back what ``before_unpin`` returned (even on failure).
@@ -64,6 +75,17 @@ def unregister_extension(ext: Extension) -> None:
             _extensions.remove(ext)
 
 
+def entry_points_in(group: str) -> list[EntryPoint]:
+    """The installed entry points of ``group``."""
+    # Imported here: importlib.metadata (with email and zipfile) would cost every ``import ebpfmaps``.
+    from importlib.metadata import entry_points
+
+    if sys.version_info >= (3, 10):
+        return list(entry_points(group=group))
+    # Python 3.9's entry_points() takes no selection and returns a dict of groups.
+    return list(entry_points().get(group, ()))
+
+
 def _load_entry_points() -> None:
     global _loaded
     if _loaded:
@@ -72,9 +94,7 @@ def _load_entry_points() -> None:
         if _loaded:
             return
         _loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points_in(ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
             ext = obj() if isinstance(obj, type) else obj
@@ -105,8 +125,15 @@ def create_extensible(type_id: int, kwargs: dict[str, Any]) -> Map:
     )
 
 
+def may_claim(info: MapInfo) -> bool:
+    """Whether an extension may claim this kernel map: only maps with a BTF value type can be extensible."""
+    return bool(info.btf_id and info.btf_value_type_id)
+
+
 def describe(info: MapInfo) -> MapInfo | None:
     """The first extension's view of a kernel map it claims, or ``None`` when no extension claims it."""
+    if not may_claim(info):
+        return None
     for ext in extensions():
         fn = getattr(ext, "describe", None)
         if fn is not None:
@@ -128,6 +155,17 @@ def adopt(m: Map, *, key_type: Any = None, value_type: Any = None, claimed: bool
         if out is not None:
             return cast("Map", out)  # as in create_extensible: open_pinned/open_by_id are typed as returning Map
     return m
+
+
+def program_loaded(prog_type: int, map_ids: list[int]) -> None:
+    """Tell the extensions that a program of ``prog_type`` using ``map_ids`` was loaded; they may refuse it
+    (raise), and then the caller unloads the program."""
+    if not map_ids:
+        return
+    for ext in extensions():
+        fn = getattr(ext, "program_loaded", None)
+        if fn is not None:
+            fn(prog_type, list(map_ids))
 
 
 def before_unpin(path: str) -> list[tuple[Extension, object]]:

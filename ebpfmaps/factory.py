@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
-import inspect
 import os
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ebpfmaps import extension, pinning
 from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps.btf.maps import typed_codecs
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError, out_of_descriptors
 from ebpfmaps.fdinfo import read_fdinfo
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
@@ -59,6 +60,8 @@ def _keywords_of(cls: type[Map]) -> frozenset[str]:
     cached = _KEYWORDS.get(cls)
     if cached is not None:
         return cached
+    import inspect  # only here (cached per class): inspect pulls in ast, dis and tokenize
+
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -84,7 +87,7 @@ def _is_map_fd(fd: int) -> bool:
 
 
 def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, value_type: Any, where: str,
-           pin_path: str | None = None, writeonly: bool = False) -> Map:
+           pin_path: str | None = None, writeonly: bool = False, typed: bool = True) -> Map:
     try:
         if not _is_map_fd(fd):
             raise InvalidArgument(f"{where} is not a BPF map", op="open")
@@ -104,15 +107,20 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
         m = cls.adopt_fd(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY,
                          readable=not writeonly, pin_path=pin_path)
         return extension.adopt(m, key_type=key_type, value_type=value_type, claimed=True)
+    if typed:
+        key_type, value_type = typed_codecs(info, key_type, value_type)
     m = cls.adopt_fd(fd, info, key_type=key_type, value_type=value_type,
                      writable=not readonly and not info.flags & BPF_F_RDONLY, readable=not writeonly,
                      pin_path=pin_path)
-    return extension.adopt(m)
+    return extension.adopt(m) if extension.may_claim(info) else m
 
 
 def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, readonly: bool = False, *,
-                key_type: Any = None, value_type: Any = None, writeonly: bool = False) -> Map:
+                key_type: Any = None, value_type: Any = None, writeonly: bool = False, typed: bool = True) -> Map:
     """Open the map pinned at ``path`` as the class of its type.
+
+    A map with BTF for its key and value gets codecs from it (records, enums, bytes: see
+    :mod:`ebpfmaps.btf`) unless ``key_type``/``value_type`` are given or ``typed=False``.
 
     With ``spec``, any difference in type, sizes, max_entries, flags or map_extra
     raises :class:`IncompatibleMap` listing every one. ``readonly=True`` opens the
@@ -124,13 +132,15 @@ def open_pinned(path: str | os.PathLike[str], spec: MapSpec | None = None, reado
         raise InvalidArgument("open_pinned: readonly and writeonly exclude each other", op="open_pinned")
     fd = pinning.obj_get(path, readonly=readonly, writeonly=writeonly)
     return _adopt(fd, spec=spec, readonly=readonly, key_type=key_type, value_type=value_type, where=os.fspath(path),
-                  pin_path=os.fspath(path), writeonly=writeonly)
+                  pin_path=os.fspath(path), writeonly=writeonly, typed=typed)
 
 
-def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None) -> Map:
-    """Open a live map by its kernel id (needs CAP_SYS_ADMIN)."""
+def open_by_id(map_id: int, *, readonly: bool = False, key_type: Any = None, value_type: Any = None,
+               typed: bool = True) -> Map:
+    """Open a live map by its kernel id (needs CAP_SYS_ADMIN); codecs from its BTF as :func:`open_pinned`."""
     fd = _maps.map_get_fd_by_id(map_id, BPF_F_RDONLY if readonly else 0).detach()
-    return _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}")
+    return _adopt(fd, spec=None, readonly=readonly, key_type=key_type, value_type=value_type, where=f"map id {map_id}",
+                  typed=typed)
 
 
 def map_exists(map_id: int) -> bool:
@@ -148,9 +158,8 @@ def map_ids() -> list[int]:
     return ids
 
 
-def list_maps() -> list[MapInfo]:
-    """Info on every map in the system (maps that vanish while listing are left out)."""
-    out: list[MapInfo] = []
+def iter_maps() -> Iterator[MapInfo]:
+    """Info on every map in the system, one at a time (maps that vanish while listing are left out)."""
     for map_id in map_ids():
         try:
             h = _maps.map_get_fd_by_id(map_id)
@@ -158,9 +167,44 @@ def list_maps() -> list[MapInfo]:
             continue
         try:
             with h.pinned("map_info") as fd:
-                out.append(map_info_from_fd(fd))
+                info = map_info_from_fd(fd)
         except MapError:
-            pass
+            continue
         finally:
             h.close()
-    return out
+        yield info
+
+
+def list_maps() -> list[MapInfo]:
+    """Info on every map in the system (maps that vanish while listing are left out)."""
+    return list(iter_maps())
+
+
+def iter_pins(roots: Iterable[str] | None = None) -> Iterator[tuple[str, int]]:
+    """``(pin path, map id)`` for every map pinned under ``roots`` (default: every mounted bpffs), walked
+    in order. Pins of programs and links, and pins that vanish meanwhile, are skipped."""
+    for root in (pinning.bpffs_mounts() if roots is None else roots):
+        for directory, subdirs, files in os.walk(root):
+            subdirs.sort()
+            for name in sorted(files):
+                path = os.path.join(directory, name)
+                try:
+                    handle = pinning.obj_get_handle(path, readonly=True)
+                except (MapError, OSError):
+                    continue
+                try:
+                    with handle.pinned("map_info") as fd:
+                        map_id = _maps.map_info(fd).id
+                except MapError:
+                    continue  # a program or link: not a map
+                finally:
+                    handle.close()
+                yield path, map_id
+
+
+def pins_by_map_id(roots: Iterable[str] | None = None) -> dict[int, list[str]]:
+    """Every map's pin paths under ``roots`` (default: every mounted bpffs), keyed by map id."""
+    found: dict[int, list[str]] = {}
+    for path, map_id in iter_pins(roots):
+        found.setdefault(map_id, []).append(path)
+    return found

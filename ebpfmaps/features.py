@@ -13,27 +13,31 @@ has it.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import errno as E
 import functools
-import json
+import importlib
 import os
-import platform
 import socket
 import struct
 import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
-from ebpfmaps import asm, errors, fdinfo
+from ebpfmaps import errors, fdinfo
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf import perf as _perf
 from ebpfmaps._libbpf import progs as _progs
 from ebpfmaps._libbpf.fd import FD as _FD
-from ebpfmaps.asm import R0, R1, R2, R3, R4, R6, R10
 from ebpfmaps.maptypes import BPF_F_LINK, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType, type_name
+
+
+def _assembler() -> ModuleType:
+    """The assembler, loaded on the first program probe: map probes (which every map family's
+    constructor consults) then cost no assembler import at ``import ebpfmaps``."""
+    return importlib.import_module("ebpfmaps.asm")
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ def require_map_type(map_type: MapType | int) -> None:
     """Raise :class:`NotSupported` (before any creation syscall) when the kernel lacks ``map_type``."""
     if not map_type_supported(map_type):
         raise errors.NotSupported(
-            f"the running kernel ({platform.release()}) does not support {type_name(int(map_type))} maps "
+            f"the running kernel ({os.uname().release}) does not support {type_name(int(map_type))} maps "
             f"(probed with a minimal map of the type)",
             op="create",
         )
@@ -313,6 +317,7 @@ def helper_supported(helper: str | int, prog_type: str | int = "xdp") -> bool:
     """Whether programs of ``prog_type`` may call ``helper`` (a name such as ``"loop"`` or
     ``"bpf_loop"``, or an id) on the running kernel: libbpf's helper probe."""
     pt = _PROG_TYPES[prog_type] if isinstance(prog_type, str) else int(prog_type)
+    asm = _assembler()
     ret, _ = _maps.probe_helper(pt, asm.helper_id(helper))
     if ret == 1:
         return True
@@ -329,6 +334,8 @@ def atomic_fetch_supported() -> bool:
     Older kernels know only BPF_XADD, the atomic add that returns nothing. Probe: a socket filter that
     fetch-adds on its stack.
     """
+    asm = _assembler()
+    R0, R1, R10 = asm.R0, asm.R1, asm.R10
     code = asm.assemble([
         asm.st(8, R10, -8, 0),
         asm.mov64(R1, 1),
@@ -373,7 +380,8 @@ def perf_event_link_supported() -> bool:
     Probe: a do-nothing tracepoint program linked to a ``syscalls/sys_enter_getppid`` perf event.
     """
     tp_id = _tracepoint_id("syscalls", "sys_enter_getppid")
-    code = asm.assemble([asm.mov64(R0, 0), asm.exit_()])
+    asm = _assembler()
+    code = asm.assemble([asm.mov64(asm.R0, 0), asm.exit_()])
     prog = _maps.prog_load_probe(_BPF_PROG_TYPE_TRACEPOINT, bytes(code), "probe_perf_link")
     try:
         attr = _perf.PerfEventAttr(type=_PERF_TYPE_TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1)
@@ -417,7 +425,8 @@ def tcx_supported() -> bool:
 
     Probe: a program that passes every packet, linked to the loopback's ingress and detached at once.
     """
-    code = asm.assemble([asm.mov64(R0, 0), asm.exit_()])
+    asm = _assembler()
+    code = asm.assemble([asm.mov64(asm.R0, 0), asm.exit_()])
     prog = _maps.prog_load_probe(_BPF_PROG_TYPE_SCHED_CLS, bytes(code), "probe_tcx")
     try:
         _progs.link_create_target(prog, socket.if_nametoindex("lo"), _BPF_TCX_INGRESS, "probe", "a tcx link").close()
@@ -443,7 +452,8 @@ def tracing_trampolines_supported() -> bool:
         return False
     if not btf_id:
         return False
-    code = bytes(asm.assemble([asm.mov64(R0, 0), asm.exit_()]))
+    asm = _assembler()
+    code = bytes(asm.assemble([asm.mov64(asm.R0, 0), asm.exit_()]))
     buf = ctypes.create_string_buffer(code, len(code))
     res = _progs.prog_load_attempt(_BPF_PROG_TYPE_TRACING, b"probe_fentry", b"GPL", buf, len(code) // 8,
                                    expected_attach_type=_BPF_TRACE_FENTRY, kern_version=0, prog_flags=0,
@@ -506,6 +516,8 @@ def syscall_tracepoint_kernel_stacks() -> bool:
     and the helper fails with EFAULT; newer ones fetch the caller's kernel registers first. Probe: a tracepoint
     program on ``sys_enter_openat`` stores the helper's result, and this process opens /dev/null.
     """
+    asm = _assembler()
+    R0, R1, R2, R3, R4, R6, R10 = asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6, asm.R10
     not_run = -(1 << 40)  # no errno: tells "the program never ran" from a helper failure
     tp_id = _tracepoint_id("syscalls", "sys_enter_openat")
     stacks = _maps.map_create(MapType.STACK_TRACE, None, 4, 16 * 8, 8, op="probe")
@@ -565,7 +577,7 @@ def markdown_table(class_names: Mapping[int, str] | None = None) -> str:
     names = class_names or {}
     support = probe_all()
     lines = [
-        f"Kernel support as probed on `{platform.release()}` by `python -m ebpfmaps.features --markdown`.",
+        f"Kernel support as probed on `{os.uname().release}` by `python -m ebpfmaps.features --markdown`.",
         "",
         "| id | type (`create()` keyword) | class | keys → values | operations | this kernel |",
         "|---:|---|---|---|---|:---:|",
@@ -581,6 +593,9 @@ def markdown_table(class_names: Mapping[int, str] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None, class_names: Mapping[int, str] | None = None) -> int:
+    import argparse
+    import json
+
     parser = argparse.ArgumentParser(prog="python -m ebpfmaps.features",
                                      description="Probe which BPF map types the running kernel supports.")
     group = parser.add_mutually_exclusive_group()

@@ -20,14 +20,27 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
-from typing import Any, ClassVar, TypeVar
+from itertools import chain, dropwhile, repeat
+from operator import length_hint, not_
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.codecs import Codec, CtypesCodec, IndexCodec, PerCpuCodec, StructCodec, as_items, make_codec
+from ebpfmaps.btf.codec import BtfCodec
+from ebpfmaps.btf.fromcodec import btf_for_codecs
+from ebpfmaps.btf.maps import TYPED_MAP_TYPES, TypeRef, type_refs
+from ebpfmaps.codecs import (
+    Codec,
+    CtypesCodec,
+    IndexCodec,
+    PerCpuCodec,
+    StructCodec,
+    as_items,
+    make_codec,
+    split_packed,
+)
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import (
     InvalidArgument,
@@ -90,6 +103,7 @@ _VDEC_SCALAR = 1  # struct codec with one field: unpack_from(buf)[0]
 _VDEC_TUPLE = 2  # struct codec with several fields: unpack_from(buf)
 _VDEC_CTYPES = 3  # ctypes Structure/Array: from_buffer_copy(buf)
 _VDEC_CODEC = 4  # anything else: codec.decode(buf.raw)
+_VDEC_BUFFER = 5  # a codec that reads the buffer itself (BTF records): codec.decode_buffer(buf)
 # Exceptions struct.Struct.pack raises for a bad value; the codec's encode then reports them properly.
 _PACK_ERRORS = (struct.error, TypeError, OverflowError, ValueError)
 BPF_OBJ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
@@ -296,6 +310,16 @@ class Map(SpecProperties, DictProtocol):
             raise InvalidArgument(f"inner_map must be a kernel Map or a MapSpec, not {type(inner_map).__name__} "
                                   "(a map layered over a kernel map, such as an extensible map, passes its .base)",
                                   op="create")
+        if (btf is None and not btf_key_type_id and not btf_value_type_id and not btf_vmlinux_value_type_id
+                and tid in TYPED_MAP_TYPES):
+            # Describe ctypes/struct codecs in BTF, so bpftool and other tools show the entries formatted.
+            generated = btf_for_codecs(kcodec, vcodec, name,
+                                       index_key=tid in (MapType.ARRAY, MapType.PERCPU_ARRAY))
+            if generated is not None:
+                btf = generated.btf
+                btf_key_type_id, btf_value_type_id = generated.key_type_id, generated.value_type_id
+        else:
+            generated = None
         btf_fd = getattr(btf, "fd", btf)
         spec = MapSpec(
             type=tid,
@@ -320,7 +344,13 @@ class Map(SpecProperties, DictProtocol):
             with inner_map.handle.pinned("create") as inner_fd:  # the template stays open for the syscall
                 fd = self.create_kernel_map(spec, inner_fd)
         else:
-            fd = self.create_kernel_map(spec)
+            try:
+                fd = self.create_kernel_map(spec)
+            finally:
+                if generated is not None:
+                    # The kernel map holds its own reference to the BTF: no descriptor is kept for it.
+                    generated.btf.close()
+                    self._btf = None
         self._init_from_fd(fd, spec, kcodec, vcodec, writable=True)
         try:
             profile.after_create(self)
@@ -446,6 +476,10 @@ class Map(SpecProperties, DictProtocol):
             assert isinstance(vcodec, CtypesCodec)
             self._vctype = vcodec.ctype
             self._vdec_mode = _VDEC_CTYPES
+        elif vt is BtfCodec:
+            assert isinstance(vcodec, BtfCodec)
+            self._vunpack = vcodec.decode_buffer
+            self._vdec_mode = _VDEC_BUFFER
         else:
             self._vdec_mode = _VDEC_CODEC
 
@@ -482,7 +516,7 @@ class Map(SpecProperties, DictProtocol):
             return buf.raw
         if mode == _VDEC_SCALAR:
             return self._vunpack(buf)[0]  # type: ignore[misc]
-        if mode == _VDEC_TUPLE:
+        if mode == _VDEC_TUPLE or mode == _VDEC_BUFFER:
             return self._vunpack(buf)  # type: ignore[misc]
         if mode == _VDEC_CTYPES:
             return self._vctype.from_buffer_copy(buf)
@@ -622,6 +656,16 @@ class Map(SpecProperties, DictProtocol):
         """What the kernel reports now: ids, sizes, flags, memlock and frozen state."""
         with self._h.pinned("info") as fd:
             return map_info_from_fd(fd)
+
+    @property
+    def key_type(self) -> TypeRef | None:
+        """The key's type as the map's BTF describes it (``str()`` gives its C name), or None without BTF."""
+        return type_refs(self.info())[0]
+
+    @property
+    def value_type(self) -> TypeRef | None:
+        """The value's type as the map's BTF describes it (one CPU's value for per-CPU maps), or None."""
+        return type_refs(self.info())[1]
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -846,6 +890,48 @@ class Map(SpecProperties, DictProtocol):
             return None
         raise self._fail(ret, "lookup", key)
 
+    def __getitem__(self, key: Any) -> Any:
+        """``m[key]``: :meth:`lookup`'s hot path inlined (one Python frame instead of two), raising
+        :class:`KeyNotFound` for an absent key. Subclasses that override :meth:`lookup` get the
+        generic spelling (``__init_subclass__``), which calls their lookup."""
+        if self._kraw and type(key) is bytes and len(key) == self._ksize:
+            kb = key
+        elif (kpack := self._kpack) is not None:
+            try:
+                kb = kpack(key)
+            except _PACK_ERRORS:
+                return DictProtocol.__getitem__(self, key)  # the codec's path raises the library's error
+        else:
+            return DictProtocol.__getitem__(self, key)
+        pool = self._vpool
+        buf = pool.pop() if pool else self._vtype()
+        h = self._h
+        users = self._users
+        users.append(None)  # in flight, as in lookup()
+        try:
+            fd = h.num
+            if fd < 0:
+                fd = self._reenter_with(buf, "lookup")
+            ret = _lookup(fd, kb, buf)
+        finally:
+            users.pop()
+            if h.num < 0:
+                h.settle()
+        if ret == 0:
+            mode = self._vdec_mode
+            if mode == _VDEC_RAW:
+                out = buf.raw
+            elif mode == _VDEC_SCALAR:
+                out = self._vunpack(buf)[0]  # type: ignore[misc]
+            else:
+                out = self._decode_value(buf)
+            pool.append(buf)
+            return out
+        pool.append(buf)
+        if ret == _ENOENT:
+            raise errors.KeyNotFound(f"lookup: key {key!r} not found", errno=E.ENOENT, op="lookup")
+        raise self._fail(ret, "lookup", key)
+
     def next_key(self, key: Any = None) -> Any:
         """The key after ``key`` in the kernel's order (BPF_MAP_GET_NEXT_KEY), decoded by the key codec.
 
@@ -1006,6 +1092,22 @@ class Map(SpecProperties, DictProtocol):
                 return
             raise self._fail(ret, "delete", key)
 
+    # ``m[k] = v`` and ``del m[k]`` are update() and delete() themselves (no extra frame).
+    if TYPE_CHECKING:
+        def __setitem__(self, key: Any, value: Any) -> None: ...
+        def __delitem__(self, key: Any) -> None: ...
+    else:
+        __setitem__ = update
+        __delitem__ = delete
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that overrides lookup/update/delete gets the dict spellings that call its own
+        methods (Map's are those methods' hot paths, inlined or aliased)."""
+        super().__init_subclass__(**kwargs)
+        for op, dunder in (("lookup", "__getitem__"), ("update", "__setitem__"), ("delete", "__delitem__")):
+            if getattr(cls, op) is not getattr(Map, op) and getattr(cls, dunder) is getattr(Map, dunder):
+                setattr(cls, dunder, getattr(DictProtocol, dunder))
+
     def lookup_and_delete(self, key: Any) -> Any:
         """Remove ``key`` and return its value atomically (hash types on Linux 5.14+)."""
         if self._h.closed:
@@ -1040,12 +1142,12 @@ class Map(SpecProperties, DictProtocol):
         return chain.from_iterable(kdm(kb, n) for kb, _, n in self.raw_chunks(values=False))
 
     def values(self) -> Iterator[Any]:
-        vdm = self._vcodec.decode_many
+        vdm = _lazy_decoder(self._vcodec)
         return chain.from_iterable(vdm(vb, n) for _, vb, n in self.raw_chunks(values=True))
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Lazy ``(key, value)`` pairs, read in kernel batches where the type supports them."""
-        kdm, vdm = self._kcodec.decode_many, self._vcodec.decode_many
+        kdm, vdm = _lazy_decoder(self._kcodec), _lazy_decoder(self._vcodec)
         return chain.from_iterable(zip(kdm(kb, n), vdm(vb, n)) for kb, vb, n in self.raw_chunks(values=True))
 
 
@@ -1261,6 +1363,92 @@ class Map(SpecProperties, DictProtocol):
         self._batch_ok = True
         return result
 
+    def to_numpy(self, *, batch_size: int = ITER_BATCH) -> Any:
+        """The whole map as one numpy structured array with fields ``key`` and ``value`` (needs numpy).
+
+        The field types come from the codecs (:meth:`~ebpfmaps.codecs.Codec.numpy_spec`): numbers
+        for scalar struct and ctypes-scalar codecs, the layout of a ctypes ``Structure``, raw
+        ``V<size>`` bytes otherwise, and per-CPU values as one slot per possible CPU. The map is
+        read in kernel batches (the get_next_key walk where there are none) straight into the
+        array: no Python object is made per element.
+        """
+        try:
+            # Imported on first use: numpy is an optional dependency (the [numpy] extra).
+            import numpy as np
+        except ImportError as exc:  # pragma: no cover - numpy is in the [numpy]/[dev] extras
+            raise NotSupported("to_numpy needs numpy (pip install 'ebpfmaps[numpy]')", op="to_numpy") from exc
+        fields = [("key", _numpy_field(np, self._kcodec, self._ksize))]
+        if self._vsize:
+            fields.append(("value", _numpy_field(np, self._vcodec, self._vsize)))
+        dtype = np.dtype(fields)
+        out = np.empty(min(max(self._spec.max_entries, 1), 1 << 16), dtype)
+        filled = 0
+        for kb, vb, count in self.raw_chunks(values=bool(self._vsize), batch_size=batch_size):
+            if filled + count > len(out):
+                out = np.resize(out, max(2 * len(out), filled + count))
+            part = out[filled:filled + count]
+            part["key"] = np.frombuffer(kb, dtype["key"], count)
+            if self._vsize:
+                part["value"] = np.frombuffer(vb, dtype["value"], count)
+            filled += count
+        return out[:filled].copy() if filled < len(out) // 2 else out[:filled]
+
+    def lookup_many(self, keys: Iterable[Any]) -> list[Any]:
+        """The values of ``keys``, in order, ``None`` for an absent key: one lookup syscall per key.
+
+        The kernel has no keyed batch lookup, so this is the bulk form of :meth:`lookup`: the keys
+        are encoded together (``encode_many``), the syscalls made by a C-level ``map()`` into one
+        shared value buffer, and the values decoded together (``decode_many``), so no Python code
+        runs per key.
+        """
+        items = as_items(keys, "key")
+        kb, n = self._kcodec.encode_many(items)
+        kb = _check_packed(kb, n, self._ksize, "key")
+        self.check_packed_keys(kb, n)
+        if n == 0:
+            return []
+        ks, vs = self._ksize, self._vsize
+        vbuf = (ctypes.c_char * max(vs * n, 1))()
+        # One pointer per slot of the shared buffer (each exactly value_size bytes: what the kernel writes).
+        slots = [ctypes.byref(vbuf, i * vs) for i in range(n)] if vs else [vbuf] * n
+        split = split_packed(kb, ks, n)
+        with self._h.pinned("lookup") as fd:
+            rets = list(map(_lookup, repeat(fd, n), split, slots))
+        found = rets.count(0)
+        if found + rets.count(_ENOENT) != n:
+            for i, r in enumerate(rets):  # only on a refusal: find which key
+                if r and r != _ENOENT:
+                    raise self._fail(r, "lookup_many", items[i])
+        values = self._vcodec.decode_many(ctypes.string_at(vbuf, vs * n), n)
+        if found == n:
+            return values
+        return [v if r == 0 else None for v, r in zip(values, rets)]
+
+    def update_many(self, keys: Iterable[Any], values: Iterable[Any], flags: int = BPF_ANY) -> int:
+        """Write many entries with one update syscall each; returns how many were written.
+
+        The bulk form of :meth:`update` for maps without a kernel batch (and for per-element
+        flags): keys and values are encoded together and the syscalls made by a C-level
+        ``map()``, which stops at the first refusal. ``BPF_NOEXIST``/``BPF_EXIST`` failures undo
+        what the call wrote (as :meth:`update_batch`); with ``BPF_ANY`` the elements before the
+        refused one stay written and :class:`BatchError` says how many.
+        """
+        flags = element_flags(flags, "update_many")
+        self._check_update_flags(flags, "update_many")
+        self._check_writable("update_many")
+        kb, nk = self._kcodec.encode_many(keys)
+        vb, nv = self._vcodec.encode_many(values)
+        if nk != nv:
+            raise InvalidArgument(f"update_many: {nk} keys but {nv} values", op="update_many")
+        kb = _check_packed(kb, nk, self._ksize, "key")
+        vb = _check_packed(vb, nv, self._vsize, "value")
+        self.check_packed_keys(kb, nk)
+        if nk == 0:
+            return 0
+        if flags & (BPF_NOEXIST | BPF_EXIST):
+            return self._update_each_undoable(kb, vb, nk, flags)
+        return self._update_each(kb, vb, nk, flags, "update_many")
+
     def lookup_and_delete_batch(self, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
         """Drain the map: every entry is returned and removed, in kernel batches."""
         self._check_writable("lookup_and_delete_batch")
@@ -1377,17 +1565,19 @@ class Map(SpecProperties, DictProtocol):
     def _probe_update_batch(self) -> bool:
         return False
 
-    def _update_each(self, kb: bytes, vb: bytes, n: int, flags: int) -> int:
-        ks, vs = self._ksize, self._vsize
-        with self._h.pinned("update_batch") as fd:
-            for i in range(n):
-                ret = _update(fd, kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs], _u64(flags))
-                if ret:
-                    cause = self._fail(ret, "update_batch")
-                    if i == 0:  # nothing written: the error itself, as the kernel's batch path gives it
-                        raise cause
-                    raise errors.BatchError(f"update_batch stopped at element {i} of {n}: {cause}", done=i,
-                                            cause=cause)
+    def _update_each(self, kb: bytes, vb: bytes, n: int, flags: int, op: str = "update_batch") -> int:
+        """One update syscall per element, made by a C-level ``map()`` that stops at the first refusal
+        (``dropwhile``); where it stopped is read back from the keys' list iterator."""
+        split_k = iter(split_packed(kb, self._ksize, n))
+        split_v = split_packed(vb, self._vsize, n)
+        with self._h.pinned(op) as fd:
+            ret = next(dropwhile(not_, map(_update, repeat(fd, n), split_k, split_v, repeat(_u64(flags), n))), 0)
+        if ret:
+            i = n - length_hint(split_k) - 1
+            cause = self._fail(ret, op)
+            if i == 0:  # nothing written: the error itself, as the kernel's batch path gives it
+                raise cause
+            raise errors.BatchError(f"{op} stopped at element {i} of {n}: {cause}", done=i, cause=cause)
         return n
 
     def check_packed_keys(self, keys: bytes, count: int) -> None:
@@ -1440,6 +1630,23 @@ class Map(SpecProperties, DictProtocol):
             return deleted
 
 
+def _numpy_field(np: Any, codec: Codec, size: int) -> Any:
+    """The numpy dtype of one key or value: the codec's own, or raw bytes when numpy disagrees on its size."""
+    try:
+        dt = np.dtype(codec.numpy_spec())
+    except (TypeError, ValueError, NotImplementedError):
+        dt = None
+    if dt is None or dt.itemsize != size:
+        dt = np.dtype(f"V{size}")
+    return dt
+
+
+def _lazy_decoder(codec: Codec) -> Callable[[bytes, int], Iterable[Any]]:
+    """The codec's batch decoder for walks: BTF records made one by one as they are used (a record that is
+    dropped at once never reaches the older garbage-collector generations), else ``decode_many``."""
+    return codec.iter_many if isinstance(codec, BtfCodec) else codec.decode_many
+
+
 def _struct_packer(codec: Codec) -> Callable[[Any], bytes] | None:
     """``struct.Struct.pack`` of a one-field struct codec used as it is (not subclassed), else None."""
     if type(codec) is StructCodec and codec.scalar:
@@ -1453,7 +1660,7 @@ def _trusted_codec(codec: Codec) -> bool:
     True for the library's own codec classes used as they are; a user's subclass may
     override encode, so its output is checked before it reaches the kernel.
     """
-    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec)
+    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec, BtfCodec)
 
 
 def _check_packed(data: Any, count: int, size: int, role: str) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno as E
 import os
-import secrets
 from dataclasses import dataclass
 
 from ebpfmaps import errors
@@ -226,7 +225,7 @@ MIGRATION_MARK = "_resize_"
 def migration_temp_path(path: str) -> str:
     """Where a resize of the map pinned at ``path`` pins the new map before renaming it over ``path``."""
     directory, base = os.path.split(path)
-    return os.path.join(directory, f"{base}{MIGRATION_MARK}{os.getpid()}_{secrets.token_hex(4)}")
+    return os.path.join(directory, f"{base}{MIGRATION_MARK}{os.getpid()}_{os.urandom(4).hex()}")
 
 
 def migration_in_progress(path: str) -> bool:

@@ -84,11 +84,18 @@ def process_name(pid: int) -> str:
         return "(exited)"
 
 
+# An idle machine makes few or no openat() calls while the lab counts.
+IDLE_HINT = ("nothing was counted: generate load while the lab runs, e.g. `find /usr > /dev/null` in another "
+             "terminal, or pass --self-test 1000 to open /dev/null 1000 times from the lab itself")
+
+
 def report(counts: dict[int, int], top: int, tracepoint: str) -> str:
     rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     lines = [f"{'PID':>8}  {'COMM':<16} {tracepoint.split('/')[-1]}"]
     lines += [f"{pid:>8}  {process_name(pid):<16} {n}" for pid, n in rows]
     lines.append(f"{len(counts)} processes, {sum(counts.values())} events")
+    if not counts:
+        lines.append(IDLE_HINT)
     return "\n".join(lines)
 
 

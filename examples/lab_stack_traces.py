@@ -128,6 +128,11 @@ def collect(workload: Callable[[], None], *, tracepoint: str = "syscalls/sys_ent
         return sorted(out, key=lambda s: (-s.count, s.stack_id))
 
 
+# An idle machine makes few or no openat() calls while the lab collects.
+IDLE_HINT = ("nothing was collected: generate load while the lab runs, e.g. `find /usr > /dev/null` in another "
+             "terminal, or pass --self-test 1000 to open /dev/null 1000 times from the lab itself")
+
+
 def report(stacks: list[Stack], top: int) -> str:
     lines: list[str] = []
     for s in stacks[:top]:
@@ -137,6 +142,8 @@ def report(stacks: list[Stack], top: int) -> str:
             lines.append("    -- user --")
             lines += [f"    {frame}" for frame in s.user_frames]
     lines.append(f"{len(stacks)} distinct kernel stacks, {sum(s.count for s in stacks)} events")
+    if not stacks:
+        lines.append(IDLE_HINT)
     return "\n".join(lines)
 
 

@@ -26,13 +26,25 @@ from .errors import (
     DuplicateProvider,
     ProgramAccessRefused,
     ProviderBusy,
+    ProviderContractError,
     ProviderError,
     ProviderNotFound,
+    ProviderNotificationFailed,
     ProviderRefused,
 )
 from .extension import ShimExtension
-from .extmap import ExtensibleMap
-from .provider import CALLBACKS, DeleteReason, DispatchTable, ExtensibleMapLike, MapProvider, ProgramType
+from .extmap import RECONCILE_BATCH, ExtensibleMap, Observer, finish_cleanup
+from .provider import (
+    CALLBACKS,
+    HIDDEN,
+    DeleteReason,
+    DispatchTable,
+    ExtensibleMapLike,
+    ExternalChange,
+    Hidden,
+    MapProvider,
+    ProgramType,
+)
 from .registry import (
     ENTRY_POINT_GROUP,
     find_provider,
@@ -46,8 +58,32 @@ from .registry import (
 _core_extension.register_extension(ShimExtension())
 
 __all__ = [
-    "CALLBACKS", "ENTRY_POINT_GROUP", "DeleteReason", "DispatchTable", "DuplicateProvider", "ExtensibleMap",
-    "ExtensibleMapLike", "MapProvider", "ProgramAccessRefused", "ProgramType", "ProviderBusy", "ProviderError",
-    "ProviderNotFound", "ProviderRefused", "ShimExtension", "find_provider", "live_maps", "providers",
-    "register_provider", "unregister_provider",
+    "CALLBACKS",
+    "ENTRY_POINT_GROUP",
+    "HIDDEN",
+    "RECONCILE_BATCH",
+    "DeleteReason",
+    "DispatchTable",
+    "DuplicateProvider",
+    "ExtensibleMap",
+    "ExtensibleMapLike",
+    "ExternalChange",
+    "Hidden",
+    "MapProvider",
+    "Observer",
+    "ProgramAccessRefused",
+    "ProgramType",
+    "ProviderBusy",
+    "ProviderContractError",
+    "ProviderError",
+    "ProviderNotFound",
+    "ProviderNotificationFailed",
+    "ProviderRefused",
+    "ShimExtension",
+    "find_provider",
+    "finish_cleanup",
+    "live_maps",
+    "providers",
+    "register_provider",
+    "unregister_provider",
 ]

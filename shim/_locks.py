@@ -22,6 +22,7 @@ ascending order, so batches cannot deadlock.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import tempfile
@@ -30,7 +31,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-__all__ = ["STRIPES", "key_lock", "lock_file_path", "map_lock", "stripe_of", "stripes_lock"]
+__all__ = ["STRIPES", "key_lock", "local_map_lock", "lock_file_path", "map_lock", "stripe_of", "stripes_lock"]
 
 STRIPES = 64
 # F_OFD_SETLKW is 38 on Linux (include/uapi/asm-generic/fcntl.h); Python has it from 3.9.
@@ -69,9 +70,17 @@ def _lock_fd() -> int:
 
 
 def _after_fork_in_child() -> None:
-    # The child inherits the parent's open file description: with it, OFD locks would not exclude the two.
+    # The child inherits the parent's lock-file descriptor, which refers to the parent's open file description:
+    # the owner of the parent's OFD locks. Kept open, it would keep the parent's locks alive after the parent
+    # dies (a kill -9 would leave the map locked for as long as the child lives), and the child's own locks
+    # would not exclude the parent's. So the child closes it, and opens a description of its own when needed.
     global _file_fd, _state_lock
     _state_lock = threading.Lock()
+    if _file_fd >= 0:
+        try:
+            os.close(_file_fd)
+        except OSError:
+            pass
     _file_fd = -1
     _thread_locks.clear()
     _local.__dict__.clear()
@@ -132,6 +141,42 @@ def _release(map_id: int, stripe: int) -> None:
         _thread_locks[slot].release()
 
 
+# ---------------------------------------------------------------------- leases
+# Each process that holds an extensible map holds a shared (read) lock on the byte LEASE_BASE + map_id of the
+# same lock file, for as long as it holds the map; the kernel drops it when the process dies. A process that
+# gets the exclusive lock on that byte (without waiting) knows that no live shim process holds the map.
+# Our own shared lock converts to the exclusive one when nobody else holds it (locks of one open file
+# description convert, they do not conflict), which is how a closing process asks "am I the last one?".
+LEASE_BASE = 1 << 48  # above every stripe byte (map ids are 31-bit: map_id * STRIPES + stripe < 2**37)
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+
+
+def _ofd_try(lock_type: int, offset: int) -> bool:
+    fl = _Flock(l_type=lock_type, l_whence=os.SEEK_SET, l_start=offset, l_len=1, l_pid=0)
+    try:
+        fcntl.fcntl(_lock_fd(), _F_OFD_SETLK, bytes(fl))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def lease_share(map_id: int) -> None:
+    """Hold the shared lease of ``map_id`` (waits while another process finishes the map's cleanup)."""
+    _ofd(fcntl.F_RDLCK, LEASE_BASE + map_id)
+
+
+def lease_try_exclusive(map_id: int) -> bool:
+    """Take the exclusive lease of ``map_id`` if no other process holds a lease on it (never waits)."""
+    return _ofd_try(fcntl.F_WRLCK, LEASE_BASE + map_id)
+
+
+def lease_drop(map_id: int) -> None:
+    """Release whatever lease of ``map_id`` this process holds."""
+    _ofd(fcntl.F_UNLCK, LEASE_BASE + map_id)
+
+
 def stripe_of(key: bytes) -> int:
     return zlib.crc32(key) % STRIPES
 
@@ -164,6 +209,29 @@ def key_lock(map_id: int, key: bytes) -> Iterator[None]:
 def map_lock(map_id: int) -> AbstractContextManager[None]:
     """Hold every stripe of map ``map_id``: no writer of any key runs meanwhile, here or elsewhere."""
     return stripes_lock(map_id, range(STRIPES))
+
+
+@contextmanager
+def local_map_lock(map_id: int) -> Iterator[None]:
+    """Hold every stripe of map ``map_id`` against the other threads of this process only.
+
+    For work that must not interleave with this process's writers but has no business stopping other
+    processes (a reconcile pass reads the whole map). Stripes the calling thread already holds are
+    kept as they are; the others are taken in ascending order, like every multi-stripe acquisition.
+    """
+    held = _held()
+    taken: list[threading.Lock] = []
+    try:
+        for stripe in range(STRIPES):
+            if held.get((map_id, stripe)):
+                continue
+            lock = _thread_lock((map_id, stripe))
+            lock.acquire()
+            taken.append(lock)
+        yield
+    finally:
+        for lock in reversed(taken):
+            lock.release()
 
 
 def forget_map(map_id: int) -> None:

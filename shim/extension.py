@@ -13,15 +13,17 @@ import warnings
 from typing import Any
 
 from ebpfmaps.errors import MapError
-from ebpfmaps.factory import open_pinned
+from ebpfmaps.factory import open_by_id, open_pinned
 from ebpfmaps.map import Map
 from ebpfmaps.maplike import MapLike
 from ebpfmaps.maptypes import EXTENSIBLE_MIN
+from ebpfmaps.programs.types import ProgramType as ProgramKind
 from ebpfmaps.spec import MapInfo
 
 from . import _meta, registry
-from .errors import ProviderNotFound
-from .extmap import ExtensibleMap, adopt_extensible, create_extensible
+from .errors import ProviderError, ProviderNotFound
+from .extmap import ExtensibleMap, adopt_extensible, create_extensible, finish_cleanup_quietly
+from .provider import ProgramType
 
 __all__ = ["ShimExtension"]
 
@@ -68,7 +70,32 @@ class ShimExtension:
         except BaseException:
             m.close()
             raise
+        finish_cleanup_quietly()  # opening an extensible map is when maps left by dead holders are noticed
         return adopt_extensible(m, meta, provider, dispatch, key_type, value_type)
+
+    def program_loaded(self, prog_type: int, map_ids: list[int]) -> None:
+        """A program ebpfmaps just loaded uses ``map_ids``: each extensible one is associated with it
+        (``associate_program``), and a refusal fails the load (the core then unloads the program).
+
+        The provider hears the program type by its keyword (``"xdp"``, ``"socket_filter"``: the lower-case
+        ``BPF_PROG_TYPE_*`` name), or the number for a type this library does not name.
+        """
+        try:
+            kind: ProgramType = ProgramKind(prog_type).name.lower()
+        except ValueError:
+            kind = prog_type
+        for map_id in map_ids:
+            try:
+                m = open_by_id(map_id)
+            except (ProviderNotFound, ProviderError):
+                raise
+            except (MapError, OSError):
+                continue  # gone already, or a kind of map we cannot open: not an extensible one
+            try:
+                if isinstance(m, ExtensibleMap):
+                    m.associate_program(kind)
+            finally:
+                m.close()
 
     # An unpin may remove the last holder of an extensible map: open a handle first, so that closing it after
     # the unlink runs the usual last-close logic (cleanup notifications when nobody else holds the map).

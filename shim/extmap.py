@@ -7,23 +7,28 @@ API is routed through the provider:
 ==========================  ======================================================================
 operation                   callbacks
 ==========================  ======================================================================
-lookup, m[k], get, in       find_element_notify (None reports the key as missing)
+lookup, m[k], get, in       find_element_notify (None: the stored bytes; HIDDEN or KeyNotFound: missing)
 update, m[k] = v            update_element_notify, then delete_element_notify(REPLACED) for the
                             value it replaced, or delete_element_notify(ROLLBACK) if the kernel
                             refused the write the provider had accepted
 delete, del m[k], pop       delete_element_notify(USER_DELETE)
+lookup_and_delete           find_element_notify first (a hidden element stays), then
+                            delete_element_notify(USER_DELETE)
 keys/values/items, len      get_next_key_and_value_notify (or find_element_notify) per element
 update_batch                each element's callbacks; all or nothing (a refusal or a kernel error
                             leaves the map as it was)
 delete_batch, clear,        delete_element_notify(USER_DELETE) per element
 lookup_and_delete_batch
 last close / last unpin     delete_element_notify(MAP_CLEANUP) per element, then delete_map_notify
+                            (or, if every holder died, in the next shim process: finish_cleanup)
+program load (ebpfmaps)     associate_program (a refusal unloads the program)
+reconcile, observe          external_change_notify (or delete_element_notify) per change found
 ==========================  ======================================================================
 
 Writers of one key are serialized across threads and processes (see
 :mod:`ebpfmaps_shim._locks`), so each stored value gets exactly one delete
 notification. Kernel programs and tools that write the base map directly do not
-go through the callbacks.
+go through the callbacks; :meth:`ExtensibleMap.reconcile` finds what they changed.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import copy
 import dataclasses
 import errno as E
 import os
+import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
@@ -72,13 +79,29 @@ from ebpfmaps.maplike import DictProtocol, MapLike, SpecProperties
 from ebpfmaps.maptypes import BPF_ANY, BPF_EXIST, BPF_NOEXIST, EXTENSIBLE_MIN, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
-from . import _locks, _meta, registry
-from .errors import ProgramAccessRefused, ProviderError, ProviderRefused
-from .provider import DeleteReason, DispatchTable, ExtensibleMapLike, MapProvider, ProgramType
+from . import _lease, _locks, _meta, registry
+from .errors import (
+    ProgramAccessRefused,
+    ProviderContractError,
+    ProviderError,
+    ProviderNotificationFailed,
+    refusal,
+)
+from .provider import (
+    HIDDEN,
+    DeleteReason,
+    DispatchTable,
+    ExtensibleMapLike,
+    ExternalChange,
+    MapProvider,
+    ProgramType,
+)
 
-__all__ = ["ExtensibleMap", "adopt_extensible", "create_extensible"]
+__all__ = ["RECONCILE_BATCH", "ExtensibleMap", "Observer", "adopt_extensible", "create_extensible", "finish_cleanup"]
 
 _X = TypeVar("_X", bound="ExtensibleMap")
+#: Elements per kernel batch lookup (and per notification list) of a reconcile pass.
+RECONCILE_BATCH = 4096
 
 _ARRAY = int(MapType.ARRAY)
 _CREATE_KWARGS = frozenset({"key_size", "value_size", "max_entries", "key_type", "value_type", "flags", "name",
@@ -150,6 +173,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
     _atomic_take: bool
     _release: Callable[[], object]
     _shim_open: bool
+    _observer: Observer | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("create extensible maps with ebpfmaps.create(type_id, ...) after registering a provider")
@@ -178,6 +202,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         self._transforms = bool(binding.provider.transforms_values)
         self._atomic_take = True  # until the kernel says it has no lookup_and_delete for the base type
         self._release = _nothing
+        self._observer = None
         return self
 
     @classmethod
@@ -188,6 +213,14 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size, btf_fd=None,
                                    btf_key_type_id=0, btf_value_type_id=0)
         binding = registry.acquire_binding(info.id, provider, dispatch, dict(meta.options), base.pin_path)
+        with binding.lock:
+            if not binding.leased:
+                try:
+                    _lease.take(info.id, base.handle)
+                except BaseException:
+                    registry.drop_handle(binding)
+                    raise
+                binding.leased = True
         self = cls._wrap(base, spec, kcodec, vcodec, binding, is_open=True)
         self._release = weakref.finalize(self, _release_handle, binding, base, spec, kcodec, vcodec,
                                          weakref.ref(self))
@@ -287,6 +320,18 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         self._require_open("info")
         return dataclasses.replace(self._base.info(), type=self._spec.type, value_size=self._spec.value_size)
 
+    @property
+    def key_type(self) -> None:
+        """None: the base map's BTF describes the stored record, not the user's key type (its codecs do)."""
+        self._require_open("key_type")
+        return None
+
+    @property
+    def value_type(self) -> None:
+        """None: the base map's BTF describes the stored record, not the user's value type (its codecs do)."""
+        self._require_open("value_type")
+        return None
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self._base.handle.num}"
         s = self._spec
@@ -301,6 +346,9 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         (MAP_CLEANUP notifications, then delete_map_notify)."""
         if not self._shim_open:
             return
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
         self._shim_open = False
         self._release()
 
@@ -366,20 +414,20 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                                   op="associate_program")
         self._require_open("associate_program")
         name = self._provider.provider_name
-        if self._transforms:
+        if self._transforms and not getattr(self._provider, "programs_see_stored", False):
             raise ProgramAccessRefused(
                 f"associate_program: {name} transforms values (stored bytes differ from the user's), and kernel "
-                f"programs would bypass it; kernel access to map type {self._spec.type} is refused",
-                op="associate_program")
+                f"programs would bypass it; kernel access to map type {self._spec.type} is refused (a provider "
+                f"whose programs should read the stored form declares programs_see_stored = True)",
+                callback="associate_program", op="associate_program")
         fn = self._dispatch.associate_program
         if fn is not None:
             try:
                 fn(self, program_type)
-            except MapError:
-                raise
             except Exception as exc:
-                raise ProgramAccessRefused(f"associate_program: {name} refused program type {program_type!r}: {exc}",
-                                           op="associate_program") from exc
+                raise ProgramAccessRefused(f"associate_program: {name}.associate_program refused program type "
+                                           f"{program_type!r}: {exc}", callback="associate_program",
+                                           op="associate_program", errno=getattr(exc, "errno", None)) from exc
         self._binding.programs.append(program_type)
         return self._base
 
@@ -400,43 +448,73 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             return vb
         try:
             out = fn(self, kb, vb, flags)
-        except MapError:
-            raise
+        except ProviderError:
+            raise  # a client service the callback used already named what failed
         except Exception as exc:
-            raise ProviderRefused(f"update: {self._provider.provider_name} refused key {kb!r}: {exc}",
-                                  op="update") from exc
-        stored = vb if out is None else bytes(out)
-        if len(stored) != self._stored_size:
-            raise ProviderError(f"update: {self._provider.provider_name} returned {len(stored)} bytes to store; the "
-                                f"stored value size is {self._stored_size}", op="update")
+            raise refusal(self._provider.provider_name, "update_element_notify", "update", exc,
+                          f" key {kb.hex()}") from exc
+        if out is None:
+            return vb
+        stored = self._returned_bytes("update_element_notify", "update", out, self._stored_size, "stored")
         if not self._transforms and stored != vb:
-            raise ProviderError(f"update: {self._provider.provider_name} returned a value other than the user's "
-                                f"but declares transforms_values = False", op="update")
+            raise ProviderContractError(f"update: {self._provider.provider_name}.update_element_notify returned a "
+                                        f"value other than the user's but declares transforms_values = False",
+                                        callback="update_element_notify", op="update")
         return stored
 
-    def _user_value(self, kb: bytes, stored: bytes) -> bytes | None:
+    def _returned_bytes(self, callback: str, op: str, out: object, size: int, what: str) -> bytes:
+        """``out`` as bytes when it is bytes-like of ``size`` bytes; anything else breaks the contract."""
+        name = self._provider.provider_name
+        if not isinstance(out, (bytes, bytearray, memoryview)):
+            raise ProviderContractError(f"{op}: {name}.{callback} returned {type(out).__name__} {out!r:.40}; expected "
+                                        f"None or {size} bytes (the {what} value size)", callback=callback, op=op)
+        data = bytes(out)
+        if len(data) != size:
+            raise ProviderContractError(f"{op}: {name}.{callback} returned {len(data)} bytes; the {what} value size "
+                                        f"is {size}", callback=callback, op=op)
+        return data
+
+    def _user_value(self, kb: bytes, stored: bytes, op: str = "lookup") -> bytes | None:
+        """The user's bytes for ``stored`` (None: the provider hides the element)."""
         fn = self._dispatch.find_element_notify
         if fn is None:
             return stored
-        return self._checked_user_value("find_element_notify", fn(self, kb, stored), stored)
+        try:
+            out = fn(self, kb, stored)
+        except KeyNotFound:
+            return None  # the documented way to hide, as returning HIDDEN
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise refusal(self._provider.provider_name, "find_element_notify", op, exc, f" key {kb.hex()}") from exc
+        return self._checked_user_value("find_element_notify", op, out, stored)
 
     def _visit(self, prev: bytes | None, kb: bytes, stored: bytes) -> bytes | None:
         fn = self._dispatch.get_next_key_and_value_notify
         if fn is None:
-            return self._user_value(kb, stored)
-        return self._checked_user_value("get_next_key_and_value_notify", fn(self, prev, kb, stored), stored)
-
-    def _checked_user_value(self, what: str, out: bytes | None, stored: bytes) -> bytes | None:
-        if out is None:
+            return self._user_value(kb, stored, "iterate")
+        try:
+            out = fn(self, prev, kb, stored)
+        except KeyNotFound:
             return None
-        out = bytes(out)
-        if len(out) != self._vsize:
-            raise ProviderError(f"{what}: {self._provider.provider_name} returned {len(out)} bytes; the map's value "
-                                f"size is {self._vsize}", op="lookup")
-        if not self._transforms and out != stored:
-            raise ProviderError(f"{what}: {self._provider.provider_name} returned a value other than the stored one "
-                                f"but declares transforms_values = False", op="lookup")
-        return out
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise refusal(self._provider.provider_name, "get_next_key_and_value_notify", "iterate", exc,
+                          f" key {kb.hex()}") from exc
+        return self._checked_user_value("get_next_key_and_value_notify", "iterate", out, stored)
+
+    def _checked_user_value(self, callback: str, op: str, out: object, stored: bytes) -> bytes | None:
+        if out is HIDDEN:
+            return None
+        if out is None:
+            out = stored  # None means unchanged: the stored bytes are the user's
+        data = self._returned_bytes(callback, op, out, self._vsize, "map's")
+        if not self._transforms and data != stored:
+            raise ProviderContractError(f"{op}: {self._provider.provider_name}.{callback} returned a value other than "
+                                        f"the stored one but declares transforms_values = False", callback=callback,
+                                        op=op)
+        return data
 
     def _notify_delete(self, kb: bytes, stored: bytes, reason: DeleteReason) -> None:
         fn = self._dispatch.delete_element_notify
@@ -445,8 +523,10 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         try:
             fn(self, kb, stored, reason)
         except Exception as exc:
-            raise ProviderError(f"delete_element_notify({reason.name}) of {self._provider.provider_name} failed "
-                                f"(the map operation itself completed): {exc!r}", op="delete") from exc
+            raise ProviderNotificationFailed(
+                f"{self._provider.provider_name}.delete_element_notify({reason.name}) failed after the change it "
+                f"reports (the map operation itself completed): {exc!r}", callback="delete_element_notify",
+                op="delete") from exc
 
     # ------------------------------------------------------------------ checks
     def _check_flags(self, flags: int, op: str) -> int:
@@ -494,6 +574,129 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         """Client service: hold the write lock of ``key`` (across threads and processes) for a read-modify-write."""
         self._require_open("locked")
         return _locks.key_lock(self._map_id, self._raw_key(key))
+
+    # ------------------------------------------------------------------ changes made outside the shim
+    def _seen(self, kb: bytes, stored: bytes | None) -> None:
+        """A write through the shim here: keep the reconcile snapshot current (it is not an outside change)."""
+        observed = self._binding.observed
+        if observed is not None:
+            self._binding.observed_chunks = None  # the next pass compares element by element
+            if stored is None:
+                observed.pop(kb, None)
+            else:
+                observed[kb] = stored
+
+    def reconcile(self, *, batch_size: int = RECONCILE_BATCH) -> list[ExternalChange]:
+        """Find the changes made to the base map outside the shim since the last pass, and deliver them.
+
+        One pass reads the whole base map with kernel batch lookups (``batch_size`` elements per
+        system call) and compares it with what the previous pass saw, kept up to date by every write
+        through the shim in this process. Each difference is one :class:`ExternalChange`:
+        ``EXTERNAL_UPDATE`` for a key that appeared or changed, ``EXTERNAL_DELETE`` for one that went
+        away, ``EVICTED`` for one that went away from an LRU base map while other keys arrived (the
+        kernel evicts to make room). The changes go to ``external_change_notify`` in lists of up to
+        ``batch_size``; a provider without it hears each replaced or removed stored value through
+        ``delete_element_notify`` with the change's reason. Each change is delivered once.
+
+        The first pass only records the map as it is (and returns ``[]``). Writes by shim handles in
+        other processes are outside changes here. The cost is linear: one dict lookup and one bytes
+        comparison per element plus one system call per batch (``make bench`` measures it). Writers in
+        this process wait for the read; other processes are not stopped. Returns the changes.
+        """
+        n = batch_size_arg(batch_size, "reconcile")
+        self._require_open("reconcile")
+        binding = self._binding
+        with binding.reconcile_lock:
+            # Writers of this process keep the snapshot current, so none may run between reading the map
+            # and storing what was read; other processes' writes are outside changes and need no exclusion.
+            with _locks.local_map_lock(self._map_id):
+                chunks = [(keys, vals) for keys, vals, _ in self._base.raw_chunks(values=True, batch_size=n)]
+                previous, previous_chunks = binding.observed, binding.observed_chunks
+                if previous is None:
+                    binding.observed, binding.observed_chunks = self._as_dict(chunks), chunks
+                    return []
+                changes = self._changed_values(previous, previous_chunks, chunks)
+                if changes is None:  # keys came or went: compare the whole map
+                    current = self._as_dict(chunks)
+                    changes = _diff(previous, current, self._base.type == int(MapType.LRU_HASH))
+                    binding.observed = current
+                binding.observed_chunks = chunks
+            self._deliver(changes, n)
+        return changes
+
+    def _as_dict(self, chunks: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+        ks, vs = self._ksize, self._stored_size
+        current: dict[bytes, bytes] = {}
+        for keys, vals in chunks:
+            current.update(zip([keys[i : i + ks] for i in range(0, len(keys), ks)],
+                               [vals[i : i + vs] for i in range(0, len(vals), vs)]))
+        return current
+
+    def _changed_values(self, previous: dict[bytes, bytes], previous_chunks: list[tuple[bytes, bytes]] | None,
+                        chunks: list[tuple[bytes, bytes]]) -> list[ExternalChange] | None:
+        """The fast path of a pass: when the kernel lists the very same keys as last time (same chunks of
+        keys, in the same order), only chunks whose values differ are compared element by element. None
+        when keys came or went (or a write through the shim touched the snapshot): the caller diffs all."""
+        if previous_chunks is None or len(previous_chunks) != len(chunks):
+            return None
+        if any(old[0] != new[0] for old, new in zip(previous_chunks, chunks)):
+            return None
+        ks, vs = self._ksize, self._stored_size
+        update = DeleteReason.EXTERNAL_UPDATE
+        changes: list[ExternalChange] = []
+        for (_, old_vals), (keys, vals) in zip(previous_chunks, chunks):
+            if old_vals == vals:
+                continue
+            olds = [old_vals[i : i + vs] for i in range(0, len(old_vals), vs)]
+            news = [vals[i : i + vs] for i in range(0, len(vals), vs)]
+            for i in [i for i, (old, new) in enumerate(zip(olds, news)) if old != new]:
+                kb = keys[i * ks : (i + 1) * ks]
+                changes.append(ExternalChange(kb, olds[i], news[i], update))
+                previous[kb] = news[i]
+        return changes
+
+    def _deliver(self, changes: list[ExternalChange], batch_size: int) -> None:
+        failure: Exception | None = None
+        batch_fn = self._dispatch.external_change_notify
+        if batch_fn is not None:
+            for start in range(0, len(changes), batch_size):
+                try:
+                    batch_fn(self, changes[start : start + batch_size])
+                except Exception as exc:
+                    failure = failure or exc
+            callback = "external_change_notify"
+        else:
+            callback = "delete_element_notify"
+            fn = self._dispatch.delete_element_notify
+            if fn is not None:
+                for change in changes:
+                    if change.old is not None:
+                        try:
+                            fn(self, change.key, change.old, change.reason)
+                        except Exception as exc:
+                            failure = failure or exc
+        if failure is not None:
+            raise ProviderNotificationFailed(f"reconcile: {self._provider.provider_name}.{callback} failed (every "
+                                             f"change was still delivered once): {failure!r}", callback=callback,
+                                             op="reconcile") from failure
+
+    def observe(self, interval: float | None = 1.0) -> Observer | None:
+        """Run :meth:`reconcile` every ``interval`` seconds in a background thread (``None``: stop it).
+
+        Opt-in; one observer per handle, stopped when the handle closes. Returns the :class:`Observer`
+        (its ``errors`` count failed passes and ``last_error`` keeps the latest).
+        """
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
+        if interval is None:
+            return None
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise InvalidArgument(f"observe: interval must be a number of seconds > 0, not {interval!r}",
+                                  op="observe")
+        self._require_open("observe")
+        self._observer = Observer(self, float(interval))
+        return self._observer
 
     def _raw_key(self, key: Any) -> bytes:
         if isinstance(key, (bytes, bytearray, memoryview)) and len(key) == self._ksize:
@@ -562,6 +765,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             except MapError as exc:
                 self._rollback([(kb, stored)], exc)
                 raise
+            self._seen(kb, stored)
             if old is not None:
                 self._notify_delete(kb, old, DeleteReason.REPLACED)
 
@@ -585,17 +789,52 @@ class ExtensibleMap(SpecProperties, DictProtocol):
             self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
 
     def lookup_and_delete(self, key: Any) -> Any:
-        """Remove ``key`` and return the user's value (KeyNotFound if absent or if find reports it missing)."""
+        """Remove ``key`` and return the user's value; KeyNotFound if absent or hidden by the provider.
+
+        A value is removed only when it is returned: a hidden element stays, and a refusal of
+        find_element_notify leaves the map as it was.
+        """
         self._check_delete("lookup_and_delete")
         kb = self._kenc(key)
         with _locks.key_lock(self._map_id, kb):
-            stored = self._take_stored(kb)
-            self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
-        out = self._user_value(kb, stored)
-        if out is None:
-            raise KeyNotFound(f"lookup_and_delete: key {key!r} was stored but its provider reports it missing "
-                              f"(it was removed)", op="lookup_and_delete")
+            out = self._take_visible(kb)
+            if out is None:
+                raise KeyNotFound(f"lookup_and_delete: key {key!r} not found", errno=E.ENOENT, op="lookup_and_delete")
         return self._vdec(out)
+
+    def _take_visible(self, kb: bytes) -> bytes | None:
+        """Remove ``kb`` and return its user bytes, unless it is absent or hidden (then it stays; None).
+
+        The caller holds the key's lock. The provider judges the value first; the removal then takes
+        it atomically, and if a kernel program changed it in between, the value taken is judged again
+        and put back when that one is hidden.
+        """
+        stored = self._base.lookup_bytes(kb)
+        if stored is None:
+            return None
+        out = self._user_value(kb, stored, "lookup_and_delete")
+        if out is None:
+            return None
+        try:
+            taken = self._take_stored(kb)
+        except KeyNotFound:
+            return None
+        if taken != stored:
+            try:
+                out = self._user_value(kb, taken, "lookup_and_delete")
+            except BaseException:
+                self._put_back(kb, taken)
+                raise
+            if out is None:
+                self._put_back(kb, taken)
+                return None
+        self._notify_delete(kb, taken, DeleteReason.USER_DELETE)
+        return out
+
+    def _put_back(self, kb: bytes, stored: bytes) -> None:
+        with contextlib.suppress(KeyExists):  # a program wrote the key again meanwhile: its value wins
+            self._base.update(kb, stored, BPF_NOEXIST)
+        self._seen(kb, self._base.lookup_bytes(kb))
 
 
     # ------------------------------------------------------------------ dict protocol
@@ -619,6 +858,21 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                     self._notify_delete(kb, stored, DeleteReason.USER_DELETE)
                 yield kb, stored
 
+    def _take_all_visible(self) -> Iterator[tuple[bytes, bytes]]:
+        """Remove every element the provider shows, yielding ``(key, user bytes)``; hidden ones stay."""
+        kept: set[bytes] = set()
+        for _ in range(8):
+            keys = [kb for kb, _ in self._base.raw_pairs(values=False) if kb not in kept]
+            if not keys:
+                return
+            for kb in keys:
+                with _locks.key_lock(self._map_id, kb):
+                    out = self._take_visible(kb)
+                if out is None:
+                    kept.add(kb)
+                else:
+                    yield kb, out
+
     def clear(self) -> int:
         """Delete every element (USER_DELETE notifications); returns how many."""
         self._check_delete("clear")
@@ -635,6 +889,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         if self._atomic_take:
             try:
                 stored: bytes = self._base.lookup_and_delete(kb)
+                self._seen(kb, None)
                 return stored
             except NotSupported as exc:
                 if exc.errno is None:
@@ -644,6 +899,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         if found is None:
             raise KeyNotFound(f"lookup_and_delete: key {kb.hex()} not found", errno=E.ENOENT, op="lookup_and_delete")
         self._base.delete(kb)
+        self._seen(kb, None)
         return found
 
     def raw_chunks(self, values: bool = True, batch_size: int = ITER_BATCH) -> Iterator[tuple[bytes, bytes, int]]:
@@ -681,8 +937,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         source: Iterator[tuple[bytes, bytes]]
         if delete:
             self._check_delete("lookup_and_delete_batch")
-            source = ((kb, out) for kb, stored in self._take_all()
-                      for out in (self._user_value(kb, stored),) if out is not None)
+            source = self._take_all_visible()
         else:
             source = self.raw_pairs(values=True)
         keys: list[bytes] = []
@@ -744,6 +999,20 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         for kb, vb, count in self._iter_batches_raw(batch_size, delete=False):
             result.update(zip(kdm(kb, count), vdm(vb, count)))
         return result
+
+    def lookup_many(self, keys: Iterable[Any]) -> list[Any]:
+        """The user's values of ``keys`` in order (``None`` for an absent key), each through its callbacks."""
+        return [self.lookup(k) for k in as_items(keys, "key")]
+
+    def update_many(self, keys: Iterable[Any], values: Iterable[Any], flags: int = BPF_ANY) -> int:
+        """Write many elements through the provider's callbacks: :meth:`update_batch` (all or nothing)."""
+        return self.update_batch(keys, values, flags)
+
+    def to_numpy(self, *, batch_size: int = DEFAULT_BATCH) -> Any:
+        """Refused: an extensible map's values are what its provider makes of the stored bytes, not a
+        fixed binary layout a numpy array could hold; :meth:`lookup_batch` gives them."""
+        raise NotSupported("to_numpy: an extensible map's values come from its provider's callbacks; "
+                           "use lookup_batch()", op="to_numpy")
 
     def lookup_and_delete_batch(self, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
         """Drain the map: every element is removed (USER_DELETE) and the present ones returned."""
@@ -827,6 +1096,8 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                 cause.message += " (the whole batch was undone)"
                 self._rollback(accepted, cause)
                 raise cause from None
+            for kb, stored in accepted:
+                self._seen(kb, stored)
             failure: ProviderError | None = None
             for kb, old in replaced:
                 try:
@@ -850,10 +1121,66 @@ class ExtensibleMap(SpecProperties, DictProtocol):
                             pass
                 elif self._base.lookup_bytes(kb) != old:
                     self._base.update(kb, old)
+                self._seen(kb, old)
             except MapError:
                 unrestored += 1
         if unrestored:
             cause.message += f" ({unrestored} keys could not be restored)"
+
+
+def _diff(previous: dict[bytes, bytes], current: dict[bytes, bytes], lru: bool) -> list[ExternalChange]:
+    """The changes from ``previous`` to ``current`` (key -> stored bytes)."""
+    update = DeleteReason.EXTERNAL_UPDATE
+    changes = [ExternalChange(kb, old, new, update)
+               for kb, new in current.items() if (old := previous.get(kb)) != new]
+    appeared = sum(1 for c in changes if c.old is None)
+    if len(previous) > len(current) - appeared:
+        # Some keys went away (the scan is skipped when none did). On an LRU map they were evicted if
+        # others arrived meanwhile: the kernel evicts to make room.
+        gone = DeleteReason.EVICTED if lru and appeared else DeleteReason.EXTERNAL_DELETE
+        changes += [ExternalChange(kb, old, None, gone) for kb, old in previous.items() if kb not in current]
+    return changes
+
+
+class Observer:
+    """A background thread that reconciles one map handle every ``interval`` seconds (see ``observe``)."""
+
+    def __init__(self, m: ExtensibleMap, interval: float) -> None:
+        self.interval = interval
+        self.passes = 0
+        self.errors = 0
+        self.last_error: BaseException | None = None
+        self._stop = threading.Event()
+        # The thread holds the map weakly: an observed handle that is dropped is still collected (and closed).
+        self._ref = weakref.ref(m)
+        self._thread = threading.Thread(target=self._run, name=f"ebpfmaps-shim-observe-{m.map_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            m = self._ref()
+            if m is None or m.closed:
+                return
+            try:
+                m.reconcile()
+                self.passes += 1
+            except MapClosed:
+                return
+            except Exception as exc:  # a failed pass is counted; the next one tries again
+                self.errors += 1
+                self.last_error = exc
+            finally:
+                del m
+
+    def stop(self) -> None:
+        """Stop the thread (waits for a pass in progress, unless called from the thread itself)."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
 
 def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec,
@@ -865,8 +1192,13 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
     map_id = binding.map_id
     dispatch = binding.dispatch
     failure: Exception | None = None
-    handle: ExtensibleMap | None = None
-    with _locks.map_lock(map_id):
+    failed_callback = ""
+    with _locks.map_lock(map_id), _leased(binding):
+        # The last shim process holding the map (the lease says) runs the last-close logic; others let go.
+        if binding.leased and not _lease.release(map_id):
+            base.close()
+            _locks.forget_map(map_id)
+            return
         pinned = _still_pinned(binding.pin_paths, map_id)
         snapshot: list[tuple[bytes, bytes]] = []
         if not pinned and dispatch.delete_element_notify is not None and not base.closed:
@@ -878,21 +1210,121 @@ def _release_handle(binding: registry.Binding, base: Map, spec: MapSpec, kcodec:
             _locks.forget_map(map_id)
             return
         handle = ref() or _dead_view(binding, base, spec, kcodec, vcodec)
-        if dispatch.delete_element_notify is not None:
-            for kb, stored in snapshot:
-                try:
-                    dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
-                except Exception as exc:
-                    failure = failure or exc
-        if dispatch.delete_map_notify is not None:
-            try:
-                dispatch.delete_map_notify(handle)
-            except Exception as exc:
-                failure = failure or exc
+        failure, failed_callback = _notify_cleanup(dispatch, handle, snapshot)
     _locks.forget_map(map_id)
     if failure is not None:
-        raise ProviderError(f"{binding.provider.provider_name} failed while the map was cleaned up "
-                            f"(the map is gone): {failure!r}", op="close") from failure
+        raise ProviderNotificationFailed(f"{binding.provider.provider_name} failed while the map was cleaned up "
+                                         f"(the map is gone): {failure!r}", callback=failed_callback,
+                                         op="close") from failure
+
+
+def _notify_cleanup(dispatch: DispatchTable, handle: ExtensibleMap,
+                    snapshot: list[tuple[bytes, bytes]]) -> tuple[Exception | None, str]:
+    """MAP_CLEANUP for each element, then delete_map_notify; every callback runs even if one fails.
+    Returns the first failure and the callback that raised it."""
+    failure: Exception | None = None
+    failed_callback = ""
+    if dispatch.delete_element_notify is not None:
+        for kb, stored in snapshot:
+            try:
+                dispatch.delete_element_notify(handle, kb, stored, DeleteReason.MAP_CLEANUP)
+            except Exception as exc:
+                if failure is None:
+                    failure, failed_callback = exc, "delete_element_notify"
+    if dispatch.delete_map_notify is not None:
+        try:
+            dispatch.delete_map_notify(handle)
+        except Exception as exc:
+            if failure is None:
+                failure, failed_callback = exc, "delete_map_notify"
+    return failure, failed_callback
+
+
+@contextlib.contextmanager
+def _leased(binding: registry.Binding) -> Iterator[None]:
+    """Give the map's lease back when the release is over (whatever happened)."""
+    try:
+        yield
+    finally:
+        if binding.leased:
+            binding.leased = False
+            _lease.unlock(binding.map_id)
+
+
+def finish_cleanup(type_id: int | None = None) -> list[int]:
+    """Finish the cleanup of extensible maps whose holders all died (killed before they could close them).
+
+    Each such map is still alive, held by its lease pin (see :mod:`ebpfmaps_shim._lease`). If nothing
+    else holds it (no other pin, no program, no other process), its provider hears ``MAP_CLEANUP`` for
+    every element and then ``delete_map_notify``, as it would have from the last holder; the map is then
+    freed. Maps whose provider is not registered here (or not of ``type_id``) are left for a process that
+    has it (a map whose provider never comes back stays pinned in the lease dir until its pin is removed). Runs by itself when a provider is registered and when an extensible map is opened. Returns
+    the ids of the maps cleaned up.
+    """
+    cleaned: list[int] = []
+    held = set(registry.live_maps())
+    for map_id, path in _lease.expired_except(held):
+        try:
+            with _locks.map_lock(map_id):
+                if _finish_one(map_id, path, type_id):
+                    cleaned.append(map_id)
+        finally:
+            _lease.unlock(map_id)
+    return cleaned
+
+
+def finish_cleanup_quietly(type_id: int | None = None) -> None:
+    """:func:`finish_cleanup` where a failure must not fail the caller (registering, opening): it warns."""
+    try:
+        finish_cleanup(type_id)
+    except (MapError, OSError) as exc:
+        warnings.warn(f"ebpfmaps_shim: finishing the cleanup of maps whose holders died: {exc}", RuntimeWarning,
+                      stacklevel=3)
+
+
+registry.after_register.append(finish_cleanup_quietly)
+
+
+def _finish_one(map_id: int, path: str, type_id: int | None) -> bool:
+    try:
+        fd = pinning.obj_get(path)
+    except (MapError, OSError):
+        return False  # its last holder removed it meanwhile
+    try:
+        info = map_info_from_fd(fd)
+    except MapError:
+        os.close(fd)
+        return False
+    meta = _meta.read_meta(info)
+    # Only providers registered here (no entry-point discovery): a sweep must stay cheap for maps of types
+    # this process does not serve.
+    found = None if meta is None or (type_id is not None and meta.custom_type != type_id) else \
+        registry.registered_provider(meta.custom_type)
+    if meta is None or found is None or info.id != map_id:
+        os.close(fd)
+        return False
+    provider, dispatch = found
+    base = class_for(info.type).adopt_fd(fd, info)
+    snapshot: list[tuple[bytes, bytes]] = []
+    if dispatch.delete_element_notify is not None:
+        with contextlib.suppress(MapError):
+            snapshot = list(base.raw_pairs(values=True))
+    spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size)
+    kcodec = _key_codec(info.type, None, info.key_size, info.max_entries)
+    vcodec = make_codec(None, meta.user_value_size, "value")
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    base.close()
+    if not _gone(map_id):
+        return False  # something else holds it (a pin, a program): it lives on, and so does its cleanup
+    binding = registry.Binding(map_id, provider, dispatch, dict(meta.options))
+    failure, failed_callback = _notify_cleanup(dispatch, _dead_view(binding, base, spec, kcodec, vcodec), snapshot)
+    _locks.forget_map(map_id)
+    if failure is not None:
+        raise ProviderNotificationFailed(f"{provider.provider_name} failed while finishing the cleanup of map "
+                                         f"{map_id} (the map is gone): {failure!r}", callback=failed_callback,
+                                         op="finish_cleanup") from failure
+    return True
 
 
 def _dead_view(binding: registry.Binding, base: Map, spec: MapSpec, kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
@@ -943,18 +1375,20 @@ def _stored_size(provider: MapProvider, dispatch: DispatchTable, spec: MapSpec, 
     if fn is not None:
         try:
             stored = fn(spec)
-        except MapError:
+        except ProviderError:
             raise
         except Exception as exc:
-            raise ProviderRefused(f"{op}: {provider.provider_name} refused the map: {exc}", op=op) from exc
+            raise refusal(provider.provider_name, "create_map_notify", op, exc, " the map") from exc
     if stored is None:
         stored = spec.value_size
     if isinstance(stored, bool) or not isinstance(stored, int) or not 0 < stored <= _MAX_STORED_SIZE:
-        raise ProviderError(f"{op}: {provider.provider_name}.create_map_notify returned {stored!r}; "
-                            f"expected None or a stored value size from 1 to {_MAX_STORED_SIZE} bytes", op=op)
+        raise ProviderContractError(f"{op}: {provider.provider_name}.create_map_notify returned {stored!r}; "
+                                    f"expected None or a stored value size from 1 to {_MAX_STORED_SIZE} bytes",
+                                    callback="create_map_notify", op=op)
     if not provider.transforms_values and stored != spec.value_size:
-        raise ProviderError(f"{op}: {provider.provider_name} stores {stored}-byte values for {spec.value_size}-byte "
-                            f"user values but declares transforms_values = False", op=op)
+        raise ProviderContractError(f"{op}: {provider.provider_name} stores {stored}-byte values for "
+                                    f"{spec.value_size}-byte user values but declares transforms_values = False",
+                                    callback="create_map_notify", op=op)
     return stored
 
 

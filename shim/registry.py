@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from ebpfmaps.errors import InvalidArgument, NotSupported
+from ebpfmaps.extension import entry_points_in
 from ebpfmaps.maptypes import EXTENSIBLE_MIN, type_name
 
 from .errors import DuplicateProvider, ProviderBusy, ProviderError, ProviderNotFound
@@ -48,6 +49,15 @@ class Binding:
     pin_paths: set[str] = field(default_factory=set)
     programs: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Whether this process holds the map's lease (see :mod:`ebpfmaps_shim._lease`).
+    leased: bool = False
+    #: What the base map held after the last ``reconcile`` (key -> stored bytes); None until the first one.
+    #: Writes through the shim in this process keep it current, so only outside changes show as differences.
+    observed: dict[bytes, bytes] | None = None
+    #: The packed ``(keys, values)`` chunks of the last pass, for its fast path (None after a write here).
+    observed_chunks: list[tuple[bytes, bytes]] | None = None
+    #: Serializes reconcile passes (and their notifications) of this map in this process.
+    reconcile_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _validate(provider: MapProvider) -> tuple[int, DispatchTable]:
@@ -73,23 +83,44 @@ def _validate(provider: MapProvider) -> tuple[int, DispatchTable]:
     return tid, table
 
 
+#: Called with the type id after each new registration (the map layer finishes cleanups left by dead holders).
+after_register: list[Callable[[int], object]] = []
+
+
 def register_provider(provider: _P) -> _P:
-    """Serve ``provider.custom_map_type`` with ``provider`` (registering the same object again does nothing)."""
+    """Serve ``provider.custom_map_type`` with ``provider`` (registering the same object again does nothing).
+
+    Maps of this type whose holders all died meanwhile get their cleanup now (see ``finish_cleanup``).
+    """
+    tid = _register(provider)
+    if tid is not None:
+        for hook in list(after_register):
+            hook(tid)
+    return provider
+
+
+def _register(provider: MapProvider) -> int | None:
     tid, table = _validate(provider)
     with _lock:
         current = _providers.get(tid)
         if current is provider:
-            return provider
+            return None
         if current is not None:
             raise DuplicateProvider(f"map type {tid} is already served by {type(current).__name__}; "
                                     f"unregister it first", op="register_provider")
         _providers[tid] = provider
         _dispatch[tid] = table
-    return provider
+    return tid
 
 
 def unregister_provider(provider: MapProvider | int) -> None:
-    """Stop serving a type id. Refused (:class:`ProviderBusy`) while maps of the provider are live here."""
+    """Stop serving a type id. Refused (:class:`ProviderBusy`) while maps of the provider are live here.
+
+    Registrations are per process: this says nothing about other processes, which keep their own
+    providers and maps. Maps of the type stay in the kernel; here, opening one (or loading a program
+    that uses one) raises :class:`ProviderNotFound` until a provider is registered again, and the cleanup
+    of such a map waits for a process that serves its type.
+    """
     with _lock:
         tid = provider if isinstance(provider, int) else provider.custom_map_type
         current = _providers.get(tid)
@@ -122,7 +153,7 @@ def _load_entry_point(ep: Any) -> None:
 
 
 def _discover(type_id: int) -> None:
-    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    eps = entry_points_in(ENTRY_POINT_GROUP)
     named = [ep for ep in eps if ep.name.strip() == str(type_id)]
     if len(named) > 1:
         raise DuplicateProvider(f"several entry points in {ENTRY_POINT_GROUP!r} claim map type {type_id}: "
@@ -158,6 +189,13 @@ def find_provider(type_id: int) -> tuple[MapProvider, DispatchTable] | None:
         if provider is None:
             return None
         return provider, _dispatch[type_id]
+
+
+def registered_provider(type_id: int) -> tuple[MapProvider, DispatchTable] | None:
+    """The provider registered for ``type_id`` in this process, without looking at entry points."""
+    with _lock:
+        provider = _providers.get(type_id)
+        return None if provider is None else (provider, _dispatch[type_id])
 
 
 def require_provider(type_id: int, op: str) -> tuple[MapProvider, DispatchTable]:

@@ -95,6 +95,10 @@ def _get_next_key_and_value_notify(self: Any, m: Any, key: bytes | None, next_ke
     return xor(stored) if self.transforms_values else stored
 
 
+def _external_change_notify(self: Any, m: Any, changes: list[Any]) -> None:
+    self.rec.add("external", [(key_int(c.key), c.old, c.new, c.reason) for c in changes])
+
+
 _IMPLEMENTATIONS = {
     "create_map_notify": _create_map_notify,
     "delete_map_notify": _delete_map_notify,
@@ -103,6 +107,7 @@ _IMPLEMENTATIONS = {
     "update_element_notify": _update_element_notify,
     "delete_element_notify": _delete_element_notify,
     "get_next_key_and_value_notify": _get_next_key_and_value_notify,
+    "external_change_notify": _external_change_notify,
 }
 assert set(_IMPLEMENTATIONS) == set(CALLBACKS)
 

@@ -5,30 +5,52 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ebpfmaps
 from tests.conftest import ROOT, bpftool_json
+from tests.test_perf import PerfProducer, on_cpu, online_cpus
+from tests.test_ringbuf import Producer, check_record
+from tests.test_ringbuf import producer as producer
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_KERNEL = 0, 1, 2, 3
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
-    proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", *args], capture_output=True, text=True, env=env,
+def cli(*args: str, check: bool = True, code: int | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", *args], capture_output=True, text=True, env=ENV,
                           timeout=60)
-    if check and proc.returncode != 0:
+    if code is not None:
+        assert proc.returncode == code, f"ebpfmaps {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    elif check and proc.returncode != 0:
         raise AssertionError(f"ebpfmaps {' '.join(args)} failed: {proc.stdout}\n{proc.stderr}")
     return proc
 
 
+def cli_json(*args: str) -> object:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def bpftool_bytes(values: list[str]) -> bytes:
+    return bytes(int(v, 16) for v in values)
+
+
+# ------------------------------------------------------------------ entries
 def test_create_set_get_dump_del(pin_path: Path) -> None:
     out = cli("create", "hash", str(pin_path), "--key-size", "4", "--value-size", "8", "--max-entries", "16",
               "--name", "cli_t", "--flag", "no_prealloc").stdout
     assert "pinned at" in out
-    info = json.loads(cli("show", str(pin_path), "--json").stdout)
+    info = cli_json("show", str(pin_path))
+    assert isinstance(info, dict)
     assert info["type"] == "hash" and info["name"] == "cli_t" and info["flags"] == ["NO_PREALLOC"]
     assert info["key_size"] == 4 and info["value_size"] == 8 and info["max_entries"] == 16
+    assert info["pinned"] == [str(pin_path)]
     cli("set", str(pin_path), "5", "77", "-k", "u32", "-v", "u64")
     cli("set", str(pin_path), "0x06000000", "0x0100000000000000")  # raw hex bytes
     assert cli("get", str(pin_path), "5", "-k", "u32", "-v", "u64").stdout.strip() == "77"
@@ -36,36 +58,327 @@ def test_create_set_get_dump_del(pin_path: Path) -> None:
     m = ebpfmaps.open_pinned(pin_path, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64)
     assert dict(m.items()) == {5: 77, 6: 1}
     dump = bpftool_json("map", "dump", "pinned", str(pin_path))
-    assert len(dump) == 2
-    rows = json.loads(cli("dump", str(pin_path), "--json", "-k", "u32", "-v", "u64").stdout)
-    assert {r["key"]: r["value"] for r in rows} == {5: 77, 6: 1}
-    refused = cli("set", str(pin_path), "5", "1", "-k", "u32", "-v", "u64", "--mode", "noexist", check=False)
-    assert refused.returncode == 2 and "KeyExists" in refused.stderr
+    assert isinstance(dump, list) and len(dump) == 2
+    rows = cli_json("dump", str(pin_path), "-k", "u32", "-v", "u64")
+    assert isinstance(rows, list) and {r["key"]: r["value"] for r in rows} == {5: 77, 6: 1}
+    refused = cli("set", str(pin_path), "5", "1", "-k", "u32", "-v", "u64", "--mode", "noexist", code=EXIT_KERNEL)
+    assert "KeyExists" in refused.stderr
     assert m[5] == 77  # the refused write changed nothing
     cli("del", str(pin_path), "5", "-k", "u32")
     assert 5 not in m
-    missing = cli("get", str(pin_path), "5", "-k", "u32", check=False)
-    assert missing.returncode == 1
+    cli("get", str(pin_path), "5", "-k", "u32", code=EXIT_NOT_FOUND)
     m.close()
     cli("unpin", str(pin_path))
     assert not pin_path.exists()
 
 
-def test_list_shows_map_and_errors_are_clean(pin_path: Path) -> None:
-    m = ebpfmaps.ArrayMap(value_size=4, max_entries=3, name="cli_list_t")
-    listed = json.loads(cli("list", "--json", "--type", "array").stdout)
-    mine = [r for r in listed if r["id"] == m.info().id]
-    assert mine and mine[0]["name"] == "cli_list_t" and mine[0]["max_entries"] == 3
-    bad = cli("show", str(pin_path.parent / "nothing-here"), check=False)
-    assert bad.returncode == 2 and "PinNotFound" in bad.stderr
-    notbpf = cli("show", "/tmp/not-a-pin", check=False)
-    assert notbpf.returncode == 2
-    m.close()
+def test_plain_integers_without_types(pin_path: Path) -> None:
+    """``set PATH 1 100``: integers in host byte order sized to the key and value."""
+    with ebpfmaps.HashMap(key_size=4, value_size=8, max_entries=8) as m:
+        m.pin(pin_path)
+        cli("set", str(pin_path), "1", "100")
+        cli("set", str(pin_path), "2", "-1")
+        dump = bpftool_json("map", "dump", "pinned", str(pin_path))
+        assert isinstance(dump, list)
+        got = {bpftool_bytes(e["key"]): bpftool_bytes(e["value"]) for e in dump}
+        assert got == {struct.pack("=I", 1): struct.pack("=Q", 100), struct.pack("=I", 2): struct.pack("=q", -1)}
+        assert cli("get", str(pin_path), "1").stdout.strip() == struct.pack("=Q", 100).hex(" ")
+        assert cli_json("get", str(pin_path), "1") == {"key": "0x01000000", "value": "0x6400000000000000"}
+        # Wrong sizes and bad syntax are usage errors, refused before any write.
+        bad = cli("set", str(pin_path), "0x0102", "1", code=EXIT_USAGE)
+        assert "2 bytes" in bad.stderr and "4 bytes" in bad.stderr
+        cli("set", str(pin_path), "3", "zz", code=EXIT_USAGE)
+        cli("set", str(pin_path), "4294967296", "1", code=EXIT_USAGE)
+        assert len(m) == 2
 
 
-def test_demo_runs_end_to_end() -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
-    proc = subprocess.run([sys.executable, "-m", "ebpfmaps.demo"], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "KeyExists" in proc.stdout and "this process now sees m[7] = 777" in proc.stdout
-    assert not Path("/sys/fs/bpf/ebpfmaps-demo").exists()
+def test_getnext_and_streamed_dump_formats(pin_path: Path) -> None:
+    n = 20_000
+    with ebpfmaps.HashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=n) as m:
+        m.update_batch(list(range(n)), [k * 7 for k in range(n)])
+        m.pin(pin_path)
+        rows = cli_json("dump", str(pin_path), "-k", "u32", "-v", "u64")
+        assert isinstance(rows, list) and {r["key"]: r["value"] for r in rows} == {k: k * 7 for k in range(n)}
+        lines = cli("dump", str(pin_path), "--jsonl", "-k", "u32", "-v", "u64").stdout.splitlines()
+        assert len(lines) == n and json.loads(lines[0])["value"] == json.loads(lines[0])["key"] * 7
+        typed = cli_json("dump", str(pin_path))  # no -k/-v: the map's BTF types (u32, u64), as bpftool formats them
+        assert isinstance(typed, list) and len(typed) == n
+        tool = bpftool_json("map", "dump", "pinned", str(pin_path))
+        assert isinstance(tool, list)
+        assert ({(r["key"], r["value"]) for r in typed}
+                == {(e["formatted"]["key"], e["formatted"]["value"]) for e in tool} == {(k, k * 7) for k in range(n)})
+        table = cli("dump", str(pin_path), "-k", "u32", "-v", "u64").stdout.splitlines()  # piped: plain rows
+        assert table[0].split() == ["key", "value"] and table[-1] == f"{n} entries" and len(table) == n + 2
+        first = cli("getnext", str(pin_path), "-k", "u32").stdout.strip()
+        after = cli_json("getnext", str(pin_path), first, "-k", "u32")
+        assert isinstance(after, dict) and after["key"] == int(first) and after["next_key"] in m
+    with ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=2) as empty:
+        empty.pin(pin_path.with_name(pin_path.name + "_e"))
+        assert cli_json("dump", str(pin_path.with_name(pin_path.name + "_e"))) == []
+        cli("getnext", str(pin_path.with_name(pin_path.name + "_e")), code=EXIT_NOT_FOUND)
+
+
+def test_lpm_trie_keys_as_cidr(pin_path: Path) -> None:
+    cli("create", "lpm_trie", str(pin_path), "--key-size", "8", "--value-size", "4", "--max-entries", "16",
+        "--flag", "no_prealloc")
+    cli("set", str(pin_path), "10.0.0.0/8", "7", "-v", "u32")
+    cli("set", str(pin_path), "0x180000000a010200", "9", "-v", "u32")  # raw: prefixlen 24, 10.1.2.0
+    assert cli("get", str(pin_path), "10.1.2.0/24", "-v", "u32").stdout.strip() == "9"
+    rows = cli_json("dump", str(pin_path), "-v", "u32")
+    assert isinstance(rows, list) and {r["key"]: r["value"] for r in rows} == {"10.0.0.0/8": 7, "10.1.2.0/24": 9}
+    tool = bpftool_json("map", "dump", "pinned", str(pin_path))
+    assert isinstance(tool, list)
+    assert {bpftool_bytes(e["key"]) for e in tool} == {struct.pack("=I", 8) + bytes([10, 0, 0, 0]),
+                                                       struct.pack("=I", 24) + bytes([10, 1, 2, 0])}
+    cli("set", str(pin_path), "10.0.0.1/8", "1", code=EXIT_USAGE)  # host bits set: refused, not truncated
+    cli("del", str(pin_path), "10.0.0.0/8")
+    cli("get", str(pin_path), "10.0.0.0/8", code=EXIT_NOT_FOUND)
+
+
+def test_maps_of_maps(bpffs: Path) -> None:
+    inner, outer = bpffs / "inner", bpffs / "outer"
+    cli("create", "array", str(inner), "--value-size", "8", "--max-entries", "4")
+    cli("create", "array_of_maps", str(outer), "--max-entries", "4", "--inner-map", str(inner))
+    inner_id = cli_json("show", str(inner))["id"]  # type: ignore[index]
+    cli("set", str(outer), "1", str(inner))
+    cli("set", str(outer), "2", f"id:{inner_id}")
+    rows = cli_json("dump", str(outer))
+    assert rows == [{"key": 1, "value": inner_id}, {"key": 2, "value": inner_id}]
+    assert cli("get", str(outer), "2").stdout.strip() == str(inner_id)
+    tool = bpftool_json("map", "dump", "pinned", str(outer))
+    assert isinstance(tool, list)
+    assert [struct.unpack("=I", bpftool_bytes(e["value"]))[0] for e in tool] == [inner_id] * 2
+    cli("set", str(outer), "3", "0x01", code=EXIT_USAGE)
+    cli("del", str(outer), "1")
+    assert cli_json("dump", str(outer)) == [{"key": 2, "value": inner_id}]
+
+
+def test_queue_stack_and_bloom_filter(bpffs: Path) -> None:
+    q = bpffs / "q"
+    cli("create", "queue", str(q), "--value-size", "4", "--max-entries", "2")
+    cli("push", str(q), "7", "-v", "u32")
+    cli("push", str(q), "8")
+    cli("push", str(q), "9", code=EXIT_KERNEL)  # full
+    cli("push", str(q), "9", "--overwrite")  # drops the oldest
+    assert cli("peek", str(q), "-v", "u32").stdout.strip() == "8"
+    assert "pop" in cli("dump", str(q), code=EXIT_USAGE).stderr
+    assert "peek" in cli("get", str(q), "1", code=EXIT_USAGE).stderr
+    assert cli_json("pop", str(q), "--all", "-v", "u32") == [{"value": 8}, {"value": 9}]
+    cli("pop", str(q), code=EXIT_NOT_FOUND)
+    s = bpffs / "s"
+    cli("create", "stack", str(s), "--value-size", "8", "--max-entries", "4")
+    for v in ("1", "2", "3"):
+        cli("push", str(s), v, "-v", "u64")
+    assert cli("pop", str(s), "-n", "2", "-v", "u64").stdout.split() == ["3", "2"]
+    with ebpfmaps.open_pinned(s, value_type=ctypes.c_uint64) as stack:
+        assert stack.peek() == 1  # type: ignore[attr-defined]
+    bf = bpffs / "bf"
+    cli("create", "bloom_filter", str(bf), "--value-size", "4", "--max-entries", "16", "--map-extra", "3")
+    cli("push", str(bf), "0x0a000001")
+    cli("peek", str(bf), "0x0a000001")
+    with ebpfmaps.open_pinned(bf) as bloom:
+        assert struct.pack("=I", 0x0100000A) in bloom
+
+
+def test_percpu_values(pin_path: Path) -> None:
+    ncpus = ebpfmaps.possible_cpus()
+    cli("create", "percpu_hash", str(pin_path), "--key-size", "4", "--value-size", "8", "--max-entries", "4")
+    cli("set", str(pin_path), "1", "5", "-k", "u32", "-v", "u64")  # one value: every CPU
+    per_cpu = ",".join(str(i) for i in range(ncpus))
+    cli("set", str(pin_path), "2", per_cpu, "-k", "u32", "-v", "u64")
+    assert cli_json("get", str(pin_path), "1", "-k", "u32", "-v", "u64") == {"key": 1, "value": [5] * ncpus}
+    tool = bpftool_json("map", "lookup", "pinned", str(pin_path), "key", "2", "0", "0", "0")
+    assert isinstance(tool, dict)
+    assert [struct.unpack("=Q", bpftool_bytes(v["value"]))[0] for v in tool["values"]] == list(range(ncpus))
+    too_many = ",".join(["1"] * (ncpus + 1))
+    cli("set", str(pin_path), "3", too_many, "-k", "u32", "-v", "u64", code=EXIT_USAGE)
+
+
+# ------------------------------------------------------------------ maps
+def test_list_and_show_share_one_schema(pin_path: Path) -> None:
+    name = f"cli_{os.getpid()}"[:15]  # unique: other suites may run the same test at the same time
+    with ebpfmaps.ArrayMap(value_size=4, max_entries=3, name=name) as m:
+        m.pin(pin_path)
+        listed = cli_json("list", "--type", "array", "--pins")
+        assert isinstance(listed, list)
+        mine = [r for r in listed if r["id"] == m.id]
+        assert len(mine) == 1 and mine[0]["name"] == name and mine[0]["max_entries"] == 3
+        assert mine[0]["pinned"] == [str(pin_path)]
+        shown = cli_json("show", f"id:{m.id}", "--pins")
+        assert shown == mine[0]
+        assert cli_json("show", f"name:{name}") == dict(mine[0], pinned=None)
+        assert mine[0]["flags"] == [] and shown["flags"] == []  # type: ignore[index]
+        assert all(set(r) == set(mine[0]) for r in listed)
+        tool = bpftool_json("map", "show", "id", str(m.id))
+        assert isinstance(tool, dict) and tool["name"] == name and tool["max_entries"] == 3
+        plain = cli("list", "--name", name).stdout.splitlines()
+        assert plain[0].split()[:3] == ["id", "type", "name"] and plain[1].split()[:3] == [str(m.id), "array", name]
+
+
+def test_freeze_and_pin_by_id(bpffs: Path) -> None:
+    with ebpfmaps.ArrayMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=2) as m:
+        m[0] = 11
+        again = bpffs / "again"
+        assert cli_json("pin", f"id:{m.id}", str(again))["pinned"] == [str(again)]  # type: ignore[index]
+        assert cli_json("freeze", str(again))["frozen"] is True  # type: ignore[index]
+        assert "frozen" in cli("set", str(again), "0", "1", code=EXIT_KERNEL).stderr
+        assert m[0] == 11
+        tool = bpftool_json("map", "show", "pinned", str(again))
+        assert isinstance(tool, dict) and tool["frozen"] == 1
+
+
+def test_exit_codes_and_json_errors(bpffs: Path) -> None:
+    missing = bpffs / "nothing-here"
+    assert "PinNotFound" in cli("show", str(missing), code=EXIT_NOT_FOUND).stderr
+    err = json.loads(cli("get", str(missing), "1", "--json", code=EXIT_NOT_FOUND).stdout)
+    assert err["error"]["type"] == "PinNotFound" and err["error"]["exit_code"] == EXIT_NOT_FOUND
+    cli("show", "id:4294967295", code=EXIT_NOT_FOUND)
+    cli("show", "name:no_such_map_x", code=EXIT_NOT_FOUND)
+    cli("show", "id:zero", code=EXIT_USAGE)
+    cli("show", "/tmp", code=EXIT_USAGE)  # not on a bpffs
+    bogus = cli("create", "hash", str(bpffs / "x"), "--key-size", "4", "--value-size", "4", "--max-entries", "4",
+                "--flag", "bogus", code=EXIT_USAGE)
+    assert "Traceback" not in bogus.stderr and "no_prealloc" in bogus.stderr
+    assert not (bpffs / "x").exists()
+    cli("nosuchcommand", code=EXIT_USAGE)
+    cli("get", code=EXIT_USAGE)
+    cli("create", "hash", str(bpffs / "y"), "--key-size", "4", "--value-size", "4", "--max-entries", "0",
+        code=EXIT_USAGE)  # refused by the library, before the syscall
+    cli("create", "hash", str(bpffs / "y"), "--key-size", "0", "--value-size", "4", "--max-entries", "4",
+        code=EXIT_KERNEL)  # refused by the kernel (EINVAL)
+    # A map that cannot be listed: one JSON error object on stdout, no half-written array.
+    cli("create", "sk_storage", str(bpffs / "sk"), "--key-size", "4", "--value-size", "4", "--max-entries", "0",
+        "--flag", "no_prealloc")
+    refused = json.loads(cli("dump", str(bpffs / "sk"), "--json", code=EXIT_KERNEL).stdout)
+    assert refused["error"]["type"] == "NotSupported"
+    cli("create", "perf_event_array", str(bpffs / "pe"), "--key-size", "4", "--value-size", "4", "--max-entries", "1")
+    assert "events" in cli("dump", str(bpffs / "pe"), code=EXIT_USAGE).stderr
+    help_text = cli("--help").stdout
+    for words in ("id:N", "0x0100000a", "10.0.0.0/8", "exit codes", "3 kernel or permission error"):
+        assert words in help_text
+    assert "examples:" in cli("dump", "--help").stdout
+
+
+# ------------------------------------------------------------------ events
+def test_events_streams_ring_buffer_records(producer: Callable[[int], Producer], bpffs: Path) -> None:
+    p = producer(4 * 4096)
+    pin = bpffs / "rb"
+    p.rb.pin(pin)
+    p.run(3, size=24)
+    lines = cli("events", str(pin), "--json", "--count", "3").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["size"] for r in records] == [24, 24, 24]
+    for seq, r in enumerate(records):
+        check_record(bytes.fromhex(r["data"][2:]), seq, 24)
+    text = cli("events", str(pin), "--timeout", "0.2").stdout
+    assert text == ""  # consumed above: nothing left
+    p.run(1, size=16)
+    assert len(bytes.fromhex(cli("events", str(pin), "-c", "1").stdout.replace(" ", "").strip())) == 16
+
+
+def _perf_events_open(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
+        except OSError:
+            pass
+    return count
+
+
+def test_events_streams_perf_samples(bpffs: Path) -> None:
+    p = PerfProducer(bpffs)
+    try:
+        pin = bpffs / "perf"
+        p.events.pin(pin)
+        cpu = online_cpus()[0]
+        proc = subprocess.Popen([sys.executable, "-m", "ebpfmaps.cli", "events", str(pin), "--json", "--count", "2",
+                                 "--timeout", "30"], stdout=subprocess.PIPE, text=True, env=ENV)
+        try:
+            deadline = time.monotonic() + 20
+            while _perf_events_open(proc.pid) < len(online_cpus()) and time.monotonic() < deadline:
+                time.sleep(0.02)  # the reader has not opened its perf events yet
+            with on_cpu(cpu):
+                p.run(2, size=21)
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        samples = [json.loads(line) for line in out.splitlines()]
+        assert [s["cpu"] for s in samples] == [cpu, cpu] and all(s["size"] == 28 for s in samples)
+        assert p.errors == 0
+    finally:
+        p.close()
+
+
+# ------------------------------------------------------------------ progress and fast paths
+def test_progress_bar_only_for_a_watching_terminal(pin_path: Path, tmp_path: Path) -> None:
+    import rich  # the cli extra (installed with dev): the bar is drawn with it
+
+    assert rich is not None
+    with ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=50_000) as m:
+        m.update_batch([struct.pack("=I", i) for i in range(50_000)], [bytes(4)] * 50_000)
+        m.pin(pin_path)
+        out = tmp_path / "dump.json"
+        main, side = pty.openpty()
+        with open(out, "w") as sink:
+            proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", "dump", str(pin_path), "--json"],
+                                  stdout=sink, stderr=side, env=dict(ENV, TERM="xterm"), timeout=60)
+        os.close(side)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(main)
+        assert proc.returncode == 0 and len(json.loads(out.read_text())) == 50_000
+        assert b"dumping" in shown  # the bar, on the terminal
+        piped = cli("dump", str(pin_path), "--json")
+        assert piped.stderr == ""  # piped: no bar, nothing on stderr
+
+
+def _modules_after(code: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sorted(sys.modules)))"],
+                          capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode in (0, 1), proc.stderr
+    return set(proc.stdout.split())
+
+
+# BTF is not among them: opening a map decodes it with its BTF types, so ebpfmaps.btf is part of the core.
+HEAVY = {"asyncio", "numpy", "rich", "pyroute2", "bcc", "ebpfmaps.asm", "ebpfmaps.programs", "ebpfmaps.readers",
+         "ebpfmaps.xdp", "importlib.metadata", "ebpfmaps_shim", "prometheus_client", "ebpfmaps.exporter"}
+
+
+def test_import_loads_only_the_core() -> None:
+    loaded = _modules_after("import ebpfmaps")
+    assert "ebpfmaps.map" in loaded and "ebpfmaps.maps.hash" in loaded
+    assert not loaded & HEAVY, loaded & HEAVY
+    # The lazy names are there on first use, and in dir() for completion.
+    later = _modules_after("import ebpfmaps\nassert ebpfmaps.RingBufReader.__name__ == 'RingBufReader'\n"
+                           "assert 'asm' in dir(ebpfmaps) and ebpfmaps.asm.R0 is not None")
+    assert {"asyncio", "ebpfmaps.readers", "ebpfmaps.asm"} <= later
+
+
+def test_one_shot_commands_import_only_what_they_need(pin_path: Path) -> None:
+    with ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=4) as m:
+        m.pin(pin_path)
+        for argv in (["get", str(pin_path), "1"], ["set", str(pin_path), "1", "2"], ["del", str(pin_path), "1"],
+                     ["show", str(pin_path)], ["list"]):
+            loaded = _modules_after(f"from ebpfmaps.cli import main\nmain({argv!r})")
+            assert not loaded & HEAVY, (argv, loaded & HEAVY)
+
+
+def test_extensible_map_through_its_provider(pin_path: Path) -> None:
+    """An extensible map (the shim's TTL cache, type 4100, found through its entry point) works like any other."""
+    created = cli_json("create", "4100", str(pin_path), "--key-size", "4", "--value-size", "8", "--max-entries", "16")
+    assert isinstance(created, dict) and created["type_id"] == 4100
+    cli("set", str(pin_path), "1", "5", "-k", "u32", "-v", "u64")
+    assert cli_json("dump", str(pin_path), "-k", "u32", "-v", "u64") == [{"key": 1, "value": 5}]
+    assert cli_json("show", str(pin_path))["type_id"] == 4100  # type: ignore[index]
+    with ebpfmaps.open_pinned(pin_path, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64) as m:
+        assert m.info().type == 4100 and m[1] == 5
+    cli("unpin", str(pin_path))

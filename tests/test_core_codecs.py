@@ -17,7 +17,7 @@ from ebpfmaps.errors import InvalidArgument
 
 def _raw_view(m: Map) -> Map:
     """The same kernel map opened again without codecs: what is really stored, as bytes."""
-    return ebpfmaps.open_by_id(m.info().id)
+    return ebpfmaps.open_by_id(m.info().id, typed=False)
 
 
 class Point(ctypes.Structure):

@@ -11,6 +11,9 @@ import copy
 import ctypes
 import os
 import pickle
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -19,6 +22,7 @@ import ebpfmaps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec
 from ebpfmaps.errors import InvalidKeySize, MapClosed
+from tests.conftest import ROOT
 
 
 def _u32_map(n: int = 64) -> ebpfmaps.Map:
@@ -188,3 +192,23 @@ def test_lookup_and_delete_checks_the_key_codecs_output() -> None:
                 op()
         m.close()
         assert raw.lookup(b"\x01\x00\x00\x00") == bytes(8)  # still there: nothing reached the kernel
+
+
+def test_a_finalizer_run_inside_the_close_lock_does_not_deadlock() -> None:
+    """The garbage collector may run in the middle of a handle's critical section (any allocation there) and
+    finalize an unreachable handle, whose ``close()`` takes the same lock in the same thread."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import gc, os
+        from ebpfmaps._libbpf.fd import FD
+
+        class Cycle:
+            pass
+
+        live = FD(os.open("/dev/null", os.O_RDONLY))
+        for i in range(3000):
+            gc.set_threshold(2 + i % 7)  # collections land on varying allocations, some inside hold()
+            c = Cycle(); c.me = c; c.fd = FD(os.open("/dev/null", os.O_RDONLY)); del c
+            live.hold("test"); live.release()
+        print("done")
+    """)], capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr

@@ -204,3 +204,40 @@ def test_batch_writes_refuse_a_short_packed_buffer_from_a_user_codec() -> None:
         with pytest.raises(InvalidValueSize):
             m.update_batch([b"abcd"], [b"x"])
         assert list(m.items()) == []
+
+
+def test_dict_spellings_follow_a_subclass_that_overrides_the_element_ops() -> None:
+    """m[k], m[k] = v and del m[k] are Map's hot paths, except where a subclass has its own
+    lookup/update/delete: there they call the subclass's methods."""
+    calls: list[str] = []
+
+    class Audited(ebpfmaps.HashMap):
+        def lookup(self, key: Any, flags: int = 0) -> Any:
+            calls.append("lookup")
+            return super().lookup(key, flags)
+
+        def update(self, key: Any, value: Any, flags: int = 0) -> None:
+            calls.append("update")
+            super().update(key, value, flags)
+
+        def delete(self, key: Any) -> None:
+            calls.append("delete")
+            super().delete(key)
+
+    with Audited(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=4) as m:
+        m[1] = 10
+        assert m[1] == 10
+        del m[1]
+        with pytest.raises(KeyNotFound):
+            m[1]
+        assert calls == ["update", "lookup", "delete", "lookup"]
+    with ebpfmaps.HashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=4) as plain:
+        plain[2] = 20
+        assert plain[2] == 20 and plain.lookup(3) is None
+        with pytest.raises(KeyNotFound):
+            plain[3]
+        with pytest.raises(InvalidArgument):
+            plain["two"]
+        del plain[2]
+        with pytest.raises(KeyNotFound):
+            del plain[2]

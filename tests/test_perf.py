@@ -204,3 +204,25 @@ def test_a_callback_may_close_the_reader(producer: PerfProducer) -> None:
     assert len(got) == 1 and REC.unpack_from(got[0])[0] == 0
     with pytest.raises(MapClosed):
         reader.read()
+
+
+def test_a_raising_callback_leaves_the_later_samples_in_the_ring(producer: PerfProducer) -> None:
+    cpu = online_cpus()[0]
+    with PerfEventReader(producer.events, cpus=[cpu]) as reader:
+        with on_cpu(cpu):
+            producer.run(5)
+        calls: list[int] = []
+
+        def second_fails(cpu: int, data: bytes) -> None:
+            calls.append(REC.unpack_from(data)[0])
+            if len(calls) == 2:
+                raise RuntimeError("second")
+
+        with pytest.raises(RuntimeError, match="second"):
+            reader.consume(second_fails)
+        assert calls == [0, 1]
+        # The sample whose callback raised is read; the three after it are still pending.
+        assert reader.pending() == 3 * (8 + 4 + raw_len(32))
+        samples = reader.read()
+        assert seqs_of(samples) == [2, 3, 4]
+        assert all(type(s) is PerfSample and s.cpu == cpu and len(s.data) == raw_len(32) for s in samples)

@@ -106,3 +106,13 @@ def test_labs_refuse_a_missing_tracepoint(lab: str) -> None:
     fn = _lab(lab)["count_events" if lab == "lab_process_counter" else "collect"]
     with pytest.raises(NotSupported, match="no tracepoint"):
         fn(lambda: None, tracepoint="syscalls/sys_enter_does_not_exist")
+
+
+@pytest.mark.no_kernel
+def test_labs_that_counted_nothing_say_how_to_generate_load() -> None:
+    counter, stacks = _lab("lab_process_counter"), _lab("lab_stack_traces")
+    idle = counter["report"]({}, 10, "syscalls/sys_enter_openat")
+    assert idle.splitlines()[-2:] == ["0 processes, 0 events", counter["IDLE_HINT"]]
+    assert "--self-test" in counter["IDLE_HINT"] and "find /usr" in counter["IDLE_HINT"]
+    assert stacks["report"]([], 5).splitlines()[-1] == stacks["IDLE_HINT"]
+    assert counter["IDLE_HINT"] not in counter["report"]({os.getpid(): 3}, 10, "syscalls/sys_enter_openat")

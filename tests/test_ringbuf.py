@@ -368,3 +368,87 @@ def test_close_while_a_zero_copy_view_is_lent(producer: Callable[[int], Producer
             again.read()
     with RingBufReader(p.rb) as third:
         assert [REC.unpack_from(r)[0] for r in third.read()] == [3, 4]  # the record being read stayed
+
+
+class RbRec(ctypes.Structure):
+    _fields_ = [("seq", ctypes.c_uint64), ("size", ctypes.c_uint32), ("magic", ctypes.c_uint32),
+                ("rest", ctypes.c_uint8 * 16)]
+
+
+def test_runs_of_records_keep_order_limits_and_sizes(producer: Callable[[int], Producer]) -> None:
+    # Runs of one size, then another, then the first again: every record once, in order.
+    p = producer(16 * PAGE)
+    with RingBufReader(p.rb) as reader:
+        p.run(5, size=32)
+        p.run(3, size=48)
+        p.run(4, size=32)
+        first = reader.read(limit=2)
+        rest = reader.read()
+        got = first + rest
+        assert [REC.unpack_from(r)[0] for r in got] == list(range(12))
+        assert [len(r) for r in got] == [32] * 5 + [48] * 3 + [32] * 4
+        for i, r in enumerate(got):
+            check_record(r, i, len(r))
+        assert reader.available() == 0
+
+
+def test_record_type_decodes_records_of_its_size(producer: Callable[[int], Producer]) -> None:
+    p = producer(16 * PAGE)
+    with RingBufReader(p.rb, record_type="<QII16x") as reader:
+        p.run(3, size=32)
+        p.run(1, size=48)  # another size: handed out as bytes
+        p.run(2, size=32)
+        got = reader.read()
+        assert got[:3] == [(0, 32, RB_MAGIC), (1, 32, RB_MAGIC), (2, 32, RB_MAGIC)]
+        assert isinstance(got[3], bytes)
+        check_record(got[3], 3, 48)
+        assert got[4:] == [(4, 32, RB_MAGIC), (5, 32, RB_MAGIC)]
+    with RingBufReader(p.rb, record_type=RbRec) as reader:
+        p.run(4, size=32)
+        seen: list[RbRec] = []
+        assert reader.consume(seen.append) == 4
+        assert [(r.seq, r.size, r.magic) for r in seen] == [(6 + i, 32, RB_MAGIC) for i in range(4)]
+        assert bytes(seen[0].rest) == bytes(16)
+    with RingBufReader(p.rb, record_type=ctypes.c_uint64) as reader:  # shorter than the records: bytes
+        p.run(1, size=32)
+        (rec,) = reader.read()
+        check_record(rec, 10, 32)
+
+
+def test_callback_raising_mid_run_leaves_the_rest_in_the_ring(producer: Callable[[int], Producer]) -> None:
+    p = producer(4 * PAGE)
+    with RingBufReader(p.rb) as reader:
+        p.run(6)
+        calls: list[int] = []
+
+        def third_fails(rec: bytes) -> None:
+            calls.append(REC.unpack_from(rec)[0])
+            if len(calls) == 3:
+                raise RuntimeError("third")
+
+        with pytest.raises(RuntimeError, match="third"):
+            reader.consume(third_fails)
+        assert calls == [0, 1, 2]
+        # The failing record counts as consumed; the others are still in the ring.
+        assert reader.available() == 3 * record_span(32)
+        assert [REC.unpack_from(r)[0] for r in reader.read()] == [3, 4, 5]
+
+
+def test_callback_closing_the_reader_mid_run_stops_the_run(producer: Callable[[int], Producer]) -> None:
+    p = producer(4 * PAGE)
+    reader = RingBufReader(p.rb)
+    p.run(6)
+    seen: list[int] = []
+
+    def close_on_second(rec: bytes) -> None:
+        seen.append(REC.unpack_from(rec)[0])
+        if len(seen) == 2:
+            reader.close()
+
+    assert reader.consume(close_on_second) == 2
+    assert seen == [0, 1]
+    with pytest.raises(MapClosed):
+        reader.read()
+    # The records handed out are consumed, the others are still in the ring for the next reader.
+    with RingBufReader(p.rb) as again:
+        assert [REC.unpack_from(r)[0] for r in again.read()] == [2, 3, 4, 5]

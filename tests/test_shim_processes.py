@@ -260,4 +260,7 @@ def test_concurrent_threads_in_two_processes_lose_and_double_nothing(pin_path: P
 
 
 def test_delete_reasons_are_all_distinct() -> None:
-    assert len({r.value for r in DeleteReason}) == len(DeleteReason) == 5
+    assert len({r.value for r in DeleteReason}) == len(DeleteReason) == 7
+    assert str(DeleteReason.USER_DELETE) == "USER_DELETE" and f"{DeleteReason.EVICTED}" == "EVICTED"
+    assert f"{DeleteReason.ROLLBACK:d}" == "4"
+    assert repr(DeleteReason.MAP_CLEANUP) == "<DeleteReason.MAP_CLEANUP: 3>" and DeleteReason.REPLACED == 2

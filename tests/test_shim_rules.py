@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 from ebpfmaps_shim import (
+    HIDDEN,
     DeleteReason,
     DuplicateProvider,
     ExtensibleMap,
     ExtensibleMapLike,
     MapProvider,
     ProviderBusy,
+    ProviderContractError,
     ProviderError,
     ProviderNotFound,
     ProviderRefused,
@@ -269,24 +271,32 @@ def test_provider_answers_are_checked_and_leave_the_map_unchanged(transforms: bo
         m = ebpfmaps.create(p.custom_map_type, key_type=ctypes.c_uint32, value_size=8, max_entries=4)
         assert isinstance(m, ExtensibleMap)
         m[1] = val(1)
-        bad_updates = [(b"xx", "bytes to store")]
+        # An int is not bytes: 8 must not become bytes(8); nor may a str, a list or HIDDEN be stored.
+        bad_updates: list[tuple[Any, str]] = [(b"xx", "stored value size is 8"), (8, "returned int"),
+                                              ("12345678", "returned str"), ([0] * 8, "returned list"),
+                                              (HIDDEN, "returned Hidden")]
         if not transforms:
             bad_updates.append((val(2), "transforms_values"))
         for answer, match in bad_updates:
             p.update_answer = answer
-            with pytest.raises(ProviderError, match=match):
+            with pytest.raises(ProviderContractError, match=match) as caught:
                 m[1] = val(5)
+            assert caught.value.callback == "update_element_notify"
             assert m.base.lookup_bytes(U32.pack(1)) == val(1)
         p.update_answer = None
-        bad_finds = [(b"123", "value size")]
+        bad_finds: list[tuple[Any, str]] = [(b"123", "value size"), (8, "returned int")]
         if not transforms:
             bad_finds.append((val(9), "transforms_values"))
         for answer, match in bad_finds:
             p.find_answer = answer
-            with pytest.raises(ProviderError, match=match):
+            with pytest.raises(ProviderContractError, match=match) as caught:
                 m.lookup(1)
+            assert caught.value.callback == "find_element_notify"
             with pytest.raises(ProviderError, match=match):
                 list(m.items())
+            with pytest.raises(ProviderError, match=match):
+                m.lookup_and_delete(1)
+            assert m.base.lookup_bytes(U32.pack(1)) == val(1)  # nothing removed that was not returned
         m.close()
     finally:
         unregister_provider(p)

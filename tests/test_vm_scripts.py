@@ -103,7 +103,8 @@ BASE_SYSTEM = frozenset({"apt", "bash", "coreutils", "dpkg", "grep", "mawk", "mo
 
 
 def test_selfcheck_packages_are_installed_by_the_makefile() -> None:
-    installed_by_make = set(_make_var("DEB_PACKAGES")) | set(_make_var("VM_DEB_PACKAGES"))
+    installed_by_make = set(_make_var("DEB_PACKAGES")) | set(_make_var("VM_DEB_PACKAGES")) | \
+        set(_make_var("DOCS_DEB_PACKAGES"))
     for _, binary, package in _selfcheck_table():
         assert package in BASE_SYSTEM or package in installed_by_make, \
             f"{binary}: package {package} is not installed by the Makefile"

@@ -21,6 +21,7 @@ suite  cc                     gcc                tests/test_struct_layout.py
 suite  clang                  clang              tests/bpfbuild.py (BPF objects)
 suite  llvm-mc                llvm               tests/test_asm.py (assembler cross-check)
 suite  bpftool                bpftool            tests, demo (cross-checks)
+suite  chromium               chromium           tests/test_docs_site.py (the docs site, headless; mk/docs.mk)
 vm     /usr/bin/python3       python3            mk/vm.mk (the Debian python3 that runs virtme-ng, as in the guest)
 vm     qemu-system-x86_64     qemu-system-x86    vm/run-tests.sh, virtme-ng
 vm     debootstrap            debootstrap        vm/build-root.sh

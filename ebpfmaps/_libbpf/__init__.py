@@ -11,8 +11,8 @@ turns libbpf's negative-errno returns into the library's exceptions in
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from ebpfmaps import errors
@@ -29,10 +29,18 @@ c_cp = ctypes.c_char_p
 P = ctypes.POINTER
 
 
+def _candidates() -> Iterator[str | None]:
+    yield os.environ.get("EBPFMAPS_LIBBPF")
+    yield "libbpf.so.1"
+    # find_library runs ldconfig in a subprocess: asked only when the soname itself is not found.
+    import ctypes.util
+
+    yield ctypes.util.find_library("bpf")
+
+
 def _load() -> ctypes.CDLL:
-    candidates = [os.environ.get("EBPFMAPS_LIBBPF"), "libbpf.so.1", ctypes.util.find_library("bpf")]
     last: OSError | None = None
-    for name in candidates:
+    for name in _candidates():
         if not name:
             continue
         try:
@@ -165,6 +173,14 @@ _declare("bpf_program__fd", c_int, [c_vp])
 _declare("bpf_program__type", c_uint, [c_vp])
 _declare("bpf_program__expected_attach_type", c_uint, [c_vp])
 _declare("bpf_program__set_autoload", c_int, [c_vp, ctypes.c_bool])
+
+# --- BTF as C text (used by ebpfmaps.btf.cdump): libbpf's own C dumper, as bpftool uses it ----
+_declare("btf__new", c_vp, [c_vp, c_uint])
+_declare("btf__free", None, [c_vp])
+_declare("btf__type_cnt", c_uint, [c_vp])
+_declare("btf_dump__new", c_vp, [c_vp, c_vp, c_vp, c_vp])
+_declare("btf_dump__dump_type", c_int, [c_vp, c_uint])
+_declare("btf_dump__free", None, [c_vp])
 
 def version() -> tuple[int, int]:
     """The loaded libbpf's (major, minor) version."""

@@ -20,6 +20,16 @@ The price is that nothing checks the arguments here, so every caller (only
   int is passed as a 32-bit C ``int``.
 
 The same symbols stay available with full argtypes through ``lib``.
+
+These element calls also keep the GIL (their function pointers come from a ``ctypes.PyDLL``
+handle on the same library): a map element syscall is short and never waits for another
+thread, and dropping and retaking the GIL around it costs more than it gives. Measured in
+``make bench`` (bench_core "GIL" rows, 1,000-key hash lookups with prebuilt arguments, one CPU
+and two CPUs) on the project's 2-CPU VM under load: one thread 0.55 M lookups/s holding the
+GIL against 0.50 M releasing it; two threads 0.50 M against 0.43 M in total. With the GIL
+released the second thread mostly waits for the GIL anyway, and the handoffs cost more than
+the overlap of two syscalls saves. The releasing variants stay here (``released``) for
+that measurement.
 """
 
 from __future__ import annotations
@@ -27,13 +37,16 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from ebpfmaps._libbpf import _cdll
+from ebpfmaps._libbpf import LIBBPF_PATH, _cdll
+
+# The same library (dlopen hands back the loaded one), with calls that keep the GIL.
+_pydll = ctypes.PyDLL(LIBBPF_PATH)
 
 
-def _raw(name: str) -> Any:
-    # _cdll[name] makes a new function pointer object, so the argtypes that ``lib`` set on
+def _raw(name: str, dll: ctypes.CDLL = _pydll) -> Any:
+    # dll[name] makes a new function pointer object, so the argtypes that ``lib`` set on
     # its own object for the same symbol do not apply to this one.
-    fn = _cdll[name]
+    fn = dll[name]
     fn.restype = ctypes.c_int
     return fn
 
@@ -48,6 +61,16 @@ map_update_elem = _raw("bpf_map_update_elem")
 map_delete_elem = _raw("bpf_map_delete_elem")
 # int bpf_map_get_next_key(int fd, const void *key, void *next_key)
 map_get_next_key = _raw("bpf_map_get_next_key")
+
+
+class released:
+    """The same element calls with the GIL released during the call (the plain ctypes ``CDLL`` way),
+    kept for the benchmark that decides between the two."""
+
+    map_lookup_elem = _raw("bpf_map_lookup_elem", _cdll)
+    map_update_elem = _raw("bpf_map_update_elem", _cdll)
+    map_delete_elem = _raw("bpf_map_delete_elem", _cdll)
+
 
 # Flag values are few; one shared immutable-by-convention c_uint64 per value avoids building one per call.
 _U64_CACHE: dict[int, ctypes.c_uint64] = {}

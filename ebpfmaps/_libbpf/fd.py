@@ -35,7 +35,10 @@ from ebpfmaps.errors import InvalidArgument, MapClosed
 
 _F = TypeVar("_F", bound="FD")
 
-_close_lock = threading.Lock()
+# Reentrant: an allocation inside a critical section may run the garbage collector, whose finalizer of an
+# unreachable handle (``__del__`` -> ``close``) takes this lock again in the same thread. A plain Lock
+# deadlocks there; every section touches only its own handle's state, so reentry for another handle is safe.
+_close_lock = threading.RLock()
 
 
 class FD:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import fcntl
-import platform
+import os
 import struct
 
 from ebpfmaps import errors
@@ -74,9 +74,9 @@ _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_u
 def perf_event_open_number(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group: FD | None = None,
                            flags: int = PERF_FLAG_FD_CLOEXEC) -> int:
     """perf_event_open(2) as a bare new descriptor the caller owns (``attr.size`` is filled in if 0)."""
-    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
+    nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
     if nr is None:
-        raise errors.NotSupported(f"perf_event_open: syscall number unknown for {platform.machine()}",
+        raise errors.NotSupported(f"perf_event_open: syscall number unknown for {os.uname().machine}",
                                   op="perf_event_open", call="perf_event_open")
     if not attr.size:
         attr.size = ctypes.sizeof(PerfEventAttr)

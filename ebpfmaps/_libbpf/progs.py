@@ -111,6 +111,25 @@ def prog_info(h: FD) -> structs.BpfProgInfo:
     return info
 
 
+def prog_map_ids(h: FD) -> list[int]:
+    """Ids of the maps the program behind ``h`` uses (the kernel's list, BPF_OBJ_GET_INFO_BY_FD twice)."""
+    count = prog_info(h).nr_map_ids
+    while count:
+        ids = (ctypes.c_uint32 * count)()
+        info = structs.BpfProgInfo(nr_map_ids=count, map_ids=ctypes.addressof(ids))
+        length = ctypes.c_uint32(ctypes.sizeof(info))
+        num = h.enter("prog_info")
+        try:
+            ret = int(lib.bpf_obj_get_info_by_fd(num, ctypes.addressof(info), ctypes.byref(length)))
+        finally:
+            h.leave()
+        _checked(ret, "prog_info", "", "bpf_obj_get_info_by_fd")
+        if info.nr_map_ids <= count:  # the kernel wrote min(count, its own) ids
+            return list(ids[: info.nr_map_ids])
+        count = info.nr_map_ids  # a program's maps are fixed at load; never more than once
+    return []
+
+
 def prog_open_by_id(prog_id: int) -> FD:
     """A new descriptor for the program with id ``prog_id`` (:class:`KeyNotFound` when there is none)."""
     ret = int(lib.bpf_prog_get_fd_by_id(prog_id))

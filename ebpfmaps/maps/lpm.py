@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno as E
 import ipaddress
-import socket
 import struct
 from typing import Any, ClassVar, Union
 
@@ -43,15 +42,16 @@ LPM_FLAGS = BPF_F_NO_PREALLOC | BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK
 DATA_SIZE_MIN = 1
 DATA_SIZE_MAX = 256
 _PREFIXLEN = struct.Struct("=I")
+_AF_INET, _AF_INET6 = 2, 10  # Linux's address family numbers (socket.AF_INET...: socket costs an import)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
 def _family_data_size(family: Any) -> int:
-    if family in (4, "ipv4", "inet", "IPv4", socket.AF_INET):
+    if family in (4, "ipv4", "inet", "IPv4", _AF_INET):
         return 4
-    if family in (6, "ipv6", "inet6", "IPv6", socket.AF_INET6):
+    if family in (6, "ipv6", "inet6", "IPv6", _AF_INET6):
         return 16
     raise InvalidArgument(f"family must be 'ipv4' or 'ipv6' (or 4/6, AF_INET/AF_INET6), not {family!r}", op="create")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno as E
 import mmap
 import os
-import socket
 import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple
@@ -280,6 +279,8 @@ class DevMapValueCodec(Codec):
     @staticmethod
     def _ifindex(dev: Any) -> int:
         if isinstance(dev, str):
+            import socket  # only here: socket pulls in selectors, a cost every import would pay
+
             try:
                 return socket.if_nametoindex(dev)
             except OSError:

@@ -33,12 +33,13 @@ from ebpfmaps import errors, pinning
 from ebpfmaps._libbpf import objects as obj_calls
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps._libbpf.objects import ObjectHandle
+from ebpfmaps.btf.maps import typed_codecs
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapError, ProgramLoadError
 from ebpfmaps.factory import class_for
 from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
 from ebpfmaps.programs.autoattach import attach_programs
-from ebpfmaps.programs.program import Program, _tail
+from ebpfmaps.programs.program import Program, _tail, announce_maps
 from ebpfmaps.programs.sections import parse_section
 from ebpfmaps.programs.tracing import Link
 from ebpfmaps.programs.types import AttachType, ProgramType
@@ -189,7 +190,21 @@ class BpfObject:
                 raise errors.PermissionDenied(msg, errno=err, op="object_load", call="bpf_object__load")
             raise ProgramLoadError(msg, errno=err, op="object_load", log=log, call="bpf_object__load")
         self.loaded = True
+        self._announce_maps()
         return self
+
+    def _announce_maps(self) -> None:
+        """Each loaded program's maps to the extensions; a refusal closes the object (its programs unload)."""
+        try:
+            for ptr in obj_calls.program_ptrs(self._obj).values():
+                fd = obj_calls.program_dup_fd(self._obj, ptr)
+                if fd is not None:
+                    h = FD(fd, "program")
+                    announce_maps(h, obj_calls.program_type(self._obj, ptr))
+                    h.close()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ maps and programs
     def _check_open(self) -> None:
@@ -220,8 +235,11 @@ class BpfObject:
             self._maps[name] = self.map(name)
         return self._maps[name]
 
-    def map(self, name: str, *, key_type: Any = None, value_type: Any = None) -> Map:
-        """A new Map object (its own fd) on the object's map ``name``, with optional codecs."""
+    def map(self, name: str, *, key_type: Any = None, value_type: Any = None, typed: bool = True) -> Map:
+        """A new Map object (its own fd) on the object's map ``name``, with optional codecs.
+
+        Without codecs, a map whose BTF describes its key and value gets codecs from it (``typed=False``: bytes).
+        """
         self._require_loaded("maps")
         ptr = self._map_ptr(name)
         path = obj_calls.map_pin_path(self._obj, ptr)
@@ -231,8 +249,15 @@ class BpfObject:
         except BaseException:
             os.close(own)
             raise
+        cls = class_for(info.type)
+        if typed:
+            try:
+                key_type, value_type = typed_codecs(info, key_type, value_type)
+            except BaseException:
+                os.close(own)
+                raise
         # adopt_fd owns ``own`` from here on, closing it if it fails.
-        return class_for(info.type).adopt_fd(own, info, key_type=key_type, value_type=value_type,
+        return cls.adopt_fd(own, info, key_type=key_type, value_type=value_type,
                                              pin_path=path or None)
 
     def _get_program(self, name: str) -> Program:

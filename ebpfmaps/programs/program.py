@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ebpfmaps.programs.attach as attach_points
-from ebpfmaps import errors, pinning
+from ebpfmaps import errors, extension, pinning
 from ebpfmaps._libbpf import new_opts, progs, structs
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.asm import Assembled, assemble, disassemble
@@ -118,6 +118,15 @@ def _tail(log: str, lines: int) -> str:
     if len(parts) <= lines:
         return "\n".join(parts)
     return f"... ({len(parts) - lines} earlier lines in .log)\n" + "\n".join(parts[-lines:])
+
+
+def announce_maps(h: FD, ptype: int) -> None:
+    """Tell the extensions which maps a just-loaded program uses; if one refuses, unload it (close ``h``)."""
+    try:
+        extension.program_loaded(int(ptype), progs.prog_map_ids(h))
+    except BaseException:
+        h.close()
+        raise
 
 
 def prog_info(h: FD) -> ProgInfo:
@@ -245,6 +254,7 @@ class Program:
                 res = progs.LoadAttempt(None, res.err, res2.log)
         if res.handle is None:
             raise cls._load_error(res.err, ptype, name, res.log, listing)
+        announce_maps(res.handle, ptype)
         return cls(res.handle, ptype, name, refs=refs, disassembly=listing, verifier_log=res.log if log_level else "",
                    expected_attach_type=eat_member, attach_target=attach_to)
 

@@ -9,7 +9,7 @@ import mmap
 import os
 import select
 import time
-from typing import Union
+from typing import Any, Union
 
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.errors import InvalidArgument, MapClosed, from_errno, out_of_descriptors
@@ -281,3 +281,14 @@ class RingMapping:
         release_views([self.hdr, self.data, self.prod, self._prod_page, self.cons, self._cons_page])
         close_mappings([self._prod_mm, self._cons_mm])
 
+
+
+def handed_out(it: Any, total: int) -> int:
+    """How many items a list iterator has given out (``total`` once it is exhausted).
+
+    The readers hand copied records to a callback in a plain ``for`` loop over a list iterator
+    and read back where it stopped (its pickle state holds the index) only when a callback
+    raised, so the loop itself carries no per-record bookkeeping.
+    """
+    state = it.__reduce__()
+    return int(state[2]) if len(state) > 2 else total

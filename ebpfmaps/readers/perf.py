@@ -29,7 +29,8 @@ import ctypes
 import mmap
 import select
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from ebpfmaps import errors
@@ -40,7 +41,7 @@ from ebpfmaps.cpus import online_cpus
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.programs.tracing import PERF_ATTR_FLAG_WATERMARK, PERF_SAMPLE_RAW, PERF_TYPE_SOFTWARE
-from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, map_shared, resolve_map
+from ebpfmaps.readers._shared import PAGE_SIZE, Deadline, MapLike, Waiter, handed_out, map_shared, resolve_map
 from ebpfmaps.spec import MapInfo
 
 # include/uapi/linux/perf_event.h (the rest, and perf_event_attr, come with the tracepoint code)
@@ -94,9 +95,32 @@ class _CpuRing:
         self.event.close()
 
 
+# perf_event_header {u32 type; u16 misc; u16 size}, then (for a RAW sample) the u32 size of the raw data.
+_SAMPLE_HEAD = struct.Struct("=IHHI")
 _HEADER = struct.Struct("=IHH")
-_U32 = struct.Struct("=I")
 _LOST = struct.Struct("=QQ")
+
+
+def _uniform_samples(block: bytes, pending: int) -> tuple[list[bytes], range] | None:
+    """The samples of ``block`` when it holds nothing but samples with the very same header and raw
+    size (what one program's fixed-size output makes), cut out by one list comprehension; else None.
+
+    The check reads the header words of every record at once, through strided slices of the block
+    seen as u32 words, so it costs no Python work per record either.
+    """
+    rtype, _misc, rsize, raw_size = _SAMPLE_HEAD.unpack_from(block, 0)
+    if rtype != PERF_RECORD_SAMPLE or rsize < 16 or rsize & 7 or pending % rsize or 12 + raw_size > rsize:
+        return None
+    n = pending // rsize
+    if n < 2:
+        return None
+    words = memoryview(block).cast("I")
+    step = rsize >> 2
+    for field in range(3):  # type, misc | size << 16, raw size
+        column = words[field::step].tolist()
+        if column.count(column[0]) != n:
+            return None
+    return [block[i:i + raw_size] for i in range(12, pending, rsize)], range(rsize, pending + 1, rsize)
 
 
 class PerfEventReader:
@@ -124,6 +148,8 @@ class PerfEventReader:
         self.lost: dict[int, int] = {}
         self._rings: list[_CpuRing] = []
         self._closed = False
+        self._delivering: Iterator[bytes] | None = None  # samples being handed to a callback
+        self._handed_at_close = 0
         attr = PerfEventAttr()
         attr.type = PERF_TYPE_SOFTWARE
         attr.size = ctypes.sizeof(PerfEventAttr)
@@ -201,51 +227,96 @@ class PerfEventReader:
             raise MapClosed("the perf event reader's map is closed", op="perf")
 
     # ------------------------------------------------------------------ reading
-    def _drain_ring(self, ring: _CpuRing, cb: SampleCallback, lost_cb: LostCallback | None) -> int:
+    def _drain_ring(self, ring: _CpuRing, cb: SampleCallback | None, out: list[PerfSample] | None) -> int:
+        """Hand every pending sample of one CPU's ring to ``cb`` (or append it to ``out``); returns how many.
+
+        The pending bytes are copied out of the ring at once (two copies when they wrap past the
+        end of the area) and the samples cut out of that copy; the space is released to the kernel
+        as the samples are handed out. A sample whose callback raises counts as read (the later
+        ones stay in the ring); a lost-samples record is counted (and reported) in its place in
+        the stream.
+        """
         head = ring.head[0]  # acquire: records up to head are complete
         tail = ring.tail[0]
+        if tail >= head:
+            return 0
         data = ring.data
         size = ring.data_size
         cpu = ring.cpu
+        start = tail % size
+        pending = head - tail
+        if start + pending <= size:
+            block = data[start:start + pending].tobytes()
+        else:
+            block = data[start:size].tobytes() + data[:start + pending - size].tobytes()
+        unpack_head = _SAMPLE_HEAD.unpack_from
         done = 0
-        try:
-            while tail < head:
-                off = tail % size
-                # Headers are 8-byte aligned and the area a multiple of 8: never split.
-                rtype, _misc, rsize = _HEADER.unpack_from(data, off)
-                if rsize < 8:  # a corrupt ring would loop forever otherwise
+        pos = 0
+        while pos < pending:
+            samples: list[bytes] = []
+            ends: list[int] = []
+            stops: Sequence[int] = ends  # where each sample's record ends in the block
+            lost = 0
+            uniform = _uniform_samples(block, pending) if pos == 0 else None
+            if uniform is not None:
+                samples, stops = uniform
+                pos = pending
+            while pos < pending:
+                # Headers are 8-byte aligned and the area a multiple of 8: a header is never split.
+                if pos + 16 <= pending:
+                    rtype, _misc, rsize, raw_size = unpack_head(block, pos)
+                else:  # a header-only record at the very end
+                    (rtype, _misc, rsize), raw_size = _HEADER.unpack_from(block, pos), 0
+                if rsize < 8 or pos + rsize > pending or (rtype == PERF_RECORD_SAMPLE and 12 + raw_size > rsize):
+                    # A corrupt ring would loop forever (or hand out a neighbour's bytes) otherwise.
                     raise errors.MapError(f"perf ring of CPU {cpu} holds a record of size {rsize}", op="perf read")
-                end = off + rsize
-                if end <= size:
-                    body = data[off + 8:end].tobytes()
-                else:
-                    body = data[off + 8:size].tobytes() + data[:end - size].tobytes()
-                tail += rsize
                 if rtype == PERF_RECORD_SAMPLE:
-                    (raw_size,) = _U32.unpack_from(body, 0)
-                    sample = body[4:4 + raw_size]
-                    ring.tail[0] = tail  # release: the sample is copied
-                    done += 1
-                    cb(cpu, sample)
-                elif rtype == PERF_RECORD_LOST:
-                    _id, count = _LOST.unpack_from(body, 0)
-                    ring.tail[0] = tail
-                    self.lost[cpu] = self.lost.get(cpu, 0) + count
-                    if lost_cb is not None:
-                        lost_cb(cpu, count)
+                    samples.append(block[pos + 12:pos + 12 + raw_size])
+                    pos += rsize
+                    ends.append(pos)
+                    continue
+                pos += rsize
+                if rtype == PERF_RECORD_LOST:
+                    lost = _LOST.unpack_from(block, pos - rsize + 8)[1]
+                    break  # the samples before it are handed out first, then the loss is reported
+            if out is not None:
+                out += map(tuple.__new__, repeat(PerfSample), zip(repeat(cpu), samples))
+                done += len(samples)
+            elif samples:
+                # As in the ring buffer reader: no bookkeeping per sample; where a raising callback
+                # stopped is read back from the list iterator, and close() from a callback moves it to
+                # its end.
+                it = iter(samples)
+                self._delivering = it
+                try:
+                    for sample in it:
+                        cb(cpu, sample)  # type: ignore[misc]
+                except BaseException:
+                    if not self._closed:  # release up to the sample whose callback raised
+                        ring.tail[0] = tail + stops[handed_out(it, len(samples)) - 1]
+                    raise
+                finally:
+                    self._delivering = None
                 if self._closed:
-                    break  # a callback closed the reader: the rings are unmapped
-        finally:
-            if not self._closed:
-                ring.tail[0] = tail
+                    return done + self._handed_at_close  # a callback closed the reader: the rings are unmapped
+                done += len(samples)
+            if self._closed:
+                return done
+            ring.tail[0] = tail + pos  # release: every record before pos is copied and handed out
+            if lost:
+                self.lost[cpu] = self.lost.get(cpu, 0) + lost
+                if self.lost_callback is not None:
+                    self.lost_callback(cpu, lost)
+                if self._closed:
+                    return done
         return done
 
-    def _drain_all(self, cb: SampleCallback) -> int:
+    def _drain_all(self, cb: SampleCallback | None, out: list[PerfSample] | None = None) -> int:
         done = 0
         for ring in self._rings:
             if self._closed:
                 break  # closed by a callback
-            done += self._drain_ring(ring, cb, self.lost_callback)
+            done += self._drain_ring(ring, cb, out)
         return done
 
     def consume(self, callback: SampleCallback | None = None) -> int:
@@ -261,7 +332,7 @@ class PerfEventReader:
         """The pending samples of every CPU (CPU by CPU, in order within a CPU); releases them."""
         out: list[PerfSample] = []
         self._check_open()
-        self._drain_all(lambda cpu, data: out.append(PerfSample(cpu, data)))
+        self._drain_all(None, out)
         return out
 
     def pending(self) -> int:
@@ -318,6 +389,10 @@ class PerfEventReader:
         if self._closed:
             return
         self._closed = True
+        delivering, self._delivering = self._delivering, None
+        if delivering is not None:  # closed by a callback: hand out no more copied samples
+            self._handed_at_close = handed_out(delivering, 0)
+            delivering.__setstate__(1 << 62)  # type: ignore[attr-defined]
         self._waiter.close()
         self._release_rings()
         self._map.release()

@@ -41,10 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import select
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from itertools import takewhile
 from typing import Any
 
+from ebpfmaps.codecs import Codec, CtypesCodec, StructCodec, make_codec
 from ebpfmaps.errors import InvalidArgument, MapClosed, NotSupported
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.readers._shared import (
@@ -52,6 +55,7 @@ from ebpfmaps.readers._shared import (
     MapLike,
     RingMapping,
     Waiter,
+    handed_out,
     release_views,
     resolve_map,
 )
@@ -66,6 +70,9 @@ HDR_SIZE = 8
 # Spin this many times on a busy record before sleeping between checks.
 _BUSY_SPINS = 200
 _BUSY_SLEEP_MAX = 0.001
+# Records copied out of the ring together (one memcpy) and released to the kernel together. Small
+# enough that a slow callback does not keep a large part of the ring from the producer.
+_RUN_MAX = 512
 
 RecordCallback = Callable[[Any], object]
 
@@ -81,12 +88,20 @@ class RingBufReader:
     ``callback`` (optional) receives each record as ``bytes`` from :meth:`consume` and
     :meth:`poll`; without one, use :meth:`read`, iteration, or pass a callback per call.
 
+    ``record_type`` (optional: a ctypes ``Structure``, a :mod:`struct` format or a codec, as a
+    map's ``value_type``) decodes the records of exactly its size before they are handed out
+    (by :meth:`read`, :meth:`consume`, :meth:`poll`, iteration and :meth:`stream`), a run of
+    records at a time in C where the codec allows it; a record of another size is handed out
+    as ``bytes``, never dropped. Zero-copy views and :meth:`read_array` are not decoded.
+
     >>> reader = RingBufReader(rb)                      # doctest: +SKIP
     >>> reader.poll(timeout=1.0, callback=print)        # doctest: +SKIP
     >>> for record in reader: ...                       # what is available now, as bytes
     """
 
-    def __init__(self, ringbuf: MapLike, callback: RecordCallback | None = None) -> None:
+    def __init__(self, ringbuf: MapLike, callback: RecordCallback | None = None, *,
+                 record_type: Any = None) -> None:
+        self._decoder = _RunDecoder(make_codec(record_type, None, "value")) if record_type is not None else None
         ref, info = resolve_map(ringbuf, MapType.RINGBUF, "RingBufReader")
         try:
             # Consumer page: ours to write. Producer page + twice the data area: read-only.
@@ -111,6 +126,10 @@ class RingBufReader:
         # The zero-copy view currently lent to the caller (views() or a zero_copy callback): close()
         # releases it, so a reader closed mid-record leaves no live window into the ring.
         self._lent: memoryview | None = None
+        # The copied records being handed to a callback: close() ends the hand-out (see _deliver).
+        self._delivering: Iterator[Any] | None = None
+        self._handed_at_close = 0
+        self._run_at = (0, 0)
 
     # ------------------------------------------------------------------ state
     @property
@@ -164,6 +183,8 @@ class RingBufReader:
         return self._drain(cb, -1 if limit is None else limit, zero_copy)
 
     def _drain(self, cb: RecordCallback, limit: int, zero_copy: bool) -> int:
+        if not zero_copy:
+            return self._drain_copies(cb, None, limit)
         cons_q = self._cons
         prod_q = self._prod
         hdr = self._hdr
@@ -189,30 +210,104 @@ class RingBufReader:
                     continue
                 done += 1
                 start = off + HDR_SIZE
-                if zero_copy:
-                    view = self._lent = data[start:start + size]
-                    try:
-                        cb(view)
-                    finally:
-                        self._lent = None
-                        view.release()
-                        if not self._closed:  # closed by the callback: the record stays in the ring
-                            cons_q[0] = cons  # release: after the caller is done with the bytes
-                else:
-                    record = data[start:start + size].tobytes()
-                    cons_q[0] = cons  # release: the copy above is complete
-                    cb(record)
+                view = self._lent = data[start:start + size]
+                try:
+                    cb(view)
+                finally:
+                    self._lent = None
+                    view.release()
+                    if not self._closed:  # closed by the callback: the record stays in the ring
+                        cons_q[0] = cons  # release: after the caller is done with the bytes
                 if self._closed:
                     return done  # the callback closed the reader: our views into the ring are gone
         return done
 
-    def read(self, limit: int | None = None) -> list[bytes]:
+    def _drain_copies(self, cb: RecordCallback | None, out: list[Any] | None, limit: int) -> int:
+        """Copy the committed records out of the ring in runs, hand them to ``cb`` or append them to ``out``.
+
+        A run is a sequence of records with the very same header (same length, committed, not
+        discarded), which is what a producer of fixed-size events writes: its headers are read in
+        one strided slice of the ring, its bytes copied in one ``memcpy``, its records cut out of
+        that copy by one list comprehension (and decoded together, with ``record_type``), and it
+        is released to the kernel in one store of ``consumer_pos``. Records of mixed sizes make
+        runs of one record, which is the record-by-record walk. The headers are read from the
+        ring *before* the bytes are copied: a committed header guarantees that its record was
+        written before it.
+        """
+        cons_q, prod_q, hdr, data, mask = self._cons, self._prod, self._hdr, self._data, self._mask
+        decoder = self._decoder
+        cons = cons_q[0]
+        done = 0
+        self._busy_seen = False
+        while done != limit:
+            prod = prod_q[0]  # acquire: the headers below were written before producer_pos moved
+            if cons >= prod:
+                break
+            off = cons & mask
+            length = hdr[off >> 2]
+            if length & BUSY_BIT:
+                self._busy_seen = True
+                break
+            size = length & LEN_MASK
+            span = (size + 15) & ~7  # record_span(size)
+            if length & DISCARD_BIT:
+                cons += span
+                cons_q[0] = cons
+                continue
+            n = (prod - cons) // span
+            if n > _RUN_MAX:
+                n = _RUN_MAX
+            if 0 <= limit - done < n:
+                n = limit - done
+            if n > 1:
+                # The headers where the run's records would start; the run ends at the first other one
+                # (a record of another size, a busy or a discarded one).
+                step = span >> 2
+                heads = hdr[(off >> 2):(off >> 2) + n * step:step].tolist()
+                if heads.count(length) != n:
+                    n = sum(1 for _ in takewhile(length.__eq__, heads))
+            end = n * span
+            block = data[off:off + end].tobytes()  # the double mapping keeps a wrapping run contiguous
+            if decoder is not None and size == decoder.size:
+                records = decoder.decode(block, n, span)
+            else:
+                records = [block[i:i + size] for i in range(HDR_SIZE, end, span)]
+            if cb is None:
+                assert out is not None
+                out += records
+                cons += end
+                cons_q[0] = cons  # release: the copy above is complete
+                done += n
+                continue
+            # The hand-out loop carries no per-record bookkeeping: where it stopped is read back from
+            # the list iterator (its pickle state holds the index) when a callback raises, and
+            # close() from a callback ends the loop by moving the iterator to its end.
+            it = iter(records)
+            self._run_at = cons, span  # for close() from a callback: what was handed out is consumed
+            self._delivering = it
+            try:
+                for record in it:
+                    cb(record)
+            finally:
+                self._delivering = None
+                if not self._closed:
+                    # A record whose callback raised counts as consumed (as libbpf does); the rest of
+                    # the run stays in the ring for the next call.
+                    taken = handed_out(it, n)
+                    cons += taken * span
+                    cons_q[0] = cons  # release: the records handed out were copied before
+            if self._closed:
+                return done + self._handed_at_close  # closed by a callback: the ring is unmapped
+            done += n
+        return done
+
+    def read(self, limit: int | None = None) -> list[Any]:
         """Copies of the committed records available now (up to ``limit``), in order; releases them."""
         out: list[bytes] = []
         if limit is not None and limit < 0:
             raise InvalidArgument(f"limit must be >= 0, not {limit}", op="read")
         self._check_open()
-        self._drain(out.append, -1 if limit is None else limit, False)
+        self._drain_copies(None, out, -1 if limit is None else limit)
         return out
 
     def __iter__(self) -> Iterator[bytes]:
@@ -422,6 +517,14 @@ class RingBufReader:
         if self._closed:
             return
         self._closed = True
+        delivering, self._delivering = self._delivering, None
+        if delivering is not None:
+            # Closed by a callback: hand out no more copied records, and release to the kernel the
+            # ones handed out (the callback's own record included), as a record-by-record walk does.
+            self._handed_at_close = handed_out(delivering, 0)
+            delivering.__setstate__(1 << 62)  # type: ignore[attr-defined]
+            cons, span = self._run_at
+            self._cons[0] = cons + self._handed_at_close * span
         self._waiter.close()
         lent, self._lent = self._lent, None
         release_views([lent] if lent is not None else [])
@@ -446,3 +549,37 @@ class RingBufReader:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"available={self.available()}"
         return f"<RingBufReader map_id={self.map_id} size={self.data_size} {state}>"
+
+
+class _RunDecoder:
+    """Decodes a run of same-size records straight out of a copy of the ring (headers included).
+
+    A :mod:`struct` codec unpacks the whole run in C (one struct per record stride that skips the
+    header and the padding); a ctypes codec copies each record into an instance; any other codec
+    (a BTF one, a user's) decodes record by record with its ``decode``.
+    """
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.size = codec.size
+        self._strided: dict[int, struct.Struct] = {}
+
+    def decode(self, block: bytes, count: int, span: int) -> list[Any]:
+        codec, size = self.codec, self.size
+        kind = type(codec)
+        if kind is StructCodec:
+            assert isinstance(codec, StructCodec)
+            st = self._strided.get(span)
+            if st is None:
+                body = codec.struct.format.lstrip("@=<>!")
+                st = self._strided[span] = struct.Struct(f"{codec.order}{HDR_SIZE}x{body}{span - HDR_SIZE - size}x")
+            if st.size == span:
+                if codec.scalar:
+                    return [t[0] for t in st.iter_unpack(block)]
+                return list(st.iter_unpack(block))
+        if kind is CtypesCodec:
+            assert isinstance(codec, CtypesCodec)
+            copy = codec.ctype.from_buffer_copy  # type: ignore[attr-defined]
+            return [copy(block, i) for i in range(HDR_SIZE, count * span, span)]
+        dec = codec.decode
+        return [dec(block[i:i + size]) for i in range(HDR_SIZE, count * span, span)]

@@ -20,7 +20,7 @@ from ebpfmaps.errors import InvalidArgument, InvalidValueSize
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapSpec
 
-from ..provider import DeleteReason, ExtensibleMapLike, MapProvider
+from ..provider import HIDDEN, DeleteReason, ExtensibleMapLike, Hidden, MapProvider
 
 __all__ = ["TTL_CACHE_TYPE", "TtlCacheProvider"]
 
@@ -54,13 +54,13 @@ class TtlCacheProvider(MapProvider):
         expires = time.monotonic_ns() + m.options["ttl_ms"] * 1_000_000
         return _EXPIRY.pack(expires) + value
 
-    def find_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes) -> bytes | None:
+    def find_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes) -> bytes | Hidden:
         if _EXPIRY.unpack_from(stored)[0] <= time.monotonic_ns():
-            return None
+            return HIDDEN  # expired: reported missing until purge() removes it
         return stored[HEADER:]
 
     def get_next_key_and_value_notify(self, m: ExtensibleMapLike, key: bytes | None, next_key: bytes,
-                                      stored: bytes) -> bytes | None:
+                                      stored: bytes) -> bytes | Hidden:
         return self.find_element_notify(m, next_key, stored)
 
     # ---- helpers built on the client services ---------------------------------------------------

@@ -103,11 +103,11 @@ class XskMapProvider(MapProvider):
                                   f"{' (AF_XDP)' if family == AF_XDP else ''} sockets", op="update")
         return _ENTRY.pack(entry.cookie, entry.inode, entry.family, entry.type, entry.protocol)
 
-    def find_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes) -> bytes | None:
+    def find_element_notify(self, m: ExtensibleMapLike, key: bytes, stored: bytes) -> bytes:
         return stored[:8]  # the cookie
 
     def get_next_key_and_value_notify(self, m: ExtensibleMapLike, key: bytes | None, next_key: bytes,
-                                      stored: bytes) -> bytes | None:
+                                      stored: bytes) -> bytes:
         return stored[:8]
 
     @staticmethod

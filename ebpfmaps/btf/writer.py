@@ -1,4 +1,4 @@
-"""A minimal BTF builder: enough type information for maps whose values hold a ``bpf_spin_lock``.
+"""Writing BTF: a builder for type information the kernel loads (spin-lock values, maps made in Python).
 
 BPF_F_LOCK only works on maps created with BTF that describes the value as a
 struct with a ``struct bpf_spin_lock`` member; the kernel finds the lock through
@@ -29,7 +29,8 @@ from ebpfmaps import errors
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 
-__all__ = ["BTF_KIND_INT", "BTF_KIND_STRUCT", "Btf", "BtfBuilder", "SpinLockBtf", "spin_lock_value_btf"]
+__all__ = ["BTF_KIND_INT", "BTF_KIND_STRUCT", "Btf", "BtfBuilder", "SpinLockBtf", "load_blob", "read_raw",
+           "spin_lock_value_btf"]
 
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
@@ -38,8 +39,13 @@ _TYPE = struct.Struct("=III")  # name_off, info, size (or type)
 _MEMBER = struct.Struct("=III")  # name_off, type, bit offset
 
 BTF_KIND_INT = 1
+BTF_KIND_PTR = 2
+BTF_KIND_ARRAY = 3
 BTF_KIND_STRUCT = 4
+BTF_KIND_UNION = 5
+BTF_KIND_FLOAT = 16
 BTF_INT_SIGNED = 1 << 0
+BTF_INT_CHAR = 1 << 1
 BTF_INT_BOOL = 1 << 2
 
 # The verifier log is only asked for when loading failed (a second attempt), so
@@ -82,13 +88,13 @@ class BtfBuilder:
         self._sizes[type_id] = size
         return type_id
 
-    def add_int(self, name: str, size: int, *, signed: bool = False, bool_: bool = False) -> int:
+    def add_int(self, name: str, size: int, *, signed: bool = False, bool_: bool = False, char: bool = False) -> int:
         """An integer type of ``size`` bytes (1, 2, 4, 8 or 16); returns its type id."""
         if size not in (1, 2, 4, 8, 16):
             raise errors.InvalidArgument(f"BTF int {name!r}: size must be 1, 2, 4, 8 or 16 bytes, not {size}", op="btf")
         if not name:
             raise errors.InvalidArgument("BTF int types need a name", op="btf")
-        encoding = (BTF_INT_SIGNED if signed else 0) | (BTF_INT_BOOL if bool_ else 0)
+        encoding = (BTF_INT_SIGNED if signed else 0) | (BTF_INT_BOOL if bool_ else 0) | (BTF_INT_CHAR if char else 0)
         info = BTF_KIND_INT << 24
         # The u32 after an INT: encoding in bits 24-27, bit offset in 16-23, bit count in 0-7.
         int_data = (encoding << 24) | (size * 8)
@@ -121,6 +127,51 @@ class BtfBuilder:
         record = bytearray(_TYPE.pack(self._string(name), info, size))
         for m in parsed:
             record += _MEMBER.pack(self._string(m.name), m.type_id, m.byte_offset * 8)
+        return self._add(name, bytes(record), size)
+
+    def add_array(self, elem_type_id: int, nelems: int) -> int:
+        """An array of ``nelems`` elements of ``elem_type_id``; returns its type id."""
+        esize = self._sizes.get(elem_type_id)
+        if esize is None:
+            raise errors.InvalidArgument(f"BTF array: unknown element type id {elem_type_id}", op="btf")
+        index = self._names.get("__ARRAY_SIZE_TYPE__") or self.add_int("__ARRAY_SIZE_TYPE__", 4)
+        record = _TYPE.pack(0, BTF_KIND_ARRAY << 24, 0) + struct.pack("=III", elem_type_id, index, nelems)
+        return self._add("", record, esize * nelems)
+
+    def add_float(self, name: str, size: int) -> int:
+        """A floating-point type of ``size`` bytes (kernels from 5.13 know the kind)."""
+        if size not in (2, 4, 8, 12, 16):
+            raise errors.InvalidArgument(f"BTF float {name!r}: size must be 2, 4, 8, 12 or 16 bytes", op="btf")
+        return self._add(name, _TYPE.pack(self._string(name), BTF_KIND_FLOAT << 24, size), size)
+
+    def add_composite(self, name: str, size: int, members: Sequence[tuple[str, int, int, int]], *,
+                      union: bool = False) -> int:
+        """A struct (or union) of ``size`` bytes with ``(name, type_id, bit_offset, bitfield_size)`` members.
+
+        Bitfields (a non-zero ``bitfield_size``) use the kind flag encoding. Members must lie inside
+        the type; a struct's must not overlap.
+        """
+        if len(members) > 0xFFFF:
+            raise errors.InvalidArgument(f"BTF struct {name!r} has too many members", op="btf")
+        bitfields = any(bits for _, _, _, bits in members)
+        end = 0
+        for mname, tid, bit_off, bits in sorted(members, key=lambda m: m[2]):
+            msize = self._sizes.get(tid)
+            if msize is None:
+                raise errors.InvalidArgument(f"BTF struct {name!r}: member {mname!r} has unknown type id {tid}",
+                                             op="btf")
+            width = bits or msize * 8
+            if not union and bit_off < end:
+                raise errors.InvalidArgument(f"BTF struct {name!r}: member {mname!r} overlaps the one before it",
+                                             op="btf")
+            end = bit_off + width
+            if end > size * 8 or (bits and (bits > 255 or bit_off >= 1 << 24)):
+                raise errors.InvalidArgument(f"BTF struct {name!r}: member {mname!r} does not fit", op="btf")
+        kind = BTF_KIND_UNION if union else BTF_KIND_STRUCT
+        info = (kind << 24) | len(members) | (1 << 31 if bitfields else 0)
+        record = bytearray(_TYPE.pack(self._string(name), info, size))
+        for mname, tid, bit_off, bits in members:
+            record += _MEMBER.pack(self._string(mname), tid, (bits << 24) | bit_off if bitfields else bit_off)
         return self._add(name, bytes(record), size)
 
     def add_spin_lock(self, u32_type_id: int | None = None) -> int:
