@@ -11,6 +11,7 @@ are cached by (device, inode, size, mtime). pyelftools is an optional dependency
 from __future__ import annotations
 
 import bisect
+import importlib
 import os
 import threading
 from dataclasses import dataclass
@@ -18,21 +19,32 @@ from typing import Any
 
 from ebpfmaps.errors import InvalidArgument, KeyNotFound, NotSupported
 
-_ELF_FILE: Any
-#: What pyelftools raises on a file it cannot parse (empty without pyelftools).
-ELF_ERRORS: tuple[type[BaseException], ...]
-try:
-    from elftools.common.exceptions import ELFError as _ELFError
-    from elftools.elf.elffile import ELFFile as _ELFFile
+# pyelftools, imported on first use: ``import ebpfmaps`` (which defines the stack trace map) stays light.
+_elftools: tuple[Any, tuple[type[BaseException], ...]] | None = None
+_elftools_lock = threading.Lock()
 
-    _ELF_FILE = _ELFFile
-    ELF_ERRORS = (_ELFError,)
-except ImportError:  # the [elf] extra is not installed: the functions below say so
-    _ELF_FILE = None
-    ELF_ERRORS = ()
+
+def _pyelftools() -> tuple[Any, tuple[type[BaseException], ...]]:
+    """(``ELFFile``, the exceptions it raises on a bad file), or (None, ()) without pyelftools."""
+    global _elftools
+    with _elftools_lock:
+        if _elftools is None:
+            try:
+                elffile = importlib.import_module("elftools.elf.elffile")
+                exceptions = importlib.import_module("elftools.common.exceptions")
+                _elftools = (elffile.ELFFile, (exceptions.ELFError,))
+            except ImportError:  # the [elf] extra is not installed: require_pyelftools says so
+                _elftools = (None, ())
+        return _elftools
+
+
+def elf_errors() -> tuple[type[BaseException], ...]:
+    """What pyelftools raises on a file it cannot parse (empty without pyelftools)."""
+    return _pyelftools()[1]
+
 
 __all__ = [
-    "ELF_ERRORS", "ElfSymbols", "Mapping", "UserSymbol", "by_build_id", "cached_build_ids", "clear_cache", "elf_symbols",
+    "ElfSymbols", "Mapping", "UserSymbol", "by_build_id", "cached_build_ids", "clear_cache", "elf_errors", "elf_symbols",
     "load_process_binaries", "process_maps", "require_pyelftools", "resolve_user", "symbol_file_offset",
 ]
 
@@ -44,9 +56,10 @@ UNSIZED_SYMBOL_SPAN = 0x1000
 
 def require_pyelftools(op: str, what: str = "reading ELF symbol tables") -> Any:
     """pyelftools' ``ELFFile`` class, or NotSupported saying ``what`` needs it."""
-    if _ELF_FILE is None:
+    elf_file = _pyelftools()[0]
+    if elf_file is None:
         raise NotSupported(f"{what} needs pyelftools (pip install 'ebpfmaps[elf]')", op=op)
-    return _ELF_FILE
+    return elf_file
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class ElfSymbols:
                         self._by_name.setdefault(sym.name, addr)
                         if addr not in funcs or (sym["st_info"]["bind"] == "STB_GLOBAL"):
                             funcs[addr] = (sym["st_size"], sym.name)
-        except (OSError, *ELF_ERRORS) as exc:  # type: ignore[misc]  # a tuple built at import
+        except (OSError, *elf_errors()) as exc:  # type: ignore[misc]  # a tuple built at import
             raise InvalidArgument(f"cannot read ELF symbols of {path}: {exc}", op="elf_symbols") from None
         order = sorted(funcs)
         self.addresses = order

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ebpfmaps.elfsyms import ELF_ERRORS, require_pyelftools
+from ebpfmaps.elfsyms import elf_errors, require_pyelftools
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapClosed, NotSupported, ProgramLoadError
 from ebpfmaps.factory import create
 from ebpfmaps.map import Map
@@ -101,7 +101,7 @@ def has_legacy_maps(path: str | os.PathLike[str]) -> bool:
     try:
         with open(path, "rb") as f:
             return elf_file(f).get_section_by_name("maps") is not None
-    except (OSError, *ELF_ERRORS):  # type: ignore[misc]  # a tuple built at import
+    except (OSError, *elf_errors()):  # type: ignore[misc]  # a tuple built at import
         return False
 
 
@@ -164,7 +164,7 @@ class LegacyObject:
                     raise InvalidArgument(f"{fspath} is not a BPF object (machine {elf['e_machine']})",
                                           op="object_open")
                 obj = cls._read(elf, fspath, reuse or {})
-        except ELF_ERRORS as exc:
+        except elf_errors() as exc:
             raise InvalidArgument(f"{fspath} is not a readable ELF object: {exc}", op="object_open") from None
         for name, m in obj._reuse.items():
             obj._check_reuse(name, m)
