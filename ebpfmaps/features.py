@@ -18,6 +18,7 @@ import errno as E
 import functools
 import importlib
 import os
+import socket
 import struct
 import sys
 import threading
@@ -395,6 +396,116 @@ def perf_event_link_supported() -> bool:
     finally:
         prog.close()
     return True
+
+
+_EVENT_SOURCES = "/sys/bus/event_source/devices"
+
+
+@functools.cache
+def kprobes_supported() -> bool:
+    """Whether the kernel has kprobes (CONFIG_KPROBES). Probe: the ``kprobe`` PMU perf_event_open takes."""
+    return os.path.isfile(f"{_EVENT_SOURCES}/kprobe/type")
+
+
+@functools.cache
+def uprobes_supported() -> bool:
+    """Whether the kernel has uprobes (CONFIG_UPROBE_EVENTS). Probe: the ``uprobe`` PMU perf_event_open takes."""
+    return os.path.isfile(f"{_EVENT_SOURCES}/uprobe/type")
+
+
+_BPF_PROG_TYPE_SCHED_CLS = 3
+_BPF_PROG_TYPE_TRACING = 26
+_BPF_TCX_INGRESS = 46
+_BPF_TRACE_FENTRY = 24
+
+
+@functools.cache
+def tcx_supported() -> bool:
+    """Whether tc programs attach as tcx links (``BPF_LINK_CREATE`` with BPF_TCX_INGRESS, Linux 6.6).
+
+    Probe: a program that passes every packet, linked to the loopback's ingress and detached at once.
+    """
+    asm = _assembler()
+    code = asm.assemble([asm.mov64(asm.R0, 0), asm.exit_()])
+    prog = _maps.prog_load_probe(_BPF_PROG_TYPE_SCHED_CLS, bytes(code), "probe_tcx")
+    try:
+        _progs.link_create_target(prog, socket.if_nametoindex("lo"), _BPF_TCX_INGRESS, "probe", "a tcx link").close()
+    except errors.MapError as exc:
+        _require_unsupported(exc, "linking a tc program with tcx")
+        return False
+    finally:
+        prog.close()
+    return True
+
+
+@functools.cache
+def tracing_trampolines_supported() -> bool:
+    """Whether fentry/fexit programs attach through BPF trampolines (BTF and CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS).
+
+    Probe: a do-nothing fentry program on ``bpf_fentry_test1`` (the kernel's own test target), attached and
+    detached; a kernel without BTF answers no too, and so does one that refuses the load to root with EPERM
+    (measured on a 6.18 kernel under ``lockdown=integrity``, which loads tp_btf programs but no trampolines).
+    """
+    try:
+        btf_id = _progs.vmlinux_btf_id("bpf_fentry_test1")
+    except errors.NotSupported:
+        return False
+    if not btf_id:
+        return False
+    asm = _assembler()
+    code = bytes(asm.assemble([asm.mov64(asm.R0, 0), asm.exit_()]))
+    buf = ctypes.create_string_buffer(code, len(code))
+    res = _progs.prog_load_attempt(_BPF_PROG_TYPE_TRACING, b"probe_fentry", b"GPL", buf, len(code) // 8,
+                                   expected_attach_type=_BPF_TRACE_FENTRY, kern_version=0, prog_flags=0,
+                                   attach_btf_id=btf_id, log_level=0, log_size=0)
+    if res.handle is None:
+        if res.err == E.EPERM and os.geteuid() == 0:
+            return False
+        _raise_unanswered(res.err, "loading an fentry program")
+        if res.err not in _UNSUPPORTED:
+            raise errors.from_errno(res.err, "probe", "loading an fentry program")
+        return False
+    try:
+        _progs.tracing_open(res.handle, "probe", "an fentry attachment").close()
+    except errors.MapError as exc:
+        _require_unsupported(exc, "attaching an fentry program")
+        return False
+    finally:
+        res.handle.close()
+    return True
+
+
+_SECURITYFS = "/sys/kernel/security"
+
+
+def kernel_lockdown() -> str:
+    """The kernel's lockdown mode (``none``, ``integrity``, ``confidentiality``), or "" when it has none to show."""
+    try:
+        with open(f"{_SECURITYFS}/lockdown") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    start, end = text.find("["), text.find("]")
+    return text[start + 1:end] if 0 <= start < end else ""
+
+
+@functools.cache
+def bpf_lsm_enabled() -> bool:
+    """Whether BPF LSM programs run: the kernel has CONFIG_BPF_LSM and ``bpf`` is among the active LSMs.
+
+    Probe: ``bpf`` in securityfs' ``lsm`` list (securityfs is mounted for it when it is not yet). An LSM
+    program attaches even where ``bpf`` is not active, but then never runs.
+    """
+    path = f"{_SECURITYFS}/lsm"
+    if not os.path.isfile(path):
+        err = _perf.mount("securityfs", _SECURITYFS, "securityfs")
+        if err and err != E.EBUSY:
+            return False
+    try:
+        with open(path) as f:
+            return "bpf" in f.read().strip().split(",")
+    except OSError:
+        return False
 
 
 @functools.cache

@@ -73,3 +73,26 @@ def lpm_full_inplace_update() -> bool:
                 return False
             raise
         return True
+
+
+def require_kprobes() -> None:
+    if not features.kprobes_supported():
+        pytest.skip("the running kernel lacks kprobes (probe: no kprobe PMU; CONFIG_KPROBES off)")
+
+
+def require_uprobes() -> None:
+    if not features.uprobes_supported():
+        pytest.skip("the running kernel lacks uprobes (probe: no uprobe PMU; CONFIG_UPROBE_EVENTS off)")
+
+
+def require_tracing_trampolines() -> None:
+    if not features.tracing_trampolines_supported():
+        lockdown = features.kernel_lockdown()
+        why = f"; the kernel is under lockdown={lockdown}" if lockdown not in ("", "none") else ""
+        pytest.skip(f"the running kernel loads no fentry/fexit/LSM programs on BPF trampolines (probe{why})")
+
+
+def require_bpf_lsm() -> None:
+    require_tracing_trampolines()
+    if not features.bpf_lsm_enabled():
+        pytest.skip("the running kernel does not run BPF LSM programs (probe: 'bpf' is not in the active LSMs)")

@@ -350,7 +350,7 @@ def _modules_after(code: str) -> set[str]:
 
 # BTF is not among them: opening a map decodes it with its BTF types, so ebpfmaps.btf is part of the core.
 HEAVY = {"asyncio", "numpy", "rich", "pyroute2", "bcc", "ebpfmaps.asm", "ebpfmaps.programs", "ebpfmaps.readers",
-         "ebpfmaps.xdp", "importlib.metadata", "ebpfmaps_shim", "prometheus_client", "ebpfmaps.exporter"}
+         "ebpfmaps.xdp", "importlib.metadata", "ebpfmaps_shim", "prometheus_client", "ebpfmaps.exporter", "elftools"}
 
 
 def test_import_loads_only_the_core() -> None:

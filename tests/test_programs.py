@@ -273,8 +273,10 @@ def test_attach_errors() -> None:
             prog.attach_tracepoint("syscalls", "sys_enter_getppid")
         with pytest.raises(InvalidArgument, match="raw_tracepoint"):
             prog.attach_raw_tracepoint("sys_enter")
-        with pytest.raises(InvalidArgument, match="cannot attach"):
+        with pytest.raises(InvalidArgument, match="needs a kprobe program"):
             prog.attach("kprobe/do_sys_open")
+        with pytest.raises(InvalidArgument, match="cannot attach by section"):
+            prog.attach("xdp_or_nothing")
     with Program.load("tracepoint", [asm.mov64(R0, 0), asm.exit_()]) as prog:
         with pytest.raises(NotSupported, match="no tracepoint"):
             prog.attach_tracepoint("syscalls", "sys_enter_no_such_call")

@@ -75,6 +75,20 @@ def test_stack_collector_symbolizes_kernel_stacks_of_our_syscalls() -> None:
     assert any(s.frames[-1].startswith("entry_SYSCALL") for s in stacks), frames
 
 
+def test_stack_collector_shows_the_user_frames_that_made_the_calls() -> None:
+    if not syscall_tracepoint_kernel_stacks():
+        pytest.skip("the running kernel gives syscall tracepoint programs no kernel stack (probe)")
+    lab = _lab("lab_stack_traces")
+    stacks = lab["collect"](lambda: _open_dev_null(5), pid=os.getpid())
+    with_user = [s for s in stacks if s.user_frames]
+    assert with_user, stacks
+    # The innermost user frame is libc's open wrapper, at its syscall instruction (named through libc's
+    # dynamic symbol table, as /proc/self/maps maps it); kernel frames come first, as before.
+    innermost = with_user[0].user_frames[0]
+    assert "open" in innermost.split("+")[0] and "[libc.so" in innermost, with_user[0].user_frames
+    assert "-- user --" in lab["report"](stacks, 5)
+
+
 def test_stack_collector_runs_as_a_program() -> None:
     if not syscall_tracepoint_kernel_stacks():
         pytest.skip("the running kernel gives syscall tracepoint programs no kernel stack (probe)")

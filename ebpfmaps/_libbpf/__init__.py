@@ -135,6 +135,13 @@ _declare("bpf_btf_get_fd_by_id", c_int, [c_uint])  # resize recreates a map with
 _declare("bpf_link_create", c_int, [c_int, c_int, c_uint, c_vp])
 _declare("bpf_link_detach", c_int, [c_int])
 _declare("bpf_link_get_fd_by_id", c_int, [c_uint])
+# The attach calls before BPF links (cgroups, sockmaps): attachable_fd is the cgroup or the map.
+_declare("bpf_prog_attach", c_int, [c_int, c_int, c_uint, c_uint])
+_declare("bpf_prog_detach2", c_int, [c_int, c_int, c_uint])
+# The kernel's own BTF (struct btf *), to find the function a tracing or LSM program attaches to.
+_declare("btf__load_vmlinux_btf", c_vp, [])
+_declare("btf__find_by_name_kind", ctypes.c_int32, [c_vp, c_cp, c_uint])
+_declare("btf__free", None, [c_vp])
 
 # --- objects: clang-built ELF files through libbpf (used by ebpfmaps.programs.objects) --------
 # struct bpf_object / bpf_map / bpf_program are opaque pointers. Constructors return NULL and set

@@ -26,9 +26,23 @@ from ebpfmaps._libbpf.fd import FD
 from ebpfmaps._libbpf.progs import fail
 
 __all__ = [
-    "ObjectHandle", "map_definition", "map_dup_fd", "map_pin_path", "map_ptrs", "map_reuse_fd",
-    "map_set_max_entries", "map_set_pin_path", "object_load", "object_open", "program_dup_fd", "program_ptr",
-    "program_ptrs", "program_section", "program_set_autoload", "program_type",
+    "ObjectHandle",
+    "map_definition",
+    "map_dup_fd",
+    "map_pin_path",
+    "map_ptrs",
+    "map_reuse_fd",
+    "map_set_max_entries",
+    "map_set_pin_path",
+    "object_load",
+    "object_open",
+    "program_dup_fd",
+    "program_expected_attach_type",
+    "program_ptr",
+    "program_ptrs",
+    "program_section",
+    "program_set_autoload",
+    "program_type",
 ]
 
 _close_lock = threading.Lock()
@@ -225,8 +239,18 @@ def program_section(h: ObjectHandle, ptr: int) -> str:
         return _text(lib.bpf_program__section_name(ptr))
 
 
-def program_dup_fd(h: ObjectHandle, ptr: int) -> int | None:
-    """A duplicate of the loaded program's descriptor (the caller owns it), or None if it was not loaded."""
+def program_dup_fd(h: ObjectHandle, ptr: int, *, probe_only: bool = False) -> int | None:
+    """A duplicate of the loaded program's descriptor (the caller owns it), or None if it was not loaded.
+
+    ``probe_only`` answers only whether it was loaded (0 for yes, no descriptor is made).
+    """
     with h.pinned("object_program"):
         fd = int(lib.bpf_program__fd(ptr))
-        return _dup(fd) if fd >= 0 else None
+        if fd < 0:
+            return None
+        return 0 if probe_only else _dup(fd)
+
+
+def program_expected_attach_type(h: ObjectHandle, ptr: int) -> int:
+    with h.pinned("object_program"):
+        return int(lib.bpf_program__expected_attach_type(ptr))

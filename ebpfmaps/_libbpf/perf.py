@@ -21,7 +21,7 @@ from ebpfmaps._libbpf.progs import fail
 __all__ = [
     "PERF_EVENT_IOC_DISABLE", "PERF_EVENT_IOC_ENABLE", "PERF_EVENT_IOC_SET_BPF", "PERF_FLAG_FD_CLOEXEC",
     "PerfEventAttr", "clear_event_slot", "mount", "perf_event_open", "perf_event_open_number", "perf_ioctl",
-    "perf_set_bpf", "set_event_slot",
+    "perf_set_bpf", "probe_event_open", "set_event_slot",
 ]
 
 PERF_FLAG_FD_CLOEXEC = 1 << 3
@@ -100,6 +100,19 @@ def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group: FD 
                     flags: int = PERF_FLAG_FD_CLOEXEC) -> FD:
     """perf_event_open(2): the new event's descriptor."""
     return FD(perf_event_open_number(attr, pid, cpu, group, flags), "perf event")
+
+
+def probe_event_open(pmu_type: int, config: int, target: str, offset: int, pid: int, cpu: int) -> FD:
+    """A kprobe or uprobe perf event: ``target`` is the kernel symbol or the binary's path (``config1``),
+    ``offset`` the offset from it (``config2``), ``config`` the PMU's flag bits (the return-probe bit)."""
+    raw = ctypes.create_string_buffer(target.encode())
+    attr = PerfEventAttr(type=pmu_type, config=config, config1=ctypes.addressof(raw), config2=offset,
+                         sample_period=1, wakeup_events=1)
+    attr.flags |= 1  # disabled until the program is on it
+    try:
+        return perf_event_open(attr, pid=pid, cpu=cpu)
+    finally:
+        del raw  # the kernel copied the string during the call
 
 
 def perf_ioctl(h: FD, request: int, op: str, detail: str = "") -> None:

@@ -87,13 +87,21 @@ def install() -> None:
 
 @contextmanager
 def capture() -> Iterator[list[str]]:
-    """Collect every libbpf message printed inside the block (any thread) into the yielded list."""
+    """Collect every libbpf message printed inside the block (any thread) into the yielded list.
+
+    Another library in the process that shares this libbpf (bcc links Debian's libbpf.so.1) may have set
+    its own printer since :func:`install`: ours is put back for the block and theirs restored after it.
+    """
     install()
+    ours = ctypes.cast(_callback, ctypes.c_void_p).value
     sink: list[str] = []
     with _lock:
         _captures.append(sink)
+        previous = lib.libbpf_set_print(ours)
     try:
         yield sink
     finally:
         with _lock:
             _captures.remove(sink)
+            if previous is not None and previous != ours and not _captures:
+                lib.libbpf_set_print(previous)

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import ctypes
 import errno as E
+import functools
 
 from ebpfmaps import errors
 from ebpfmaps._libbpf import lib, new_opts, structs
 from ebpfmaps._libbpf.fd import FD
 
 __all__ = [
-    "LoadAttempt", "fail", "link_create", "prog_info", "prog_load_attempt", "prog_open_by_id", "prog_test_run",
-    "raw_tracepoint_open",
+    "BTF_KIND_FUNC", "LoadAttempt", "fail", "link_create", "link_create_target", "prog_attach", "prog_detach", "prog_info",
+    "prog_load_attempt", "prog_open_by_id", "prog_test_run", "raw_tracepoint_open", "tracing_open",
+    "vmlinux_btf_id",
 ]
+
+BTF_KIND_FUNC = 12
 
 
 def fail(err: int, op: str, detail: str, call: str) -> errors.MapError:
@@ -161,3 +165,73 @@ def link_create(prog: FD, target: FD, attach_type: int, op: str, detail: str) ->
     finally:
         prog.leave()
     return FD(_checked(ret, op, detail, "bpf_link_create"), "link")
+
+
+def link_create_target(prog: FD, target: int, attach_type: int, op: str, detail: str) -> FD:
+    """``bpf_link_create`` on a target that is a number, not a descriptor (an ifindex for tcx links)."""
+    pnum = prog.enter(op)
+    try:
+        ret = int(lib.bpf_link_create(pnum, target, attach_type, None))
+    finally:
+        prog.leave()
+    return FD(_checked(ret, op, detail, "bpf_link_create"), "link")
+
+
+def tracing_open(prog: FD, op: str, detail: str) -> FD:
+    """Attach a tracing (fentry/fexit) or LSM program at the function its load named; the new link's descriptor.
+
+    ``BPF_RAW_TRACEPOINT_OPEN`` with no name attaches such programs through their BTF trampoline (Linux 5.5+).
+    """
+    num = prog.enter(op)
+    try:
+        ret = int(lib.bpf_raw_tracepoint_open(None, num))
+    finally:
+        prog.leave()
+    return FD(_checked(ret, op, detail, "bpf_raw_tracepoint_open"), "link")
+
+
+def prog_attach(prog: FD, target: FD, attach_type: int, flags: int, op: str, detail: str) -> None:
+    """``bpf_prog_attach``: the attachment without a link (it lasts until :func:`prog_detach` or the target goes)."""
+    pnum = prog.enter(op)
+    try:
+        tnum = target.enter(op)
+        try:
+            ret = int(lib.bpf_prog_attach(pnum, tnum, attach_type, flags))
+        finally:
+            target.leave()
+    finally:
+        prog.leave()
+    _checked(ret, op, detail, "bpf_prog_attach")
+
+
+def prog_detach(prog: FD, target: FD, attach_type: int, op: str, detail: str) -> None:
+    """``bpf_prog_detach2``: undo :func:`prog_attach` of this very program."""
+    pnum = prog.enter(op)
+    try:
+        tnum = target.enter(op)
+        try:
+            ret = int(lib.bpf_prog_detach2(pnum, tnum, attach_type))
+        finally:
+            target.leave()
+    finally:
+        prog.leave()
+    _checked(ret, op, detail, "bpf_prog_detach2")
+
+
+@functools.cache
+def vmlinux_btf_id(name: str, kind: int = BTF_KIND_FUNC) -> int:
+    """The id of the kernel's BTF type ``name`` of ``kind`` (a function by default); -ENOENT-like 0 when absent.
+
+    Raises :class:`~ebpfmaps.errors.NotSupported` when the kernel exposes no BTF (/sys/kernel/btf/vmlinux).
+    """
+    btf = lib.btf__load_vmlinux_btf()
+    err = int(lib.libbpf_get_error(btf)) if btf else -E.ENOENT
+    if err or not btf:
+        raise errors.NotSupported("the running kernel exposes no BTF (/sys/kernel/btf/vmlinux): fentry, fexit and "
+                                  "LSM programs need it", errno=-err if err else E.ENOENT, op="vmlinux_btf",
+                                  call="btf__load_vmlinux_btf")
+    try:
+        ret = int(lib.btf__find_by_name_kind(btf, name.encode(), kind))
+    finally:
+        lib.btf__free(btf)
+    return ret if ret > 0 else 0

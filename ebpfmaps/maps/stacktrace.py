@@ -6,16 +6,18 @@ pointers, zero-padded after the last frame (or, with BPF_F_STACK_BUILD_ID,
 only from programs: syscall updates are refused (EINVAL, measured on 6.18), so
 :meth:`StackTraceMap.update` raises NotSupported before trying. Lookups,
 deletes and iteration work. Kernel addresses resolve through /proc/kallsyms
-(:mod:`ebpfmaps.ksyms`).
+(:mod:`ebpfmaps.ksyms`), user addresses through a process's mappings and ELF symbols
+(:mod:`ebpfmaps.elfsyms`).
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable
 from typing import Any, ClassVar, NamedTuple
 
-from ebpfmaps import ksyms
+from ebpfmaps import elfsyms, ksyms
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, StructCodec
 from ebpfmaps.errors import InvalidArgument, InvalidValueSize, KeyNotFound, NotSupported
@@ -30,6 +32,8 @@ BUILD_ID_FRAME_SIZE = 32  # struct bpf_stack_build_id: s32 status, u8 build_id[2
 BUILD_ID_SIZE = 20
 _FRAME = struct.Struct("=i20sQ")
 _PERF_MAX_STACK = "/proc/sys/kernel/perf_event_max_stack"
+# Kernel addresses live in the upper half of the 64-bit address space (x86_64, arm64, riscv64...).
+KERNEL_HALF = 1 << 63
 
 
 def max_stack_depth() -> int:
@@ -166,13 +170,53 @@ class StackTraceMap(Map):
             raise KeyNotFound(f"no stack with id {stack_id}", op="lookup")
         return tuple(value)
 
-    def symbols(self, stack_id: int) -> list[str]:
-        """The kernel frames of ``stack_id`` as ``symbol+0xoffset [module]`` (via /proc/kallsyms)."""
+    def symbols(self, stack_id: int, pid: int | None = None) -> list[str]:
+        """The frames of ``stack_id`` as ``symbol+0xoffset [module or binary]``, innermost first.
+
+        Kernel frames resolve through /proc/kallsyms. User frames (a ``BPF_F_USER_STACK`` stack) resolve
+        through the mappings of process ``pid`` (/proc/PID/maps) and the ELF symbol tables of the files
+        mapped there, read once per build id; without ``pid`` they stay hex addresses. Frames of a
+        ``build_id=True`` map resolve by build id among the binaries read so far (``pid``'s are read first).
+        """
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+            raise InvalidArgument(f"pid must be a positive int, not {pid!r}", op="symbols")
+        frames = self.trace(stack_id)
         if self.build_id:
-            raise NotSupported("build-id stacks are user-space frames; resolve them with the binaries' symbols",
-                               op="symbols")
-        table = ksyms.kallsyms()
-        return [table.format(ip) for ip in self.trace(stack_id)]
+            if pid is not None:
+                elfsyms.load_process_binaries(pid)
+            return [self._build_id_symbol(f, pid) for f in frames]
+        kernel: ksyms.Kallsyms | None = None
+        maps: list[elfsyms.Mapping] | None = None
+        out = []
+        for ip in frames:
+            if ip >= KERNEL_HALF:
+                kernel = kernel or ksyms.kallsyms()
+                out.append(kernel.format(ip))
+            elif pid is None:
+                out.append(f"{ip:#x}")
+            else:
+                if maps is None:
+                    maps = elfsyms.process_maps(pid)
+                sym = elfsyms.resolve_user(pid, ip, maps)
+                out.append(str(sym) if sym is not None else f"{ip:#x}")
+        return out
+
+    @staticmethod
+    def _build_id_symbol(frame: BuildIdFrame, pid: int | None) -> str:
+        if not frame.valid:  # the kernel could not read the build id: an address
+            if pid is not None:
+                sym = elfsyms.resolve_user(pid, frame.offset_or_ip)
+                if sym is not None:
+                    return str(sym)
+            return f"{frame.offset_or_ip:#x}"
+        table = elfsyms.by_build_id(frame.build_id)
+        if table is None:
+            return f"{frame.build_id.hex()}+{frame.offset_or_ip:#x}"
+        found = table.lookup(table.offset_to_vaddr(frame.offset_or_ip))
+        base = os.path.basename(table.path)
+        if found is None:
+            return f"{frame.offset_or_ip:#x} [{base}]"
+        return f"{found[0]}+{found[1]:#x} [{base}]"
 
     def traces(self) -> dict[int, tuple[Any, ...]]:
         """Every stored stack, by id."""

@@ -38,8 +38,11 @@ from ebpfmaps.errors import IncompatibleMap, InvalidArgument, MapError, ProgramL
 from ebpfmaps.factory import class_for
 from ebpfmaps.map import Map, map_info_from_fd
 from ebpfmaps.maptypes import type_name
+from ebpfmaps.programs.autoattach import attach_programs
 from ebpfmaps.programs.program import Program, _tail, announce_maps
-from ebpfmaps.programs.types import ProgramType
+from ebpfmaps.programs.sections import parse_section
+from ebpfmaps.programs.tracing import Link
+from ebpfmaps.programs.types import AttachType, ProgramType
 
 __all__ = ["BpfObject"]
 
@@ -101,7 +104,14 @@ class BpfObject:
         if pin_root is not None:
             root = os.fspath(pin_root)
             pinning.require_bpffs(os.path.join(root, "x"), "object_open")  # checks the directory of a pin in it
-        handle = obj_calls.object_open(fspath, pin_root=root, object_name=object_name)
+        try:
+            handle = obj_calls.object_open(fspath, pin_root=root, object_name=object_name)
+        except ProgramLoadError as exc:
+            if "legacy map definitions" in (exc.log or ""):
+                exc.args = (exc.args[0] + "\n(a legacy SEC(\"maps\") object: open it with "
+                            "ebpfmaps.programs.LegacyObject.open, or ebpfmaps.programs.open_object)",)
+                exc.message = exc.args[0]
+            raise
         try:
             obj = cls(handle, fspath, {})
         except BaseException:
@@ -264,6 +274,14 @@ class BpfObject:
                 handle.close()
                 raise
             prog = Program.from_fd(handle, name=name, section=section)
+            eat = obj_calls.program_expected_attach_type(self._obj, ptr)
+            try:
+                prog.expected_attach_type = AttachType(eat)
+            except ValueError:
+                prog.expected_attach_type = eat
+            parsed = parse_section(section)
+            if parsed is not None and parsed.kind in ("fentry", "lsm"):
+                prog.attach_target = parsed.name
             self._programs[name] = prog
         return self._programs[name]
 
@@ -286,6 +304,23 @@ class BpfObject:
             except ValueError:
                 out[name] = t
         return out
+
+    # ------------------------------------------------------------------ attaching
+    def attach(self, name: str, target: Any = None) -> Link:
+        """Attach program ``name`` by its section (``kprobe/do_unlinkat``, ``tc``, ``cgroup_skb/ingress``...);
+        sections that do not say where take ``target`` (an interface, cgroup path, socket or sockmap)."""
+        return self.programs[name].attach(target)
+
+    def attach_all(self, targets: Mapping[str, Any] | None = None) -> dict[str, Link]:
+        """Attach every loaded program whose section says where to (libbpf's auto-attach), and those whose
+        ``targets[name]`` says where; the links by program name. Programs of other sections are left alone.
+
+        If one attachment fails, the ones made before it are detached and the error is raised.
+        """
+        self._require_loaded("programs")
+        loaded = {name: self.programs[name] for name, ptr in obj_calls.program_ptrs(self._obj).items()
+                  if obj_calls.program_dup_fd(self._obj, ptr, probe_only=True) is not None}
+        return attach_programs(loaded, targets, self.path)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

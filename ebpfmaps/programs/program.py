@@ -9,14 +9,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import ebpfmaps.programs.attach as attach_points
 from ebpfmaps import errors, extension, pinning
 from ebpfmaps._libbpf import new_opts, progs, structs
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.asm import Assembled, assemble, disassemble
 from ebpfmaps.errors import InvalidArgument, MapClosed, ProgramLoadError
 from ebpfmaps.fdinfo import read_fdinfo
+from ebpfmaps.programs.sections import SectionTarget, parse_section
 from ebpfmaps.programs.tracing import Link, attach_raw_tracepoint, attach_tracepoint
-from ebpfmaps.programs.types import AttachType, ProgramType, parse_prog_type
+from ebpfmaps.programs.types import AttachType, ProgramType, parse_attach_type, parse_prog_type
 
 __all__ = ["BPF_F_TEST_RUN_ON_CPU", "BPF_F_TEST_XDP_LIVE_FRAMES", "ProgInfo", "Program", "TestRun"]
 
@@ -145,7 +147,8 @@ class Program:
     """
 
     def __init__(self, fd: int | FD, prog_type: ProgramType | int, name: str = "", *, refs: tuple[Any, ...] = (),
-                 disassembly: str = "", verifier_log: str = "", section: str = "") -> None:
+                 disassembly: str = "", verifier_log: str = "", section: str = "",
+                 expected_attach_type: AttachType | int | None = None, attach_target: str = "") -> None:
         """Wrap ``fd`` (a number or an :class:`FD`), which this object now owns and will close."""
         # The FD is the only holder of the number: close() invalidates it for every user at once.
         self._h = fd if isinstance(fd, FD) else FD(fd, "program")
@@ -160,6 +163,10 @@ class Program:
         self.verifier_log = verifier_log
         self._refs = refs  # maps the code names by fd: the kernel holds them, we keep the objects for the caller
         self._pin_path: str | None = None
+        #: The attach type given at load (the default of attach calls that take one).
+        self.expected_attach_type = expected_attach_type
+        #: The kernel function (fentry/fexit) or LSM hook the load named, "" otherwise.
+        self.attach_target = attach_target
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -176,6 +183,7 @@ class Program:
         kern_version: int = 0,
         prog_flags: int = 0,
         attach_btf_id: int = 0,
+        attach_to: str = "",
     ) -> Program:
         """Load ``insns`` (from :mod:`ebpfmaps.asm`, an :class:`~ebpfmaps.asm.Assembled`, or raw bytes).
 
@@ -184,8 +192,25 @@ class Program:
         (``.disassembly``); its message ends with the log's last lines. ``log_level`` > 0 keeps
         the log of a successful load in :attr:`verifier_log`. GPL-only helpers (most tracing ones)
         need a GPL-compatible ``license``.
+
+        ``expected_attach_type`` takes an :class:`AttachType`, its id or a name (``"egress"``,
+        ``"connect4"``, ``"stream_parser"``...). ``attach_to`` names the kernel function an fentry/fexit
+        program (type ``tracing``) or the hook an LSM program (``"file_open"``) attaches to, looked up in the
+        kernel's BTF; the expected attach type then defaults to fentry or ``lsm``.
         """
         ptype = parse_prog_type(prog_type)
+        eat_member = parse_attach_type(expected_attach_type, op="prog_load") if expected_attach_type is not None \
+            else None
+        if attach_to:
+            if ptype not in (ProgramType.TRACING, ProgramType.LSM) or attach_btf_id:
+                raise InvalidArgument("attach_to names the function of a tracing or LSM program (and replaces "
+                                      "attach_btf_id)", op="prog_load")
+            func = f"bpf_lsm_{attach_to}" if ptype == ProgramType.LSM else attach_to
+            attach_btf_id = progs.vmlinux_btf_id(func)
+            if not attach_btf_id:
+                raise errors.NotSupported(f"the running kernel's BTF has no function {func!r}", op="prog_load")
+            if eat_member is None:
+                eat_member = AttachType.LSM_MAC if ptype == ProgramType.LSM else AttachType.TRACE_FENTRY
         code, refs, listing = _code_of(insns)
         if not code or len(code) % 8:
             raise InvalidArgument(f"BPF code must be a non-empty multiple of 8 bytes, not {len(code)}", op="prog_load")
@@ -202,7 +227,7 @@ class Program:
         cname = _validate_prog_name(name)
         code_buf = ctypes.create_string_buffer(code, len(code))
         lic = license.encode()
-        eat = int(expected_attach_type) if expected_attach_type is not None else None
+        eat = int(eat_member) if eat_member is not None else None
 
         def attempt(level: int, size: int) -> progs.LoadAttempt:
             return progs.prog_load_attempt(int(ptype), cname, lic, code_buf, count, expected_attach_type=eat,
@@ -230,7 +255,8 @@ class Program:
         if res.handle is None:
             raise cls._load_error(res.err, ptype, name, res.log, listing)
         announce_maps(res.handle, ptype)
-        return cls(res.handle, ptype, name, refs=refs, disassembly=listing, verifier_log=res.log if log_level else "")
+        return cls(res.handle, ptype, name, refs=refs, disassembly=listing, verifier_log=res.log if log_level else "",
+                   expected_attach_type=eat_member, attach_target=attach_to)
 
     @staticmethod
     def _load_error(err: int, ptype: ProgramType, name: str, log: str, listing: str) -> errors.MapError:
@@ -312,7 +338,8 @@ class Program:
     def dup(self) -> Program:
         """Another Program object on a duplicate fd (closing one leaves the other working)."""
         p = Program(self._h.dup(), self.type, self.name, refs=self._refs, disassembly=self.disassembly,
-                    section=self.section, verifier_log=self.verifier_log)
+                    section=self.section, verifier_log=self.verifier_log,
+                    expected_attach_type=self.expected_attach_type, attach_target=self.attach_target)
         p._pin_path = self._pin_path
         return p
 
@@ -438,15 +465,110 @@ class Program:
         """Attach to tracepoint ``category/name`` (e.g. ``"syscalls", "sys_enter_openat"``) via a perf event."""
         return attach_tracepoint(self, category, name)
 
-    def attach(self, target: str | None = None) -> Link:
-        """Attach by a libbpf-style section name: ``tracepoint/CAT/NAME``, ``tp/CAT/NAME``,
-        ``raw_tracepoint/NAME`` or ``raw_tp/NAME`` (``target`` defaults to the program's ELF section)."""
-        spec = target or self.section
-        kind, _, rest = spec.partition("/")
-        if kind in ("tracepoint", "tp") and rest.count("/") == 1:
-            cat, _, tp = rest.partition("/")
-            return self.attach_tracepoint(cat, tp)
-        if kind in ("raw_tracepoint", "raw_tp") and rest:
-            return self.attach_raw_tracepoint(rest)
-        raise InvalidArgument(f"cannot attach by {spec!r}: expected tracepoint/CAT/NAME or raw_tracepoint/NAME "
-                              "(kprobes are not available on kernels without CONFIG_KPROBES)", op="attach")
+    def attach_kprobe(self, symbol: str, offset: int = 0, ret: bool = False) -> Link:
+        """Run this kprobe program on entry to kernel function ``symbol`` (+``offset``), or on return (``ret``)."""
+        return attach_points.attach_kprobe(self, symbol, offset, ret)
+
+    def attach_uprobe(self, binary: str | os.PathLike[str], symbol_or_offset: str | int, pid: int | None = None,
+                      ret: bool = False) -> Link:
+        """Run this kprobe-type program at ``symbol_or_offset`` of ``binary`` (ELF symbol or file offset)."""
+        return attach_points.attach_uprobe(self, binary, symbol_or_offset, pid, ret)
+
+    def attach_tc(self, interface: str | int, direction: str = "ingress", *, tcx: bool | None = None) -> Link:
+        """Attach this sched_cls program to ``interface``'s ``ingress`` or ``egress`` (tcx link or clsact filter)."""
+        return attach_points.attach_tc(self, interface, direction, tcx=tcx)
+
+    def attach_cgroup(self, path: str | os.PathLike[str] | int, attach_type: AttachType | str | int | None = None,
+                      flags: int = 0) -> Link:
+        """Attach to the cgroup v2 ``path`` (attach type: the one given at load unless named here)."""
+        return attach_points.attach_cgroup(self, path, attach_type, flags)
+
+    def attach_socket(self, sock: Any) -> Link:
+        """Filter ``sock``'s incoming packets with this socket filter (SO_ATTACH_BPF)."""
+        return attach_points.attach_socket(self, sock)
+
+    def attach_sockmap(self, sock_map: Any, attach_type: AttachType | str | int | None = None) -> Link:
+        """Attach this SK_SKB/SK_MSG program to a sockmap or sockhash (stream parser/verdict, msg verdict)."""
+        return attach_points.attach_sockmap(self, sock_map, attach_type)
+
+    def attach_perf_event(self, event: str | int = "cpu-clock", *, cpu: int | None = None,
+                          sample_period: int | None = None, sample_freq: int | None = None) -> Link:
+        """Run this perf_event program on samples of a software event (every CPU unless ``cpu``)."""
+        return attach_points.attach_perf_event(self, event, cpu=cpu, sample_period=sample_period,
+                                               sample_freq=sample_freq)
+
+    def attach_fentry(self) -> Link:
+        """Attach this fentry/fexit program at the kernel function named by ``attach_to`` at load."""
+        return attach_points.attach_fentry(self)
+
+    def attach_lsm(self) -> Link:
+        """Attach this LSM program at the hook named by ``attach_to`` at load."""
+        return attach_points.attach_lsm(self)
+
+    def attach(self, target: Any = None, *, section: str | None = None) -> Link:
+        """Attach by a libbpf-style section name (the program's ELF section unless ``section`` is given).
+
+        Sections that say where to attach (``kprobe/do_unlinkat``, ``tracepoint/syscalls/sys_enter_openat``,
+        ``raw_tp/sys_enter``, ``uprobe//bin/bash:readline``, ``fentry/...``, ``lsm/...``) attach on their own;
+        the rest take ``target``: an interface for ``tc``, a cgroup path for ``cgroup*/...``, a socket for
+        ``socket``, a sockmap for ``sk_skb/...``/``sk_msg``. A string ``target`` with a ``/`` in a section-less
+        call is read as the section itself (``prog.attach("tp/sched/sched_switch")``).
+        """
+        spec = section
+        if spec is None:
+            named = parse_section(target) if isinstance(target, str) else None
+            if named is not None and not named.needs_target:
+                spec, target = target, None  # a section that says where, given in place of the program's own
+            else:
+                spec = self.section
+        parsed = parse_section(spec)
+        if parsed is None:
+            raise InvalidArgument(f"cannot attach by section {spec!r}: not a section libbpf attaches "
+                                  "(kprobe/, uprobe/, tracepoint/, raw_tp/, tc, cgroup_skb/, cgroup/, socket, "
+                                  "sk_skb/, sk_msg, perf_event, fentry/, lsm/)", op="attach")
+        if target is not None and not parsed.needs_target and parsed.kind not in ("perf_event", "uprobe",
+                                                                                    "uretprobe"):
+            raise InvalidArgument(f"section {spec!r} says where it attaches; it takes no target ({target!r})",
+                                  op="attach")
+        return self._attach_parsed(parsed, target)
+
+    def _attach_parsed(self, sec: SectionTarget, target: Any) -> Link:
+        kind = sec.kind
+        if sec.needs_target and target is None:
+            raise InvalidArgument(f"section {sec.section!r} says what kind of attachment, not where: pass the "
+                                  f"{sec.target_what} as target", op="attach")
+        if kind == "tracepoint":
+            return self.attach_tracepoint(sec.category, sec.name)
+        if kind == "raw_tracepoint":
+            return self.attach_raw_tracepoint(sec.name)
+        if kind in ("kprobe", "kretprobe"):
+            return self.attach_kprobe(sec.name, sec.offset, ret=kind == "kretprobe")
+        if kind in ("uprobe", "uretprobe"):
+            binary, point = sec.binary, sec.name or sec.offset
+            if not binary:
+                # A bare uprobe section: the target says "BINARY:SYMBOL" (or a (binary, symbol or offset) pair).
+                if isinstance(target, tuple) and len(target) == 2:
+                    binary, point = target
+                elif isinstance(target, str) and ":" in target:
+                    binary, _, point = target.rpartition(":")
+                else:
+                    raise InvalidArgument(f"section {sec.section!r} names no binary: pass target='BINARY:SYMBOL'",
+                                          op="attach")
+            return self.attach_uprobe(binary, point, ret=kind == "uretprobe")
+        if kind == "tc":
+            return self.attach_tc(target, sec.direction)
+        if kind == "cgroup":
+            return self.attach_cgroup(target, sec.attach_type)
+        if kind == "socket":
+            return self.attach_socket(target)
+        if kind == "sockmap":
+            return self.attach_sockmap(target, sec.attach_type)
+        if kind == "perf_event":
+            if isinstance(target, dict):
+                return self.attach_perf_event(**target)
+            return self.attach_perf_event(sample_freq=int(target) if target is not None else 99)
+        if kind == "fentry":
+            return self.attach_fentry()
+        if kind == "lsm":
+            return self.attach_lsm()
+        raise InvalidArgument(f"cannot attach by section {sec.section!r}", op="attach")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import errno as E
 import os
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ebpfmaps import errors, pinning
@@ -35,9 +37,20 @@ if TYPE_CHECKING:
     from ebpfmaps.programs.program import Program
 
 __all__ = [
-    "PERF_EVENT_IOC_DISABLE", "PERF_EVENT_IOC_ENABLE", "PERF_EVENT_IOC_SET_BPF", "PERF_FLAG_FD_CLOEXEC",
-    "PERF_TYPE_TRACEPOINT", "Link", "PerfEventAttr", "attach_raw_tracepoint", "attach_tracepoint",
-    "perf_event_open", "tracefs", "tracepoint_id",
+    "PERF_EVENT_IOC_DISABLE",
+    "PERF_EVENT_IOC_ENABLE",
+    "PERF_EVENT_IOC_SET_BPF",
+    "PERF_FLAG_FD_CLOEXEC",
+    "PERF_TYPE_TRACEPOINT",
+    "Link",
+    "PerfEventAttr",
+    "attach_perf_event_fd",
+    "attach_raw_tracepoint",
+    "attach_tracepoint",
+    "perf_event_open",
+    "require_type",
+    "tracefs",
+    "tracepoint_id",
 ]
 
 # uapi linux/perf_event.h
@@ -111,10 +124,16 @@ class Link:
     ``program`` keeps the attached Program object alive while the link is.
     """
 
-    def __init__(self, fd: int | FD, kind: str, target: str, program: Program | None = None, *,
-                 perf_fd: int | FD = -1, is_bpf_link: bool = True) -> None:
-        """Wrap ``fd`` (and ``perf_fd``), numbers or :class:`FD` handles this object now owns."""
-        self._h = fd if isinstance(fd, FD) else FD(fd, "link")
+    def __init__(self, fd: int | FD | None, kind: str, target: str, program: Program | None = None, *,
+                 perf_fd: int | FD = -1, is_bpf_link: bool = True, undo: Callable[[], None] | None = None,
+                 members: Sequence[Link] = ()) -> None:
+        """Wrap ``fd`` (and ``perf_fd``), numbers or :class:`FD` handles this object now owns.
+
+        Attachments that make no descriptor of their own (``bpf_prog_attach``, ``SO_ATTACH_BPF``, a tc
+        filter) pass ``fd=None`` and an ``undo`` that detaches; ``members`` are further links (one per
+        CPU) detached with this one.
+        """
+        self._h: FD | None = fd if isinstance(fd, FD) or fd is None else FD(fd, "link")
         self._perf: FD | None = None
         if isinstance(perf_fd, FD):
             self._perf = perf_fd
@@ -123,12 +142,19 @@ class Link:
         self.kind = kind
         self.target = target
         self.program = program
-        self.is_bpf_link = is_bpf_link
+        self.is_bpf_link = is_bpf_link and fd is not None
+        self._undo = undo
+        self._undo_lock = threading.Lock()
+        self._members = list(members)
         self._pin_path: str | None = None
 
     @property
     def fd(self) -> int:
         """The link's descriptor number now (raises :class:`MapClosed` once detached)."""
+        if self._h is None:
+            if self.closed:
+                raise MapClosed("the link is detached", op="link_fd")
+            raise NotSupported(f"a {self.kind} attachment made without a BPF link has no descriptor", op="link_fd")
         num = self._h.num
         if num < 0:
             raise MapClosed("the link is detached", op="link_fd")
@@ -137,14 +163,27 @@ class Link:
     @property
     def handle(self) -> FD:
         """The :class:`~ebpfmaps._libbpf.fd.FD` that owns the link's descriptor."""
+        if self._h is None:
+            raise NotSupported(f"a {self.kind} attachment made without a BPF link has no descriptor", op="link_fd")
         return self._h
 
     @property
+    def members(self) -> list[Link]:
+        """The further links (one per CPU) detached together with this one."""
+        return list(self._members)
+
+    def add_members(self, links: Sequence[Link]) -> None:
+        """Make ``links`` detach together with this one (the per-CPU links of one perf event attachment)."""
+        self._members.extend(links)
+
+    @property
     def attached(self) -> bool:
-        return not self._h.closed
+        return not self.closed
 
     @property
     def closed(self) -> bool:
+        if self._h is None:
+            return self._undo is None
         return self._h.closed
 
     def detach(self) -> None:
@@ -153,15 +192,25 @@ class Link:
         Every later call through this object raises :class:`MapClosed`; the descriptors are released
         when calls in flight in other threads have finished.
         """
-        if not self.is_bpf_link:
-            # Attached with PERF_EVENT_IOC_SET_BPF: the fd is the perf event; stop it before closing.
-            try:
-                perf.perf_ioctl(self._h, PERF_EVENT_IOC_DISABLE, "link_detach")
-            except errors.MapError:
-                pass  # already closed (by another thread), or the event is gone: closing is all that is left
-        self._h.close()
-        if self._perf is not None:
-            self._perf.close()
+        try:
+            if self._h is None:
+                with self._undo_lock:
+                    undo, self._undo = self._undo, None
+                if undo is not None:
+                    undo()
+            else:
+                if not self.is_bpf_link:
+                    # Attached with PERF_EVENT_IOC_SET_BPF: the fd is the perf event; stop it before closing.
+                    try:
+                        perf.perf_ioctl(self._h, PERF_EVENT_IOC_DISABLE, "link_detach")
+                    except errors.MapError:
+                        pass  # already closed (by another thread), or the event is gone: closing is all that is left
+                self._h.close()
+            if self._perf is not None:
+                self._perf.close()
+        finally:
+            for member in self._members:
+                member.detach()
 
     close = detach
 
@@ -174,7 +223,7 @@ class Link:
     def __del__(self) -> None:
         # The handles release their numbers on their own; this stops an ioctl-attached event first.
         try:
-            if not self._h.closed:
+            if not self.closed:
                 self.detach()
         except Exception:
             pass
@@ -190,15 +239,19 @@ class Link:
         raise TypeError("a Link cannot be pickled: pin it to keep the attachment beyond this process")
 
     def __repr__(self) -> str:
-        num = self._h.num
-        state = f"fd={num}" if num >= 0 else "detached"
+        num = self._h.num if self._h is not None else -1
+        state = "detached" if self.closed else (f"fd={num}" if num >= 0 else "attached")
         return f"<Link {self.kind} {self.target!r} {state}>"
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link: the attachment survives this process until the pin is removed."""
-        if not self.is_bpf_link:
-            raise NotSupported("this kernel attached through PERF_EVENT_IOC_SET_BPF, which makes no pinnable link",
-                               op="link_pin")
+        if self._members:
+            raise NotSupported(f"a {self.kind} attachment of {len(self._members) + 1} links cannot be pinned as one; "
+                               "pin each of .members and the link itself", op="link_pin")
+        if self._h is None or not self.is_bpf_link:
+            how = "PERF_EVENT_IOC_SET_BPF" if self._h is not None else "an attach call without BPF links"
+            raise NotSupported(f"this kernel attached the {self.kind} program through {how}, which makes no "
+                               "pinnable link", op="link_pin")
         with self._h.pinned("link_pin") as num:
             self._pin_path = pinning.pin_fd(num, path)
 
@@ -207,7 +260,7 @@ class Link:
         return self._pin_path
 
 
-def _require_type(prog: Program, expected: tuple[ProgramType, ...], what: str) -> None:
+def require_type(prog: Program, expected: tuple[ProgramType, ...], what: str) -> None:
     if prog.type not in expected:
         names = " or ".join(t.name.lower() for t in expected)
         raise InvalidArgument(f"{what} needs a {names} program, not {prog!r}", op="attach")
@@ -215,35 +268,43 @@ def _require_type(prog: Program, expected: tuple[ProgramType, ...], what: str) -
 
 def attach_raw_tracepoint(prog: Program, name: str) -> Link:
     """Attach a raw_tracepoint program to ``name`` (``sys_enter``, ``sched_switch``...)."""
-    _require_type(prog, (ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE), "a raw tracepoint")
+    require_type(prog, (ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE), "a raw tracepoint")
     _check_name(name, "name")
     return Link(progs.raw_tracepoint_open(name, prog.handle), "raw_tracepoint", name, prog)
 
 
-def attach_tracepoint(prog: Program, category: str, name: str) -> Link:
-    """Attach a tracepoint program to ``category/name`` (``syscalls/sys_enter_openat``...)."""
-    _require_type(prog, (ProgramType.TRACEPOINT,), "a tracepoint")
-    tp_id = tracepoint_id(category, name)
-    attr = PerfEventAttr(type=PERF_TYPE_TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1)
-    event = perf.perf_event_open(attr, pid=-1, cpu=0)
-    target = f"{category}/{name}"
+def attach_perf_event_fd(prog: Program, event: FD, kind: str, target: str, op: str) -> Link:
+    """Run ``prog`` on the perf event ``event`` (which the returned link then owns) and enable the event.
+
+    A BPF link (``BPF_PERF_EVENT``, Linux 5.15+) where the kernel has one, else ``PERF_EVENT_IOC_SET_BPF``,
+    where the perf event's descriptor is itself the attachment.
+    """
     try:
         try:
-            link = Link(progs.link_create(prog.handle, event, int(AttachType.PERF_EVENT), "attach_tracepoint", target),
-                        "tracepoint", target, prog, perf_fd=event)
+            link = Link(progs.link_create(prog.handle, event, int(AttachType.PERF_EVENT), op, target),
+                        kind, target, prog, perf_fd=event)
         except errors.MapError as exc:
             if exc.errno not in (E.EINVAL, E.EOPNOTSUPP, errors.ENOTSUPP) or isinstance(exc, MapClosed):
                 raise
             # Kernels before 5.15 have no perf-event links: bind the program with the ioctl instead;
             # the perf event fd is then the attachment itself.
-            perf.perf_set_bpf(event, prog.handle, "attach_tracepoint", target)
-            link = Link(event, "tracepoint", target, prog, is_bpf_link=False)
+            perf.perf_set_bpf(event, prog.handle, op, target)
+            link = Link(event, kind, target, prog, is_bpf_link=False)
     except BaseException:
         event.close()
         raise
     try:
-        perf.perf_ioctl(event, PERF_EVENT_IOC_ENABLE, "attach_tracepoint", f"enable {target}")
+        perf.perf_ioctl(event, PERF_EVENT_IOC_ENABLE, op, f"enable {target}")
     except BaseException:
         link.detach()
         raise
     return link
+
+
+def attach_tracepoint(prog: Program, category: str, name: str) -> Link:
+    """Attach a tracepoint program to ``category/name`` (``syscalls/sys_enter_openat``...)."""
+    require_type(prog, (ProgramType.TRACEPOINT,), "a tracepoint")
+    tp_id = tracepoint_id(category, name)
+    attr = PerfEventAttr(type=PERF_TYPE_TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1)
+    event = perf.perf_event_open(attr, pid=-1, cpu=0)
+    return attach_perf_event_fd(prog, event, "tracepoint", f"{category}/{name}", "attach_tracepoint")
