@@ -155,25 +155,15 @@ def raw_tracepoint_open(name: str, prog: FD) -> FD:
 
 def link_create(prog: FD, target: FD, attach_type: int, op: str, detail: str) -> FD:
     """``bpf_link_create(prog, target, attach_type)`` with default options; the new link's descriptor."""
-    pnum = prog.enter(op)
-    try:
-        tnum = target.enter(op)
-        try:
-            ret = int(lib.bpf_link_create(pnum, tnum, attach_type, None))
-        finally:
-            target.leave()
-    finally:
-        prog.leave()
+    with prog.pinned(op) as pnum, target.pinned(op) as tnum:
+        ret = int(lib.bpf_link_create(pnum, tnum, attach_type, None))
     return FD(_checked(ret, op, detail, "bpf_link_create"), "link")
 
 
 def link_create_target(prog: FD, target: int, attach_type: int, op: str, detail: str) -> FD:
     """``bpf_link_create`` on a target that is a number, not a descriptor (an ifindex for tcx links)."""
-    pnum = prog.enter(op)
-    try:
+    with prog.pinned(op) as pnum:
         ret = int(lib.bpf_link_create(pnum, target, attach_type, None))
-    finally:
-        prog.leave()
     return FD(_checked(ret, op, detail, "bpf_link_create"), "link")
 
 
@@ -182,39 +172,22 @@ def tracing_open(prog: FD, op: str, detail: str) -> FD:
 
     ``BPF_RAW_TRACEPOINT_OPEN`` with no name attaches such programs through their BTF trampoline (Linux 5.5+).
     """
-    num = prog.enter(op)
-    try:
+    with prog.pinned(op) as num:
         ret = int(lib.bpf_raw_tracepoint_open(None, num))
-    finally:
-        prog.leave()
     return FD(_checked(ret, op, detail, "bpf_raw_tracepoint_open"), "link")
 
 
 def prog_attach(prog: FD, target: FD, attach_type: int, flags: int, op: str, detail: str) -> None:
     """``bpf_prog_attach``: the attachment without a link (it lasts until :func:`prog_detach` or the target goes)."""
-    pnum = prog.enter(op)
-    try:
-        tnum = target.enter(op)
-        try:
-            ret = int(lib.bpf_prog_attach(pnum, tnum, attach_type, flags))
-        finally:
-            target.leave()
-    finally:
-        prog.leave()
+    with prog.pinned(op) as pnum, target.pinned(op) as tnum:
+        ret = int(lib.bpf_prog_attach(pnum, tnum, attach_type, flags))
     _checked(ret, op, detail, "bpf_prog_attach")
 
 
 def prog_detach(prog: FD, target: FD, attach_type: int, op: str, detail: str) -> None:
     """``bpf_prog_detach2``: undo :func:`prog_attach` of this very program."""
-    pnum = prog.enter(op)
-    try:
-        tnum = target.enter(op)
-        try:
-            ret = int(lib.bpf_prog_detach2(pnum, tnum, attach_type))
-        finally:
-            target.leave()
-    finally:
-        prog.leave()
+    with prog.pinned(op) as pnum, target.pinned(op) as tnum:
+        ret = int(lib.bpf_prog_detach2(pnum, tnum, attach_type))
     _checked(ret, op, detail, "bpf_prog_detach2")
 
 
