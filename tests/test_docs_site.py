@@ -28,7 +28,7 @@ from tests.doc_examples import markdown_files
 pytestmark = pytest.mark.no_kernel
 
 WIDTH, HEIGHT = 1280, 1600
-GUIDES = ["Getting started", "Map types", "Which map when", "Sharing maps with programs", "Ring buffers",
+GUIDES = ["Getting started", "Map types", "Typed maps from BTF", "Which map when", "Sharing maps with programs", "Ring buffers",
           "Extensible maps", "Profiles", "The command line", "The Prometheus exporter", "Running the tests in VMs"]
 
 

@@ -33,6 +33,7 @@ from ebpfmaps.cli.common import (
     text_of,
 )
 from ebpfmaps.codecs import Codec, IndexCodec, StructCodec
+from ebpfmaps.errors import KeyNotFound
 from ebpfmaps.map import Map
 from ebpfmaps.maps.bloom import BloomFilterMap
 from ebpfmaps.maps.perf import PerfEventArray
@@ -202,7 +203,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         else:
             value = m.lookup(key)
         if value is None:
-            raise NotFound(f"key {args.key} not found")
+            raise KeyNotFound(f"get: key {args.key} not found", op="lookup")
         fmtr = None if is_of_maps(m) else btf_formatter(m, args)
         as_json = getattr(args, "json", False)
         if fmtr is not None:
