@@ -73,7 +73,7 @@ for minor in "${selected[@]}"; do
   venv=$work/venv-$minor
   echo "== CPython $minor ($py): fresh virtualenv, wheel $(basename "$wheel")"
   "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel[test]" 2>&1 | grep -v "is ignored: it is neither" || true
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel[test,numpy]" 2>&1 | grep -v "is ignored: it is neither" || true
   # The package must come from the virtualenv's site-packages, typed, with its entry points.
   (cd "$work" && "$venv/bin/python" - "$venv" <<'PY'
 import importlib.metadata as md, os, sys

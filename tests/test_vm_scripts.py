@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.conftest import ROOT
 
@@ -128,3 +129,16 @@ def test_selfcheck_reports_a_missing_binary_with_its_package(tmp_path: Path) -> 
     assert bash.exists()
     assert proc.returncode == 1
     assert "modprobe (kmod)" in proc.stderr and "apt-get install" in proc.stderr
+
+
+def test_guest_venv_requirements_hold_the_build_backend() -> None:
+    """The guest installs the project editable without build isolation, so its venv needs what
+    ``[build-system] requires`` names (a setuptools new enough for the SPDX license field)."""
+    script = (VM / "build-root.sh").read_text()
+    program = script.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    out = subprocess.run([sys.executable, "-", str(VM.parent / "pyproject.toml")], input=program, text=True,
+                         capture_output=True, check=True).stdout.split("\n")
+    with open(VM.parent / "pyproject.toml", "rb") as f:
+        pyproject = tomllib.load(f)
+    for requirement in pyproject["build-system"]["requires"] + pyproject["project"]["optional-dependencies"]["dev"]:
+        assert requirement in out

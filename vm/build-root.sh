@@ -52,9 +52,12 @@ fi
 requirements="$("$VM_TOOLS/bin/python" - "$PROJECT_DIR/pyproject.toml" <<'EOF'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
-    project = tomllib.load(f)["project"]
-# setuptools and wheel: the project is installed editable (PEP 660) inside the root without build isolation.
-reqs = list(project.get("dependencies", [])) + project["optional-dependencies"]["dev"] + ["setuptools>=64", "wheel"]
+    pyproject = tomllib.load(f)
+project = pyproject["project"]
+# The build backend's own requirements (setuptools, new enough for the SPDX license field) and wheel: the project
+# is installed editable (PEP 660) inside the root without build isolation.
+build = list(pyproject["build-system"]["requires"])
+reqs = list(project.get("dependencies", [])) + project["optional-dependencies"]["dev"] + build + ["wheel"]
 print("\n".join(reqs))
 EOF
 )"
