@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ebpfmaps import extension, pinning
 from ebpfmaps._libbpf import maps as _maps
-from ebpfmaps.btf.maps import typed_codecs
+from ebpfmaps.btf.maps import TypeRef, type_refs, typed_codecs
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError, out_of_descriptors
 from ebpfmaps.fdinfo import read_fdinfo
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
@@ -158,7 +159,31 @@ def map_ids() -> list[int]:
     return ids
 
 
-def iter_maps() -> Iterator[MapInfo]:
+@dataclass(frozen=True)
+class ListedMap(MapInfo):
+    """A map found by :func:`list_maps`: the kernel's info, the key and value types its BTF describes, and
+    :meth:`open`, which opens it typed by that BTF."""
+
+    @property
+    def key_type(self) -> TypeRef | None:
+        """The BTF key type (``str()`` is its C name), or None when the map has none."""
+        return type_refs(self)[0]
+
+    @property
+    def value_type(self) -> TypeRef | None:
+        """The BTF value type, or None when the map has none."""
+        return type_refs(self)[1]
+
+    def open(self, *, readonly: bool = False, typed: bool = True) -> Map:
+        """The map, by id (:func:`open_by_id`): values decoded with its BTF types unless ``typed=False``.
+        Raises :class:`~ebpfmaps.errors.KeyNotFound` when the map is gone since it was listed."""
+        return open_by_id(self.id, readonly=readonly, typed=typed)
+
+
+_INFO_FIELDS = tuple(f.name for f in fields(MapInfo))
+
+
+def iter_maps() -> Iterator[ListedMap]:
     """Info on every map in the system, one at a time (maps that vanish while listing are left out)."""
     for map_id in map_ids():
         try:
@@ -172,10 +197,10 @@ def iter_maps() -> Iterator[MapInfo]:
             continue
         finally:
             h.close()
-        yield info
+        yield ListedMap(*(getattr(info, name) for name in _INFO_FIELDS))
 
 
-def list_maps() -> list[MapInfo]:
+def list_maps() -> list[ListedMap]:
     """Info on every map in the system (maps that vanish while listing are left out)."""
     return list(iter_maps())
 

@@ -203,6 +203,25 @@ def test_object_maps_are_typed(loaded: BpfObject) -> None:
     assert raw_map[bytes(struct.pack("<II", 7, 1))] == before
 
 
+def test_listed_maps_know_their_types_and_open_typed(loaded: BpfObject) -> None:
+    records = loaded.maps["records"]
+    records[{"pid": 99, "cpu": 3}] = {"comm": "listed", "level": -1}
+    listed = {info.id: info for info in ebpfmaps.list_maps()}
+    info = listed[records.id]
+    assert str(info.key_type) == "struct task_key" and str(info.value_type) == "struct record"
+    assert info.key_type.size == info.key_size  # type: ignore[union-attr]
+    with info.open(readonly=True) as m:
+        v = m[{"pid": 99, "cpu": 3}]
+        assert isinstance(v, Record) and v._text("comm") == "listed" and v.level == -1
+        assert all(isinstance(k, Record) for k in m.keys())
+    with info.open(readonly=True, typed=False) as raw:
+        assert all(type(key) is bytes for key in raw.keys())
+    with ebpfmaps.create("hash", key_size=4, value_size=4, max_entries=2) as plain:  # no BTF
+        bare = {i.id: i for i in ebpfmaps.list_maps()}[plain.id]
+        assert bare.key_type is None and bare.value_type is None
+    del records[{"pid": 99, "cpu": 3}]
+
+
 def test_dump_json_equals_bpftool_formatted(loaded: BpfObject) -> None:
     rnd = random.Random(13)
     records = loaded.map("records", typed=False)
