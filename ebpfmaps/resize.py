@@ -79,6 +79,8 @@ RESIZABLE_TYPES = frozenset(int(t) for t in MapType if t.is_resizable)
 # The kernel stores max_entries as a u32.
 MAX_ENTRIES_LIMIT = 0xFFFFFFFF
 COPY_BATCH = 4096
+#: ``progress(done, total)``: entries copied so far, of the whole bulk copy.
+Progress = Callable[[int, int], None]
 # BPF_MAP_FREEZE answers EBUSY while another process's write syscall is in flight: retried this often.
 FREEZE_ATTEMPTS = 50
 
@@ -168,7 +170,8 @@ def _on_cpu(cpu: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def _write_entries(target: Map, keys: bytes, values: bytes, count: int, *, spread_cpus: bool) -> bool:
+def _write_entries(target: Map, keys: bytes, values: bytes, count: int, *, spread_cpus: bool,
+                   progress: Progress | None = None) -> bool:
     """Batch-update ``count`` packed entries into ``target`` until everything is written (True) or the map
     is full (False).
 
@@ -188,6 +191,8 @@ def _write_entries(target: Map, keys: bytes, values: bytes, count: int, *, sprea
         with _on_cpu(cpus[n % len(cpus)] if cpus else None):
             try:
                 target.update_batch(keys[start * ks : end * ks], values[start * vs : end * vs])
+                if progress is not None:
+                    progress(end, count)
             except OutOfMemory:
                 return False  # full before this piece: nothing more fits
             except BatchError as exc:
@@ -284,7 +289,7 @@ def _freeze(old: Map) -> bool:
     return False
 
 
-def resize(m: Map, new_max_entries: int) -> ResizeResult:
+def resize(m: Map, new_max_entries: int, *, progress: Progress | None = None) -> ResizeResult:
     """Give ``m`` a new ``max_entries`` by migrating it to a new kernel map (see the module docs).
 
     Growing keeps every entry (an LRU map may still evict while the copy fills
@@ -294,11 +299,14 @@ def resize(m: Map, new_max_entries: int) -> ResizeResult:
     others holding the map from its pin (they are moved to the new map), are carried
     over. Only writes by kernel programs to the old map during the copy can be
     lost; :attr:`ResizeResult.lost_after_copy` counts them.
+
+    ``progress(done, total)``, when given, is called as the bulk copy of the entries proceeds (one call
+    per kernel batch; the CLI draws a progress bar with it).
     """
-    return _resize(m, new_max_entries, stacklevel=3)
+    return _resize(m, new_max_entries, stacklevel=3, progress=progress)
 
 
-def _resize(m: Map, new_max_entries: int, stacklevel: int) -> ResizeResult:
+def _resize(m: Map, new_max_entries: int, stacklevel: int, progress: Progress | None = None) -> ResizeResult:
     """``resize`` with the warnings attributed to the caller ``stacklevel`` frames up."""
     if profile.active() == profile.EMBEDDED:
         raise NotSupported("resize: the embedded profile has no resize (its maps have a fixed size)", op="resize")
@@ -309,7 +317,7 @@ def _resize(m: Map, new_max_entries: int, stacklevel: int) -> ResizeResult:
         with _lock_for(old_id):  # one resize of a kernel map at a time
             if m.info().id != old_id:
                 continue  # another object's resize moved this one to a new map meanwhile
-            result = _resize_locked(m, new_max_entries, notes)
+            result = _resize_locked(m, new_max_entries, notes, progress)
             if result.migrated:
                 with _resize_locks_guard:
                     _resize_locks.pop(old_id, None)
@@ -319,7 +327,7 @@ def _resize(m: Map, new_max_entries: int, stacklevel: int) -> ResizeResult:
     return result
 
 
-def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResult:
+def _resize_locked(m: Map, new_max_entries: int, notes: list[str], progress: Progress | None) -> ResizeResult:
     info: MapInfo = m.info()
     old_max = info.max_entries
     if new_max_entries == old_max:
@@ -329,12 +337,13 @@ def _resize_locked(m: Map, new_max_entries: int, notes: list[str]) -> ResizeResu
     # extension hooks): the copy reads it while this process's objects on the map are held.
     old = cls.adopt_fd(m.handle.dup_number(), info)
     try:
-        return _migrate(m, old, info, new_max_entries, notes)
+        return _migrate(m, old, info, new_max_entries, notes, progress)
     finally:
         old.close()
 
 
-def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[str]) -> ResizeResult:
+def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[str],
+             progress: Progress | None) -> ResizeResult:
     old_max = info.max_entries
     mtype = MapType(info.type)
     is_array = mtype.is_array_family
@@ -362,7 +371,8 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
     fds: list[int] = []
     try:
         # The bulk of the copy, while writers go on.
-        complete = _write_entries(target, *_kept(first, is_array, new_max_entries), spread_cpus=spread)
+        complete = _write_entries(target, *_kept(first, is_array, new_max_entries), spread_cpus=spread,
+                                  progress=progress)
         pin = _pin_of(m, info.id, notes)
         if pin is not None:
             temp = pinning.migration_temp_path(pin)
@@ -484,9 +494,9 @@ class Resizable:
     def __get__(self, obj: None, objtype: type | None = None) -> Resizable: ...
 
     @overload
-    def __get__(self, obj: Map, objtype: type | None = None) -> Callable[[int], ResizeResult]: ...
+    def __get__(self, obj: Map, objtype: type | None = None) -> Callable[..., ResizeResult]: ...
 
-    def __get__(self, obj: Map | None, objtype: type | None = None) -> Resizable | Callable[[int], ResizeResult]:
+    def __get__(self, obj: Map | None, objtype: type | None = None) -> Resizable | Callable[..., ResizeResult]:
         owner = objtype if objtype is not None else type(obj)
         if profile.active() == profile.EMBEDDED:
             raise AttributeError(
@@ -499,8 +509,8 @@ class Resizable:
                                  f"({type_name(obj.spec.type)} maps cannot be resized)")
         target = obj
 
-        def bound_resize(new_max_entries: int) -> ResizeResult:
-            return _resize(target, new_max_entries, stacklevel=3)
+        def bound_resize(new_max_entries: int, *, progress: Progress | None = None) -> ResizeResult:
+            return _resize(target, new_max_entries, stacklevel=3, progress=progress)
 
         bound_resize.__doc__ = resize.__doc__
         return bound_resize

@@ -382,3 +382,38 @@ def test_extensible_map_through_its_provider(pin_path: Path) -> None:
     with ebpfmaps.open_pinned(pin_path, key_type=ctypes.c_uint32, value_type=ctypes.c_uint64) as m:
         assert m.info().type == 4100 and m[1] == 5
     cli("unpin", str(pin_path))
+
+
+def test_resize_migrates_repins_and_draws_progress_on_a_terminal(pin_path: Path) -> None:
+    n = 20_000
+    with ebpfmaps.HashMap(key_size=4, value_size=8, max_entries=n) as m:
+        m.update_batch([struct.pack("=I", i) for i in range(n)], [struct.pack("=Q", i) for i in range(n)])
+        m.pin(pin_path)
+    doc = json.loads(cli("resize", str(pin_path), str(2 * n), "--json").stdout)
+    assert doc["copied"] == n and doc["dropped"] == 0 and doc["repinned"] == str(pin_path)
+    shown = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "pinned", str(pin_path)], check=True,
+                                      capture_output=True, text=True).stdout)
+    assert shown["max_entries"] == 2 * n and shown["id"] == doc["new_id"]
+    # A person at a terminal sees the copy progress on stderr; the summary line follows.
+    main, side = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", "resize", str(pin_path), str(3 * n)],
+                          stdout=side, stderr=side, env=dict(ENV, TERM="xterm"), timeout=180)
+    os.close(side)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.returncode == 0 and b"resize: copying entries" in seen and f"{n} copied".encode() in seen
+    # Shrinking below the entries warns on stderr with what was dropped, and exits 0.
+    small = cli("resize", str(pin_path), "10")
+    assert "10 copied" in small.stdout and "did not fit" in small.stderr
+    with ebpfmaps.open_pinned(str(pin_path)) as again:
+        assert again.max_entries == 10 and len(again) == 10
+    bad = cli("resize", str(pin_path), "0", check=False)
+    assert bad.returncode == 2

@@ -670,3 +670,17 @@ def test_writes_by_programs_after_the_last_copy_are_counted() -> None:
             break
     assert result.lost_after_copy == 1, result
     assert old_count > new_count  # the program's later increments are in the old map only
+
+
+def test_resize_reports_the_bulk_copy_as_it_goes() -> None:
+    n = 3 * 4096 + 5  # several kernel batches
+    with ebpfmaps.HashMap(key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=n) as m:
+        m.update_batch(range(n), range(n))
+        calls: list[tuple[int, int]] = []
+        result = m.resize(2 * n, progress=lambda done, total: calls.append((done, total)))
+        assert result.copied == n and len(m) == n and m[n - 1] == n - 1
+        assert len(calls) >= 3 and all(total == n for _, total in calls)
+        assert [done for done, _ in calls] == sorted(done for done, _ in calls) and calls[-1][0] == n
+        calls.clear()
+        resize(m, 3 * n, progress=lambda done, total: calls.append((done, total)))
+        assert calls[-1] == (n, n)

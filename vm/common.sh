@@ -15,6 +15,12 @@ GUEST_VENV=/opt/ebpfmaps-venv        # the guest's venv, built with Debian's pyt
 SUITE=bookworm
 
 log() { printf '[vm] %s\n' "$*" >&2; }
+# The stages of a run, numbered, with the time since the run began: on a terminal the line is drawn in bold
+# so the stages stand out from the tools' output; piped (CI logs) it is the same plain line as log's.
+stage() {
+  local text="[vm $1/$2 +$((SECONDS / 60))m$((SECONDS % 60))s] $3"
+  if [ -t 2 ]; then printf '\033[1m%s\033[0m\n' "$text" >&2; else printf '%s\n' "$text" >&2; fi
+}
 die() { printf '[vm] error: %s\n' "$*" >&2; exit 1; }
 
 # The Debian archives this machine's apt is configured with (main archive and security), so the guest root

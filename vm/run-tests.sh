@@ -13,11 +13,14 @@ shift
 [ -x "$VM_TOOLS/bin/vng" ] || die "virtme-ng is missing (make vm-deps installs it)"
 export PATH="$VM_TOOLS/bin:$PATH"   # vng runs virtme-run, which must be on PATH
 
+stage 1 4 "guest root (built once, then cached)"
 "$VM_DIR/build-root.sh"
+stage 2 4 "kernel $series (downloaded once, with its headers)"
 release="$("$VM_DIR/fetch-kernel.sh" "$series")"
 kimg="$VM_ROOT/boot/vmlinuz-$release"
 
 # --- the project, installed editable into the guest venv at the tree's own path ----------------------------------
+stage 3 4 "the project in the guest venv"
 # The guest sees this tree at the same absolute path (vm/guest-run.sh mounts it there), so the editable install
 # made here on the host resolves there too. Only pyproject.toml and the tree's path
 # decide what the install contains, so it is redone only when they change.
@@ -68,6 +71,7 @@ pytest_args=""
 for a in "$@"; do pytest_args+=" $(printf '%q' "$a")"; done
 guest_cmd="env EBPFMAPS_VM_ACCEL=$accel bash /ebpfmaps-src/vm/guest-run.sh /ebpfmaps-src $(printf '%q' "$PROJECT_DIR") /vm-report $GUEST_VENV$pytest_args"
 
+stage 4 4 "boot and run the suite (pytest's progress follows)"
 log "booting $release with $accel (${VM_CPUS:-2} CPUs, ${VM_MEMORY:-2G}); report in $report"
 start=$SECONDS
 set +e

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from typing import Any
 
 import ebpfmaps
+from ebpfmaps.cli import progress
 from ebpfmaps.cli.common import UsageError, add_json, map_object, open_target, print_json
 from ebpfmaps.map import Map
 from ebpfmaps.maptypes import FLAG_NAMES
@@ -57,6 +60,38 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     with open_target(args.target) as m:
         m.freeze()
         _report(m, [], getattr(args, "json", False), "froze")
+    return 0
+
+
+def cmd_resize(args: argparse.Namespace) -> int:
+    if args.max_entries <= 0:
+        raise UsageError(f"max_entries must be positive, not {args.max_entries}")
+    with open_target(args.target) as m:
+        resize = getattr(m, "resize", None)
+        if resize is None:
+            raise UsageError(f"{m.info().type_name} maps cannot be resized (or the embedded profile is active)")
+        with progress.bar("resize: copying entries", None, streams_data=False) as advance:
+            copied_so_far = 0
+
+            def report(done: int, total: int) -> None:
+                nonlocal copied_so_far
+                advance(done - copied_so_far)
+                copied_so_far = done
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = resize(args.max_entries, progress=report)
+        for warning in caught:  # a ResizeWarning: what did not fit, or a freeze the kernel refused
+            print(f"ebpfmaps: warning: {warning.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print_json({"old_id": result.old_id, "new_id": result.new_id, "old_max_entries": result.old_max_entries,
+                        "max_entries": result.new_max_entries, "copied": result.copied,
+                        "dropped": len(result.dropped), "repinned": result.repinned,
+                        "lost_after_copy": result.lost_after_copy})
+        else:
+            where = f", re-pinned at {result.repinned}" if result.repinned else ""
+            print(f"resized map id {result.old_id} -> {result.new_id}: max_entries {result.old_max_entries} -> "
+                  f"{result.new_max_entries}, {result.copied} copied, {len(result.dropped)} dropped{where}")
     return 0
 
 
@@ -117,6 +152,14 @@ def register(sub: Any) -> None:
     s.add_argument("target", help="pin path, id:N or name:NAME")
     add_json(s)
     s.set_defaults(fn=cmd_freeze)
+
+    s = sub.add_parser("resize", help="give a map a new max_entries (migrated to a new map, re-pinned)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  ebpfmaps resize /sys/fs/bpf/flows 1048576   # writers need not pause")
+    s.add_argument("target", help="pin path, id:N or name:NAME")
+    s.add_argument("max_entries", type=int)
+    add_json(s)
+    s.set_defaults(fn=cmd_resize)
 
     s = sub.add_parser("pin", help="pin a map (by id or name) at a path",
                        formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 
-def wanted() -> bool:
-    return sys.stderr.isatty() and not sys.stdout.isatty()
+def wanted(*, streams_data: bool = True) -> bool:
+    """A person watches stderr; a command that streams data to stdout (a dump) keeps a terminal stdout
+    clean, while one that prints a line at the end (a resize) shows its bar there too."""
+    return sys.stderr.isatty() and not (streams_data and sys.stdout.isatty())
 
 
 def _ignore(count: int) -> None:
@@ -21,9 +23,9 @@ def _ignore(count: int) -> None:
 
 
 @contextmanager
-def bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+def bar(description: str, total: int | None, *, streams_data: bool = True) -> Iterator[Callable[[int], None]]:
     """``advance(n)`` for ``n`` more items done: a rich progress bar on a watching terminal, else nothing."""
-    if not wanted():
+    if not wanted(streams_data=streams_data):
         yield _ignore
         return
     try:
