@@ -312,6 +312,21 @@ def test_events_streams_perf_samples(bpffs: Path) -> None:
 
 
 # ------------------------------------------------------------------ progress and fast paths
+def _drain(terminal: int) -> bytes:
+    """Everything written to a pseudo-terminal whose other side is closed, then the terminal closed."""
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # EIO: the writer is gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    return shown
+
+
 def test_progress_bar_only_for_a_watching_terminal(pin_path: Path, tmp_path: Path) -> None:
     import rich  # the cli extra (installed with dev): the bar is drawn with it
 
@@ -325,16 +340,7 @@ def test_progress_bar_only_for_a_watching_terminal(pin_path: Path, tmp_path: Pat
             proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", "dump", str(pin_path), "--json"],
                                   stdout=sink, stderr=side, env=dict(ENV, TERM="xterm"), timeout=180)
         os.close(side)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-        os.close(main)
+        shown = _drain(main)
         assert proc.returncode == 0 and len(json.loads(out.read_text())) == 50_000
         assert b"dumping" in shown  # the bar, on the terminal
         piped = cli("dump", str(pin_path), "--json")
@@ -399,16 +405,7 @@ def test_resize_migrates_repins_and_draws_progress_on_a_terminal(pin_path: Path)
     proc = subprocess.run([sys.executable, "-m", "ebpfmaps.cli", "resize", str(pin_path), str(3 * n)],
                           stdout=side, stderr=side, env=dict(ENV, TERM="xterm"), timeout=180)
     os.close(side)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(main)
+    seen = _drain(main)
     assert proc.returncode == 0 and b"resize: copying entries" in seen and f"{n} copied".encode() in seen
     # Shrinking below the entries warns on stderr with what was dropped, and exits 0.
     small = cli("resize", str(pin_path), "10")
