@@ -100,13 +100,14 @@ def prog_test_run(h: FD, opts: structs.BpfTestRunOpts, what: str, out_capacity: 
 # ---------------------------------------------------------------------- info and ids
 def prog_info(h: FD) -> structs.BpfProgInfo:
     """BPF_OBJ_GET_INFO_BY_FD on a program."""
-    info = structs.BpfProgInfo()
+    return _fill_prog_info(h, structs.BpfProgInfo())
+
+
+def _fill_prog_info(h: FD, info: structs.BpfProgInfo) -> structs.BpfProgInfo:
+    """BPF_OBJ_GET_INFO_BY_FD into ``info``, whose pointer fields (map ids...) say what else to fill."""
     length = ctypes.c_uint32(ctypes.sizeof(info))
-    num = h.enter("prog_info")
-    try:
+    with h.pinned("prog_info") as num:
         ret = int(lib.bpf_obj_get_info_by_fd(num, ctypes.addressof(info), ctypes.byref(length)))
-    finally:
-        h.leave()
     _checked(ret, "prog_info", "", "bpf_obj_get_info_by_fd")
     return info
 
@@ -116,14 +117,7 @@ def prog_map_ids(h: FD) -> list[int]:
     count = prog_info(h).nr_map_ids
     while count:
         ids = (ctypes.c_uint32 * count)()
-        info = structs.BpfProgInfo(nr_map_ids=count, map_ids=ctypes.addressof(ids))
-        length = ctypes.c_uint32(ctypes.sizeof(info))
-        num = h.enter("prog_info")
-        try:
-            ret = int(lib.bpf_obj_get_info_by_fd(num, ctypes.addressof(info), ctypes.byref(length)))
-        finally:
-            h.leave()
-        _checked(ret, "prog_info", "", "bpf_obj_get_info_by_fd")
+        info = _fill_prog_info(h, structs.BpfProgInfo(nr_map_ids=count, map_ids=ctypes.addressof(ids)))
         if info.nr_map_ids <= count:  # the kernel wrote min(count, its own) ids
             return list(ids[: info.nr_map_ids])
         count = info.nr_map_ids  # a program's maps are fixed at load; never more than once
