@@ -87,7 +87,6 @@ from ebpfmaps.maptypes import (
     MapType,
 )
 from ebpfmaps.pinning import is_bpffs, mount_bpffs
-from ebpfmaps.pool import StaticPool
 from ebpfmaps.spec import MapInfo, MapSpec
 
 __version__ = "0.2.0"
@@ -178,12 +177,14 @@ _LAZY_NAMES = {
     "PerfEventReader": "ebpfmaps.readers", "PerfSample": "ebpfmaps.readers", "RingBufReader": "ebpfmaps.readers",
     "UserRingBufWriter": "ebpfmaps.readers",
     "ResizeResult": "ebpfmaps.resize", "ResizeWarning": "ebpfmaps.resize",
+    "StaticPool": "ebpfmaps.pool",
 }
 
 if TYPE_CHECKING:
     from ebpfmaps import asm, btf, features, profile, programs, readers, resize, xdp
     from ebpfmaps.programs import BpfObject, Link, Program, ProgramType, TestRun
     from ebpfmaps.readers import PerfEventReader, PerfSample, RingBufReader, UserRingBufWriter
+    from ebpfmaps.pool import StaticPool
     from ebpfmaps.resize import ResizeResult, ResizeWarning
 
 

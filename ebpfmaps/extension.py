@@ -5,9 +5,11 @@ The core knows nothing of any extension. An extension (such as the
 through the entry point group ``ebpfmaps.extensions`` that is read the first
 time an extensible type id is created or a map that carries BTF is opened.
 
-An extension claims only maps that carry BTF for their values: an extensible map records what it is
-in its BTF, so it travels with the map to every process that opens it. Opening any other map never
-consults the extensions (scanning entry points and importing an extension costs more than the open).
+An extension claims only maps whose BTF value type is named with the prefix ``ebpfmaps_``
+(:data:`EXTENSIBLE_VALUE_PREFIX`): an extensible map records what it is in its BTF, so it travels with the
+map to every process that opens it. Opening any other map never consults the extensions: the core reads
+that one name (one small BTF read, remembered per BTF object), while scanning the entry points and
+importing an extension costs several times the whole open.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ebpfmaps import pinning
+from ebpfmaps.btf import names as btf_names
 from ebpfmaps.errors import NotSupported
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from ebpfmaps.spec import MapInfo
 
 ENTRY_POINT_GROUP = "ebpfmaps.extensions"
+#: How the BTF value type of every extensible map is named: an extension claims no other map.
+EXTENSIBLE_VALUE_PREFIX = "ebpfmaps_"
 
 
 class Extension(Protocol):
@@ -126,8 +131,12 @@ def create_extensible(type_id: int, kwargs: dict[str, Any]) -> Map:
 
 
 def may_claim(info: MapInfo) -> bool:
-    """Whether an extension may claim this kernel map: only maps with a BTF value type can be extensible."""
-    return bool(info.btf_id and info.btf_value_type_id)
+    """Whether an extension may claim this kernel map: only one whose BTF value type's name begins with
+    :data:`EXTENSIBLE_VALUE_PREFIX` (or cannot be read here) can be extensible."""
+    if not (info.btf_id and info.btf_value_type_id):
+        return False
+    name = btf_names.type_name(info.btf_id, info.btf_value_type_id)
+    return name is None or name.startswith(EXTENSIBLE_VALUE_PREFIX)
 
 
 def describe(info: MapInfo) -> MapInfo | None:

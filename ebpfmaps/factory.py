@@ -5,17 +5,22 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ebpfmaps import extension, pinning
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps._libbpf import maps as _maps
-from ebpfmaps.btf.maps import TypeRef, type_refs, typed_codecs
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError, out_of_descriptors
 from ebpfmaps.fdinfo import read_fdinfo
 from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
 from ebpfmaps.maptypes import BPF_F_RDONLY, EXTENSIBLE_MIN, MapType, parse_map_type
-from ebpfmaps.spec import MapInfo, MapSpec
+from ebpfmaps.spec import MAP_INFO_FIELDS, MapInfo, MapSpec
+
+if TYPE_CHECKING:
+    from ebpfmaps.btf import maps as btf_maps
+    from ebpfmaps.btf.maps import TypeRef
+else:
+    btf_maps = lazy_module("ebpfmaps.btf.maps")  # only maps opened typed by their BTF need it
 
 
 def class_for(type_id: int) -> type[Map]:
@@ -108,8 +113,9 @@ def _adopt(fd: int, *, spec: MapSpec | None, readonly: bool, key_type: Any, valu
         m = cls.adopt_fd(fd, info, writable=not readonly and not info.flags & BPF_F_RDONLY,
                          readable=not writeonly, pin_path=pin_path)
         return extension.adopt(m, key_type=key_type, value_type=value_type, claimed=True)
-    if typed:
-        key_type, value_type = typed_codecs(info, key_type, value_type)
+    if typed and (key_type is None or value_type is None) and info.btf_id:
+        # Only a map with BTF, opened without both types, is typed by its BTF (which loads on first use).
+        key_type, value_type = btf_maps.typed_codecs(info, key_type, value_type)
     m = cls.adopt_fd(fd, info, key_type=key_type, value_type=value_type,
                      writable=not readonly and not info.flags & BPF_F_RDONLY, readable=not writeonly,
                      pin_path=pin_path)
@@ -159,7 +165,6 @@ def map_ids() -> list[int]:
     return ids
 
 
-@dataclass(frozen=True)
 class ListedMap(MapInfo):
     """A map found by :func:`list_maps`: the kernel's info, the key and value types its BTF describes, and
     :meth:`open`, which opens it typed by that BTF."""
@@ -167,12 +172,12 @@ class ListedMap(MapInfo):
     @property
     def key_type(self) -> TypeRef | None:
         """The BTF key type (``str()`` is its C name), or None when the map has none."""
-        return type_refs(self)[0]
+        return btf_maps.type_refs(self)[0]
 
     @property
     def value_type(self) -> TypeRef | None:
         """The BTF value type, or None when the map has none."""
-        return type_refs(self)[1]
+        return btf_maps.type_refs(self)[1]
 
     def open(self, *, readonly: bool = False, typed: bool = True) -> Map:
         """The map, by id (:func:`open_by_id`): values decoded with its BTF types unless ``typed=False``.
@@ -180,7 +185,6 @@ class ListedMap(MapInfo):
         return open_by_id(self.id, readonly=readonly, typed=typed)
 
 
-_INFO_FIELDS = tuple(f.name for f in fields(MapInfo))
 
 
 def iter_maps() -> Iterator[ListedMap]:
@@ -197,7 +201,7 @@ def iter_maps() -> Iterator[ListedMap]:
             continue
         finally:
             h.close()
-        yield ListedMap(*(getattr(info, name) for name in _INFO_FIELDS))
+        yield ListedMap(*(getattr(info, name) for name in MAP_INFO_FIELDS))
 
 
 def list_maps() -> list[ListedMap]:

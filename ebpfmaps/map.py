@@ -27,10 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from ebpfmaps import errors, extension, memguard, pinning, profile
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
+from ebpfmaps._lazy import lazy_module, loaded
 from ebpfmaps._libbpf.fd import FD
-from ebpfmaps.btf.codec import BtfCodec
-from ebpfmaps.btf.fromcodec import btf_for_codecs
-from ebpfmaps.btf.maps import TYPED_MAP_TYPES, TypeRef, type_refs
 from ebpfmaps.codecs import (
     Codec,
     CtypesCodec,
@@ -62,6 +60,7 @@ from ebpfmaps.maptypes import (
     BPF_F_WRONLY_PROG,
     BPF_NOEXIST,
     EXTENSIBLE_MIN,
+    TYPED_MAP_TYPES,
     MapType,
     flag_names,
     map_type_of,
@@ -69,6 +68,18 @@ from ebpfmaps.maptypes import (
     type_name,
 )
 from ebpfmaps.spec import MapInfo, MapSpec
+
+if TYPE_CHECKING:
+    from ebpfmaps.btf import fromcodec as btf_fromcodec
+    from ebpfmaps.btf import maps as btf_maps
+    from ebpfmaps.btf.maps import TypeRef
+else:
+    # BTF loads when a map first needs it (codecs described in BTF at creation, types read from a map's BTF):
+    # a map of raw bytes or ctypes values opened by a one-shot command never does.
+    btf_fromcodec = lazy_module("ebpfmaps.btf.fromcodec")
+    btf_maps = lazy_module("ebpfmaps.btf.maps")
+
+_BTF_CODEC_MODULE = "ebpfmaps.btf.codec"
 
 _M = TypeVar("_M", bound="Map")
 
@@ -313,7 +324,7 @@ class Map(SpecProperties, DictProtocol):
         if (btf is None and not btf_key_type_id and not btf_value_type_id and not btf_vmlinux_value_type_id
                 and tid in TYPED_MAP_TYPES):
             # Describe ctypes/struct codecs in BTF, so bpftool and other tools show the entries formatted.
-            generated = btf_for_codecs(kcodec, vcodec, name,
+            generated = btf_fromcodec.btf_for_codecs(kcodec, vcodec, name,
                                        index_key=tid in (MapType.ARRAY, MapType.PERCPU_ARRAY))
             if generated is not None:
                 btf = generated.btf
@@ -476,9 +487,8 @@ class Map(SpecProperties, DictProtocol):
             assert isinstance(vcodec, CtypesCodec)
             self._vctype = vcodec.ctype
             self._vdec_mode = _VDEC_CTYPES
-        elif vt is BtfCodec:
-            assert isinstance(vcodec, BtfCodec)
-            self._vunpack = vcodec.decode_buffer
+        elif _is_btf_codec_class(vt):
+            self._vunpack = vcodec.decode_buffer  # type: ignore[attr-defined]
             self._vdec_mode = _VDEC_BUFFER
         else:
             self._vdec_mode = _VDEC_CODEC
@@ -660,12 +670,12 @@ class Map(SpecProperties, DictProtocol):
     @property
     def key_type(self) -> TypeRef | None:
         """The key's type as the map's BTF describes it (``str()`` gives its C name), or None without BTF."""
-        return type_refs(self.info())[0]
+        return btf_maps.type_refs(self.info())[0]
 
     @property
     def value_type(self) -> TypeRef | None:
         """The value's type as the map's BTF describes it (one CPU's value for per-CPU maps), or None."""
-        return type_refs(self.info())[1]
+        return btf_maps.type_refs(self.info())[1]
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -1644,7 +1654,10 @@ def _numpy_field(np: Any, codec: Codec, size: int) -> Any:
 def _lazy_decoder(codec: Codec) -> Callable[[bytes, int], Iterable[Any]]:
     """The codec's batch decoder for walks: BTF records made one by one as they are used (a record that is
     dropped at once never reaches the older garbage-collector generations), else ``decode_many``."""
-    return codec.iter_many if isinstance(codec, BtfCodec) else codec.decode_many
+    btf_codec = loaded(_BTF_CODEC_MODULE)
+    if btf_codec is not None and isinstance(codec, btf_codec.BtfCodec):
+        return codec.iter_many  # type: ignore[no-any-return]
+    return codec.decode_many
 
 
 def _struct_packer(codec: Codec) -> Callable[[Any], bytes] | None:
@@ -1660,7 +1673,15 @@ def _trusted_codec(codec: Codec) -> bool:
     True for the library's own codec classes used as they are; a user's subclass may
     override encode, so its output is checked before it reaches the kernel.
     """
-    return type(codec) in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec, BtfCodec)
+    kind = type(codec)
+    return kind in (Codec, StructCodec, CtypesCodec, PerCpuCodec, IndexCodec) or _is_btf_codec_class(kind)
+
+
+def _is_btf_codec_class(kind: type) -> bool:
+    """Whether ``kind`` is BTF's record codec itself (not a subclass). Asked without importing BTF: until
+    something loads it, no codec can be one."""
+    btf_codec = loaded(_BTF_CODEC_MODULE)
+    return btf_codec is not None and kind is btf_codec.BtfCodec
 
 
 def _check_packed(data: Any, count: int, size: int, role: str) -> bytes:

@@ -256,6 +256,12 @@ def map_type_of(type_id: int) -> MapType | None:
 
 EXTENSIBLE_MIN = 4096
 
+#: Map types whose keys and values are plain data that BTF describes.
+TYPED_MAP_TYPES = frozenset(int(t) for t in (
+    MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_HASH,
+    MapType.LRU_PERCPU_HASH,
+))
+
 _ALIASES = {
     "bloom": MapType.BLOOM_FILTER,
     "lpm": MapType.LPM_TRIE,

@@ -21,8 +21,7 @@ does an estimate under :data:`MIN_CHECKED` (1 MiB), so small maps cost no extra 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import OutOfMemory
@@ -41,8 +40,7 @@ _U32_MAX = 0xFFFFFFFF
 _NO_LIMIT = 1 << 62
 
 
-@dataclass(frozen=True)
-class Available:
+class Available(NamedTuple):
     """Memory a new map may take: ``bytes``, and where the figure comes from (``source``)."""
 
     bytes: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno as E
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ebpfmaps import errors
 from ebpfmaps._libbpf import maps as _maps
@@ -19,8 +19,7 @@ DEFAULT_BPFFS = "/sys/fs/bpf"
 BPF_FS_MAGIC = 0xCAFE4A11
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     mount_point: str
     fstype: str
     source: str

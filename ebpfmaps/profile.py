@@ -32,14 +32,19 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ebpfmaps import features, memguard
+from ebpfmaps import memguard
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps.errors import InvalidArgument, NotSupported, OutOfMemory
 from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, map_type_of, type_name
-from ebpfmaps.pool import StaticPool
 
 if TYPE_CHECKING:
+    from ebpfmaps import features, pool
     from ebpfmaps.map import Map
     from ebpfmaps.spec import MapSpec
+else:
+    # Only the embedded profile probes the kernel and charges the pool: the default one loads neither.
+    features = lazy_module("ebpfmaps.features")
+    pool = lazy_module("ebpfmaps.pool")
 
 CLOUD = "cloud"
 EMBEDDED = "embedded"
@@ -75,7 +80,7 @@ def is_embedded() -> bool:
 def summary() -> str:
     """One line for a demo or a log: the active profile and what it means right now."""
     if active() == EMBEDDED:
-        return (f"embedded: static pool {StaticPool.used()} of {StaticPool.total_size()} bytes used; "
+        return (f"embedded: static pool {pool.StaticPool.used()} of {pool.StaticPool.total_size()} bytes used; "
                 f"no LRU maps, no resize")
     return "cloud: maps resize by migration, LRU maps allowed, no pool"
 
@@ -151,11 +156,11 @@ def before_create(spec: MapSpec) -> None:
         # Before Linux 6.4 the kernel reports (and the pool charges) a size formula, which can be below
         # the element storage: compare with what will be charged, so a map that fits is not refused.
         estimate = min(estimate, memlock_formula(spec))
-    remaining = StaticPool.remaining()
+    remaining = pool.StaticPool.remaining()
     if estimate > remaining:
         raise OutOfMemory(
             f"static pool: {type_name(spec.type)} map of {spec.max_entries} entries needs at least {estimate} "
-            f"bytes, {remaining} of {StaticPool.total_size()} remain (refused before creating it)",
+            f"bytes, {remaining} of {pool.StaticPool.total_size()} remain (refused before creating it)",
             op="create",
         )
 
@@ -173,4 +178,4 @@ def after_create(m: Map) -> None:
         label += " (estimated: no memlock in fdinfo)"
     else:
         size = info.memlock
-    StaticPool.charge(size, label, map_id=info.id)
+    pool.StaticPool.charge(size, label, map_id=info.id)

@@ -54,7 +54,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any
 
 from ebpfmaps import pinning, profile
 from ebpfmaps._libbpf import maps as _maps
@@ -74,7 +74,7 @@ from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd, maps_on
 from ebpfmaps.maptypes import BPF_F_NO_COMMON_LRU, BPF_F_RDONLY, BPF_F_WRONLY, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
-RESIZABLE_TYPES = frozenset(int(t) for t in MapType if t.is_resizable)
+RESIZABLE_TYPES = frozenset(int(t) for t in MapType if t.is_resizable)  # the hash and array families
 
 # The kernel stores max_entries as a u32.
 MAX_ENTRIES_LIMIT = 0xFFFFFFFF
@@ -303,10 +303,10 @@ def resize(m: Map, new_max_entries: int, *, progress: Progress | None = None) ->
     ``progress(done, total)``, when given, is called as the bulk copy of the entries proceeds (one call
     per kernel batch; the CLI draws a progress bar with it).
     """
-    return _resize(m, new_max_entries, stacklevel=3, progress=progress)
+    return resize_at(m, new_max_entries, stacklevel=3, progress=progress)
 
 
-def _resize(m: Map, new_max_entries: int, stacklevel: int, progress: Progress | None = None) -> ResizeResult:
+def resize_at(m: Map, new_max_entries: int, stacklevel: int, progress: Progress | None = None) -> ResizeResult:
     """``resize`` with the warnings attributed to the caller ``stacklevel`` frames up."""
     if profile.active() == profile.EMBEDDED:
         raise NotSupported("resize: the embedded profile has no resize (its maps have a fixed size)", op="resize")
@@ -476,42 +476,4 @@ def _rename(temp: str, path: str) -> None:
         os.rename(temp, path)
     except OSError as exc:
         raise from_errno(exc.errno or 0, "resize", f"rename {temp} -> {path}") from exc
-
-
-class Resizable:
-    """The ``resize`` attribute of resizable map classes: present in the cloud profile, absent in embedded.
-
-    In the embedded profile looking it up raises :class:`AttributeError`, so
-    ``hasattr(m, "resize")`` is False (the method is erased from the embedded profile, as a compile-time feature would be);
-    the profile is consulted on every lookup, so switching profiles takes effect
-    at once.
-    """
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, obj: None, objtype: type | None = None) -> Resizable: ...
-
-    @overload
-    def __get__(self, obj: Map, objtype: type | None = None) -> Callable[..., ResizeResult]: ...
-
-    def __get__(self, obj: Map | None, objtype: type | None = None) -> Resizable | Callable[..., ResizeResult]:
-        owner = objtype if objtype is not None else type(obj)
-        if profile.active() == profile.EMBEDDED:
-            raise AttributeError(
-                f"{owner.__name__!r} object has no attribute 'resize' (the embedded profile has no resize)"
-            )
-        if obj is None:
-            return self
-        if obj.spec.type not in RESIZABLE_TYPES:
-            raise AttributeError(f"{owner.__name__!r} object has no attribute 'resize' "
-                                 f"({type_name(obj.spec.type)} maps cannot be resized)")
-        target = obj
-
-        def bound_resize(new_max_entries: int, *, progress: Progress | None = None) -> ResizeResult:
-            return _resize(target, new_max_entries, stacklevel=3, progress=progress)
-
-        bound_resize.__doc__ = resize.__doc__
-        return bound_resize
 

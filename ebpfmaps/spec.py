@@ -1,51 +1,118 @@
 """Plain data describing maps: :class:`MapSpec` (what a map is) and :class:`MapInfo` (what the kernel reports).
 
 Neither holds a file descriptor; the live object is :class:`ebpfmaps.Map`.
+
+Both behave as frozen dataclasses (keyword or positional construction, ``repr``, equality and hashing
+over the compared fields, assignment refused, ``replace``) but are written out: ``dataclasses`` imports
+``inspect``, which alone would cost every one-shot command about a fifth of the interpreter's start-up.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from ebpfmaps.maptypes import BPF_F_RDONLY, BPF_F_WRONLY, flag_names, type_name
 
 _FD_ONLY_FLAGS = BPF_F_RDONLY | BPF_F_WRONLY
 
 
-@dataclass(frozen=True)
-class MapSpec:
+class FrozenInstanceError(AttributeError):
+    """Assigning to (or deleting) a field of a :class:`MapSpec` or :class:`MapInfo`."""
+
+
+class _Record:
+    """Fields set once by ``__init__``, compared, hashed and shown as a frozen dataclass's are."""
+
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _compared: ClassVar[tuple[str, ...]] = ()
+
+    def _set(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{name}={self.__dict__[name]!r}" for name in self._fields)
+        return f"{type(self).__qualname__}({body})"
+
+    def _key(self) -> tuple[object, ...]:
+        d = self.__dict__
+        return tuple(d[name] for name in self._compared)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, _Record)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), tuple(self.__dict__[name] for name in self._fields))
+
+    def _replaced(self, changes: dict[str, object]) -> dict[str, object]:
+        unknown = sorted(set(changes) - set(self._fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(map(repr, unknown))}")
+        values = {name: self.__dict__[name] for name in self._fields}
+        values.update(changes)
+        return values
+
+
+class MapSpec(_Record):
     """Everything needed to create a map, and what :func:`open_pinned` compares against.
 
     ``type`` is the numeric id: a :class:`MapType` value, or 4096 and up for an
     extensible map. ``inner_map`` describes the inner maps of a map-of-maps.
     ``allow_overcommit`` skips the check that refuses a map larger than the memory
     available (:mod:`ebpfmaps.memguard`); it is a creation option, not part of what
-    the map is, so it is left out of comparisons.
+    the map is, so it is left out of comparisons (and so is ``btf_fd``).
     """
 
     type: int
     key_size: int
     value_size: int
     max_entries: int
-    flags: int = 0
-    name: str = ""
-    map_extra: int = 0
-    numa_node: int | None = None
-    inner_map: MapSpec | None = None
-    btf_fd: int | None = field(default=None, compare=False)
-    btf_key_type_id: int = 0
-    btf_value_type_id: int = 0
-    btf_vmlinux_value_type_id: int = 0
-    ifindex: int = 0
-    allow_overcommit: bool = field(default=False, compare=False)
+    flags: int
+    name: str
+    map_extra: int
+    numa_node: int | None
+    inner_map: MapSpec | None
+    btf_fd: int | None
+    btf_key_type_id: int
+    btf_value_type_id: int
+    btf_vmlinux_value_type_id: int
+    ifindex: int
+    allow_overcommit: bool
+
+    _fields = ("type", "key_size", "value_size", "max_entries", "flags", "name", "map_extra", "numa_node",
+               "inner_map", "btf_fd", "btf_key_type_id", "btf_value_type_id", "btf_vmlinux_value_type_id", "ifindex",
+               "allow_overcommit")
+    _compared = tuple(f for f in _fields if f not in ("btf_fd", "allow_overcommit"))
+    __match_args__ = _fields
+
+    def __init__(self, type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0, name: str = "",
+                 map_extra: int = 0, numa_node: int | None = None, inner_map: MapSpec | None = None,
+                 btf_fd: int | None = None, btf_key_type_id: int = 0, btf_value_type_id: int = 0,
+                 btf_vmlinux_value_type_id: int = 0, ifindex: int = 0, allow_overcommit: bool = False) -> None:
+        self._set(type=type, key_size=key_size, value_size=value_size, max_entries=max_entries, flags=flags,
+                  name=name, map_extra=map_extra, numa_node=numa_node, inner_map=inner_map, btf_fd=btf_fd,
+                  btf_key_type_id=btf_key_type_id, btf_value_type_id=btf_value_type_id,
+                  btf_vmlinux_value_type_id=btf_vmlinux_value_type_id, ifindex=ifindex,
+                  allow_overcommit=allow_overcommit)
 
     @property
     def type_name(self) -> str:
         return type_name(self.type)
 
     def replace(self, **changes: object) -> MapSpec:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with ``changes`` (field names as keywords), as :func:`dataclasses.replace` makes."""
+        return type(self)(**self._replaced(changes))  # type: ignore[arg-type]
 
     def differences(self, other: MapSpec | MapInfo, *, compare_name: bool = False) -> list[str]:
         """Each field where ``other`` differs from this spec, as ``"field: want X, have Y"``."""
@@ -72,8 +139,7 @@ class MapSpec:
         return out
 
 
-@dataclass(frozen=True)
-class MapInfo:
+class MapInfo(_Record):
     """What the kernel says about a live map (``BPF_OBJ_GET_INFO_BY_FD`` plus fdinfo)."""
 
     id: int
@@ -83,14 +149,32 @@ class MapInfo:
     value_size: int
     max_entries: int
     flags: int
-    map_extra: int = 0
-    memlock: int | None = None
-    frozen: bool = False
-    btf_id: int = 0
-    btf_key_type_id: int = 0
-    btf_value_type_id: int = 0
-    ifindex: int = 0
-    owner_prog_type: int | None = None
+    map_extra: int
+    memlock: int | None
+    frozen: bool
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+    ifindex: int
+    owner_prog_type: int | None
+
+    _fields = ("id", "name", "type", "key_size", "value_size", "max_entries", "flags", "map_extra", "memlock",
+               "frozen", "btf_id", "btf_key_type_id", "btf_value_type_id", "ifindex", "owner_prog_type")
+    _compared = _fields
+    __match_args__ = _fields
+
+    def __init__(self, id: int, name: str, type: int, key_size: int, value_size: int, max_entries: int, flags: int,
+                 map_extra: int = 0, memlock: int | None = None, frozen: bool = False, btf_id: int = 0,
+                 btf_key_type_id: int = 0, btf_value_type_id: int = 0, ifindex: int = 0,
+                 owner_prog_type: int | None = None) -> None:
+        self._set(id=id, name=name, type=type, key_size=key_size, value_size=value_size, max_entries=max_entries,
+                  flags=flags, map_extra=map_extra, memlock=memlock, frozen=frozen, btf_id=btf_id,
+                  btf_key_type_id=btf_key_type_id, btf_value_type_id=btf_value_type_id, ifindex=ifindex,
+                  owner_prog_type=owner_prog_type)
+
+    def replace(self, **changes: object) -> MapInfo:
+        """A copy with ``changes`` (field names as keywords), as :func:`dataclasses.replace` makes."""
+        return type(self)(**self._replaced(changes))  # type: ignore[arg-type]
 
     @property
     def type_name(self) -> str:
@@ -109,3 +193,7 @@ class MapInfo:
             btf_value_type_id=self.btf_value_type_id,
             ifindex=self.ifindex,
         )
+
+
+#: The fields of :class:`MapInfo`, in order (its positional arguments).
+MAP_INFO_FIELDS = MapInfo._fields

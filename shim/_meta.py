@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ebpfmaps import errors
 from ebpfmaps.btf import Btf, load_blob, read_raw
+from ebpfmaps.extension import EXTENSIBLE_VALUE_PREFIX
 from ebpfmaps.maptypes import MapType
 from ebpfmaps.spec import MapInfo
 
@@ -50,7 +51,7 @@ _KIND_EXTRA: dict[int, tuple[int, int]] = {
     19: (0, 12),
 }
 
-VALUE_STRUCT = "ebpfmaps_shim_value"
+VALUE_STRUCT = EXTENSIBLE_VALUE_PREFIX + "shim_value"  # the core consults extensions only for such names
 META_ENUM = "ebpfmaps_shim_meta"
 FORMAT = 1
 _PREFIX = "EBPFMAPS_SHIM_"

@@ -7,7 +7,6 @@ The core finds :class:`ShimExtension` through the entry point group
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import warnings
 from typing import Any
@@ -56,7 +55,7 @@ class ShimExtension:
         meta = _meta.read_meta(info)
         if meta is None:
             return None
-        return dataclasses.replace(info, type=meta.custom_type, value_size=meta.user_value_size)
+        return info.replace(type=meta.custom_type, value_size=meta.user_value_size)
 
     def adopt(self, m: Map) -> MapLike | None:
         return None  # maps we claim arrive through adopt_with_codecs (describe() said they are ours)

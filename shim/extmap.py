@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import errno as E
 import os
 import threading
@@ -211,7 +210,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
               kcodec: Codec, vcodec: Codec) -> ExtensibleMap:
         """Wrap ``base`` (which this object then owns) as an extensible map bound to ``provider``."""
         info = base.info()
-        spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size, btf_fd=None,
+        spec = base.spec.replace(type=meta.custom_type, value_size=meta.user_value_size, btf_fd=None,
                                    btf_key_type_id=0, btf_value_type_id=0)
         binding = registry.acquire_binding(info.id, provider, dispatch, dict(meta.options), base.pin_path)
         with binding.lock:
@@ -319,7 +318,7 @@ class ExtensibleMap(SpecProperties, DictProtocol):
     def info(self) -> MapInfo:
         """The kernel's info on the base map, with the custom type and the user's value size."""
         self._require_open("info")
-        return dataclasses.replace(self._base.info(), type=self._spec.type, value_size=self._spec.value_size)
+        return self._base.info().replace(type=self._spec.type, value_size=self._spec.value_size)
 
     @property
     def key_type(self) -> None:
@@ -1327,7 +1326,7 @@ def _finish_one(map_id: int, path: str, type_id: int | None) -> bool:
     if dispatch.delete_element_notify is not None:
         with contextlib.suppress(MapError):
             snapshot = list(base.raw_pairs(values=True))
-    spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size)
+    spec = base.spec.replace(type=meta.custom_type, value_size=meta.user_value_size)
     kcodec = _key_codec(info.type, None, info.key_size, info.max_entries)
     vcodec = make_codec(None, meta.user_value_size, "value")
     with contextlib.suppress(OSError):
@@ -1455,7 +1454,7 @@ def adopt_extensible(base: Map, meta: _meta.ShimMeta, provider: MapProvider, dis
                      key_type: Any, value_type: Any) -> ExtensibleMap:
     """Bind a just-opened base map to its provider (``open_pinned``/``open_by_id`` end here)."""
     try:
-        spec = dataclasses.replace(base.spec, type=meta.custom_type, value_size=meta.user_value_size)
+        spec = base.spec.replace(type=meta.custom_type, value_size=meta.user_value_size)
         # The provider validates the sizes again in this process; its stored size must be what the map holds.
         stored = _stored_size(provider, dispatch, spec, "open")
         if stored != base.value_size:

@@ -52,12 +52,16 @@ class Import:
 
 
 def _type_checking_nodes(tree: ast.Module) -> set[int]:
-    """Nodes that never run at import time: ``if TYPE_CHECKING:`` and ``if __name__ == "__main__":`` blocks."""
+    """Nodes that never run at import time: ``if TYPE_CHECKING:`` and ``if __name__ == "__main__":`` blocks
+    (their ``else`` branch runs, and counts)."""
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and ("TYPE_CHECKING" in ast.unparse(node.test)
                                          or ast.unparse(node.test) == "__name__ == '__main__'"):
-            skip.update(id(n) for n in ast.walk(node))
+            skip.add(id(node))
+            skip.add(id(node.test))
+            for stmt in node.body:
+                skip.update(id(n) for n in ast.walk(stmt))
     return skip
 
 
@@ -82,8 +86,10 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom, is_package: bool) -
 
 
 def _dynamic_target(node: ast.AST) -> str | None:
-    """The project module of ``importlib.import_module("ebpfmaps.x")`` with a literal name."""
-    if not (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("import_module") and node.args):
+    """The project module of ``importlib.import_module("ebpfmaps.x")`` or ``lazy_module("ebpfmaps.x")`` with a
+    literal name."""
+    if not (isinstance(node, ast.Call) and ast.unparse(node.func).endswith(("import_module", "lazy_module"))
+            and node.args):
         return None
     arg = node.args[0]
     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -97,10 +103,15 @@ def _imports() -> list[Import]:
         tree = ast.parse(path.read_text(), str(path))
         skip = _type_checking_nodes(tree)
         top = {id(n) for n in tree.body}
+        # ``x = lazy_module("ebpfmaps.y")`` at module level (also in the ``else`` of ``if TYPE_CHECKING``) declares
+        # a dependency like an import statement: the module is imported on first use, not to dodge a cycle.
+        declared = {id(stmt.value) for node in tree.body for stmt in [node, *getattr(node, "orelse", [])]
+                    if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)
+                    and ast.unparse(stmt.value.func).endswith("lazy_module")}
         for node in ast.walk(tree):
             dynamic = _dynamic_target(node)
             if dynamic is not None and id(node) not in skip and dynamic != module:
-                out.append(Import(module, dynamic, getattr(node, "lineno", 0), True))
+                out.append(Import(module, dynamic, getattr(node, "lineno", 0), id(node) not in declared))
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip:
                 for target in _targets(module, node, path.name == "__init__.py"):
                     if target != module:

@@ -17,16 +17,11 @@ from ebpfmaps import errors
 from ebpfmaps.btf.codec import Record, UnsupportedType, _Compiler, codec_for
 from ebpfmaps.btf.reader import BtfTypes, Kind
 from ebpfmaps.codecs import Codec, Role
-from ebpfmaps.maptypes import MapType
+from ebpfmaps.maptypes import TYPED_MAP_TYPES, MapType
 from ebpfmaps.spec import MapInfo
 
 __all__ = ["TYPED_MAP_TYPES", "TypeRef", "btf_of", "type_refs", "typed_codecs"]
 
-#: Map types whose keys and values are plain data that BTF describes.
-TYPED_MAP_TYPES = frozenset(int(t) for t in (
-    MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_HASH,
-    MapType.LRU_PERCPU_HASH,
-))
 
 _CACHE_SIZE = 32
 _cache: OrderedDict[int, tuple[BtfTypes, _Compiler]] = OrderedDict()

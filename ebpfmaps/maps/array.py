@@ -22,7 +22,7 @@ from ebpfmaps.maptypes import (
     BPF_F_WRONLY_PROG,
     MapType,
 )
-from ebpfmaps.resize import Resizable
+from ebpfmaps.resizable import Resizable
 from ebpfmaps.spec import MapSpec
 
 # kernel/bpf/arraymap.c, ARRAY_CREATE_FLAG_MASK, less what array_map_alloc_check refuses for

@@ -16,7 +16,7 @@ from ebpfmaps.maptypes import (
     BPF_F_ZERO_SEED,
     MapType,
 )
-from ebpfmaps.resize import Resizable
+from ebpfmaps.resizable import Resizable
 
 # Flags the kernel's htab_map_alloc_check accepts (kernel/bpf/hashtab.c, HTAB_CREATE_FLAG_MASK).
 HASH_FLAGS = (

@@ -25,9 +25,9 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import struct
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
-from ebpfmaps import features
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec
@@ -36,6 +36,11 @@ from ebpfmaps.map import NO_FLAGS, Map, map_class, require_ints
 from ebpfmaps.maps.queue import BPF_F_ACCESS_MASK
 from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, MapType
 from ebpfmaps.spec import MapSpec
+
+if TYPE_CHECKING:
+    from ebpfmaps import features
+else:
+    features = lazy_module("ebpfmaps.features")  # the kernel is probed when a map of a newer type is created
 
 # kernel/bpf/lpm_trie.c: LPM_CREATE_FLAG_MASK, LPM_DATA_SIZE_MIN/MAX (1..256 bytes of data).
 LPM_FLAGS = BPF_F_NO_PREALLOC | BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ebpfmaps import features
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec, as_items
@@ -30,6 +30,11 @@ from ebpfmaps.maps.hash import HASH_FLAGS
 from ebpfmaps.maps.special import FD_ARRAY_FLAGS, IndexKeyedMap, check_fd_array_flags, fd_of
 from ebpfmaps.maptypes import BPF_ANY, BPF_F_INNER_MAP, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
+
+if TYPE_CHECKING:
+    from ebpfmaps import features
+else:
+    features = lazy_module("ebpfmaps.features")  # the kernel is probed when a map of a newer type is created
 
 _U32 = struct.Struct("=I")
 _OF_MAPS = frozenset({int(MapType.ARRAY_OF_MAPS), int(MapType.HASH_OF_MAPS)})

@@ -13,9 +13,9 @@ from __future__ import annotations
 import ctypes
 import errno as E
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from ebpfmaps import features
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps.errors import InvalidFlags, InvalidKeySize, InvalidValueSize, NotSupported
 from ebpfmaps.map import Map, map_class
@@ -31,6 +31,11 @@ from ebpfmaps.maptypes import (
     type_name,
 )
 from ebpfmaps.spec import MapSpec
+
+if TYPE_CHECKING:
+    from ebpfmaps import features
+else:
+    features = lazy_module("ebpfmaps.features")  # the kernel is probed when a map of a newer type is created
 
 BPF_F_ACCESS_MASK = BPF_F_RDONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY | BPF_F_WRONLY_PROG
 

@@ -23,9 +23,9 @@ import mmap
 import os
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from ebpfmaps import features
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf import progs as _progs
 from ebpfmaps._libbpf.fd import FD
@@ -63,6 +63,11 @@ from ebpfmaps.maptypes import (
     type_name,
 )
 from ebpfmaps.spec import MapInfo, MapSpec
+
+if TYPE_CHECKING:
+    from ebpfmaps import features
+else:
+    features = lazy_module("ebpfmaps.features")  # the kernel is probed when a map of a newer type is created
 
 PAGE_SIZE = mmap.PAGESIZE
 _U32 = struct.Struct("=I")

@@ -15,15 +15,22 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from ebpfmaps import elfsyms, ksyms
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import Codec, StructCodec
 from ebpfmaps.errors import InvalidArgument, InvalidValueSize, KeyNotFound, NotSupported
 from ebpfmaps.map import Map, map_class, require_ints
 from ebpfmaps.maptypes import BPF_ANY, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_STACK_BUILD_ID, BPF_F_WRONLY, MapType
 from ebpfmaps.spec import MapSpec
+
+if TYPE_CHECKING:
+    from ebpfmaps import elfsyms, ksyms
+else:
+    # Symbol tables load when a stack is first symbolized.
+    elfsyms = lazy_module("ebpfmaps.elfsyms")
+    ksyms = lazy_module("ebpfmaps.ksyms")
 
 # kernel/bpf/stackmap.c, STACK_CREATE_FLAG_MASK.
 STACK_TRACE_FLAGS = BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_STACK_BUILD_ID

@@ -1,0 +1,55 @@
+"""Modules a module depends on but imports on first use, so ``import ebpfmaps`` stays small.
+
+A module declares such a dependency once, at module level, in the ``else`` branch of ``if TYPE_CHECKING``::
+
+    if TYPE_CHECKING:
+        from ebpfmaps.btf import maps as btf_maps
+    else:
+        btf_maps = lazy_module("ebpfmaps.btf.maps")
+
+Type checkers and IDEs see the real module; at run time ``btf_maps.typed_codecs`` imports
+``ebpfmaps.btf.maps`` the first time it is read. The dependency is an ordinary edge of the package's
+import graph (the architecture test reads ``lazy_module("...")`` as an import), so laziness never hides
+a cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+from typing import Any
+
+__all__ = ["LazyModule", "lazy_module", "loaded"]
+
+
+class LazyModule:
+    """Stands for a module until an attribute is read, then imports it and reads from it."""
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        module = self._module
+        if module is None:
+            module = self._module = importlib.import_module(self._name)
+        return getattr(module, attr)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._name in sys.modules else "not loaded yet"
+        return f"<lazy module {self._name!r} ({state})>"
+
+
+def lazy_module(name: str) -> Any:
+    """A stand-in for module ``name`` that imports it when first used (typed ``Any``: declare the real
+    module under ``TYPE_CHECKING``)."""
+    return LazyModule(name)
+
+
+def loaded(name: str) -> ModuleType | None:
+    """Module ``name`` if something imported it already, else None (without importing it): no instance
+    of a class it defines can exist before it is loaded."""
+    return sys.modules.get(name)
