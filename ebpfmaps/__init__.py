@@ -41,35 +41,7 @@ from ebpfmaps.factory import (
     open_pinned,
     pins_by_map_id,
 )
-from ebpfmaps.map import Map
-from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
-from ebpfmaps.maps.bloom import BloomFilterMap
-from ebpfmaps.maps.hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
-from ebpfmaps.maps.lpm import LpmTrieMap
-from ebpfmaps.maps.of_maps import ArrayOfMaps, HashOfMaps
-from ebpfmaps.maps.perf import PerfEventArray
-from ebpfmaps.maps.queue import QueueMap, StackMap
-from ebpfmaps.maps.ringbuf import RingBufMap, UserRingBufMap
-from ebpfmaps.maps.special import (
-    ArenaMap,
-    CgroupArray,
-    CgroupStorage,
-    CgrpStorage,
-    CpuMap,
-    DevMap,
-    DevMapHash,
-    InodeStorage,
-    PerCpuCgroupStorage,
-    ProgArray,
-    ReuseportSockArray,
-    SkStorage,
-    SockHash,
-    SockMap,
-    StructOpsMap,
-    TaskStorage,
-    XskMap,
-)
-from ebpfmaps.maps.stacktrace import StackTraceMap
+from ebpfmaps.map import Map, set_family_loader
 from ebpfmaps.maptypes import (
     BPF_ANY,
     BPF_EXIST,
@@ -180,11 +152,74 @@ _LAZY_NAMES = {
     "StaticPool": "ebpfmaps.pool",
 }
 
+# The map families: each module loads the first time one of its classes is named (``ebpfmaps.HashMap``) or a map
+# of one of its types is created or opened (``ebpfmaps.map.class_for``), so opening a hash map loads no other
+# family. tests/test_import_cost.py checks these tables against the classes the modules register.
+_FAMILIES: dict[str, tuple[tuple[str, ...], tuple[MapType, ...]]] = {
+    "ebpfmaps.maps.array": (("ArrayMap", "PerCpuArrayMap"), (MapType.ARRAY, MapType.PERCPU_ARRAY)),
+    "ebpfmaps.maps.bloom": (("BloomFilterMap",), (MapType.BLOOM_FILTER,)),
+    "ebpfmaps.maps.hash": (("HashMap", "LruHashMap", "LruPerCpuHashMap", "PerCpuHashMap"),
+                           (MapType.HASH, MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.PERCPU_HASH)),
+    "ebpfmaps.maps.lpm": (("LpmTrieMap",), (MapType.LPM_TRIE,)),
+    "ebpfmaps.maps.of_maps": (("ArrayOfMaps", "HashOfMaps"), (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)),
+    "ebpfmaps.maps.perf": (("PerfEventArray",), (MapType.PERF_EVENT_ARRAY,)),
+    "ebpfmaps.maps.queue": (("QueueMap", "StackMap"), (MapType.QUEUE, MapType.STACK)),
+    "ebpfmaps.maps.ringbuf": (("RingBufMap", "UserRingBufMap"), (MapType.RINGBUF, MapType.USER_RINGBUF)),
+    "ebpfmaps.maps.special": (
+        ("ArenaMap", "CgroupArray", "CgroupStorage", "CgrpStorage", "CpuMap", "DevMap", "DevMapHash", "InodeStorage",
+         "PerCpuCgroupStorage", "ProgArray", "ReuseportSockArray", "SkStorage", "SockHash", "SockMap",
+         "StructOpsMap", "TaskStorage", "XskMap"),
+        (MapType.ARENA, MapType.CGROUP_ARRAY, MapType.CGROUP_STORAGE, MapType.CGRP_STORAGE, MapType.CPUMAP,
+         MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.INODE_STORAGE, MapType.PERCPU_CGROUP_STORAGE,
+         MapType.PROG_ARRAY, MapType.REUSEPORT_SOCKARRAY, MapType.SK_STORAGE, MapType.SOCKHASH, MapType.SOCKMAP,
+         MapType.STRUCT_OPS, MapType.TASK_STORAGE, MapType.XSKMAP)),
+    "ebpfmaps.maps.stacktrace": (("StackTraceMap",), (MapType.STACK_TRACE,)),
+}
+_FAMILY_OF_TYPE = {int(t): module for module, (_, types) in _FAMILIES.items() for t in types}
+_LAZY_NAMES.update({name: module for module, (names, _) in _FAMILIES.items() for name in names})
+
+
+def _load_family(type_id: int) -> None:
+    module = _FAMILY_OF_TYPE.get(type_id)
+    if module is not None:
+        importlib.import_module(module)
+
+
+set_family_loader(_load_family)
+
 if TYPE_CHECKING:
     from ebpfmaps import asm, btf, features, profile, programs, readers, resize, xdp
+    from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
+    from ebpfmaps.maps.bloom import BloomFilterMap
+    from ebpfmaps.maps.hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
+    from ebpfmaps.maps.lpm import LpmTrieMap
+    from ebpfmaps.maps.of_maps import ArrayOfMaps, HashOfMaps
+    from ebpfmaps.maps.perf import PerfEventArray
+    from ebpfmaps.maps.queue import QueueMap, StackMap
+    from ebpfmaps.maps.ringbuf import RingBufMap, UserRingBufMap
+    from ebpfmaps.maps.special import (
+        ArenaMap,
+        CgroupArray,
+        CgroupStorage,
+        CgrpStorage,
+        CpuMap,
+        DevMap,
+        DevMapHash,
+        InodeStorage,
+        PerCpuCgroupStorage,
+        ProgArray,
+        ReuseportSockArray,
+        SkStorage,
+        SockHash,
+        SockMap,
+        StructOpsMap,
+        TaskStorage,
+        XskMap,
+    )
+    from ebpfmaps.maps.stacktrace import StackTraceMap
+    from ebpfmaps.pool import StaticPool
     from ebpfmaps.programs import BpfObject, Link, Program, ProgramType, TestRun
     from ebpfmaps.readers import PerfEventReader, PerfSample, RingBufReader, UserRingBufWriter
-    from ebpfmaps.pool import StaticPool
     from ebpfmaps.resize import ResizeResult, ResizeWarning
 
 

@@ -12,7 +12,8 @@ from ebpfmaps._lazy import lazy_module
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps.errors import IncompatibleMap, InvalidArgument, KeyNotFound, MapError, out_of_descriptors
 from ebpfmaps.fdinfo import read_fdinfo
-from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd
+from ebpfmaps.map import Map, map_info_from_fd
+from ebpfmaps.map import class_for as _class_for
 from ebpfmaps.maptypes import BPF_F_RDONLY, EXTENSIBLE_MIN, MapType, parse_map_type
 from ebpfmaps.spec import MAP_INFO_FIELDS, MapInfo, MapSpec
 
@@ -25,7 +26,7 @@ else:
 
 def class_for(type_id: int) -> type[Map]:
     """The class ebpfmaps uses for a kernel map type (the generic :class:`Map` if none is specific)."""
-    return MAP_CLASSES.get(type_id, Map)
+    return _class_for(type_id)
 
 
 def create(map_type: MapType | str | int, key_size: int | None = None, value_size: int | None = None,

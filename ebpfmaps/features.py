@@ -615,6 +615,6 @@ def main(argv: list[str] | None = None, class_names: Mapping[int, str] | None = 
 if __name__ == "__main__":
     # Run as a program: the package registers every family's map class, which the table names. (This
     # module itself sits below the map classes, whose constructors consult its probes.)
-    from ebpfmaps.map import MAP_CLASSES
+    from ebpfmaps.map import Map, class_for
 
-    sys.exit(main(class_names={tid: cls.__name__ for tid, cls in MAP_CLASSES.items()}))
+    sys.exit(main(class_names={int(t): cls.__name__ for t in MapType if (cls := class_for(t)) is not Map}))

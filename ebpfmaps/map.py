@@ -119,8 +119,25 @@ _VDEC_BUFFER = 5  # a codec that reads the buffer itself (BTF records): codec.de
 _PACK_ERRORS = (struct.error, TypeError, OverflowError, ValueError)
 BPF_OBJ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 
-# Map classes by kernel type id, filled by @map_class in each family module.
+# Map classes by kernel type id, filled by @map_class in each family module as it loads.
 MAP_CLASSES: dict[int, type[Map]] = {}
+# Imports the family module of a type id (the package registers it: it knows where each family lives), so a
+# family loads the first time a map of its types is created or opened.
+_family_loader: Callable[[int], None] | None = None
+
+
+def set_family_loader(loader: Callable[[int], None]) -> None:
+    global _family_loader
+    _family_loader = loader
+
+
+def class_for(type_id: int) -> type[Map]:
+    """The class for a kernel map type (the generic :class:`Map` if none is specific), its family loaded."""
+    cls = MAP_CLASSES.get(type_id)
+    if cls is None and _family_loader is not None:
+        _family_loader(type_id)
+        cls = MAP_CLASSES.get(type_id)
+    return Map if cls is None else cls
 
 
 def map_class(cls: type[_M]) -> type[_M]:
@@ -582,7 +599,7 @@ class Map(SpecProperties, DictProtocol):
     @classmethod
     def from_spec(cls, spec: MapSpec, *, key_type: Any = None, value_type: Any = None, inner_map: Map | None = None) -> Map:
         """Create a map from a :class:`MapSpec` (the class is chosen by ``spec.type``)."""
-        target = MAP_CLASSES.get(spec.type, Map) if cls is Map else cls
+        target = class_for(spec.type) if cls is Map else cls
         kwargs: dict[str, Any] = dict(
             key_size=spec.key_size,
             value_size=spec.value_size,

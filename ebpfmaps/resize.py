@@ -70,7 +70,7 @@ from ebpfmaps.errors import (
     PermissionDenied,
     from_errno,
 )
-from ebpfmaps.map import MAP_CLASSES, Map, map_info_from_fd, maps_on
+from ebpfmaps.map import Map, class_for, map_info_from_fd, maps_on
 from ebpfmaps.maptypes import BPF_F_NO_COMMON_LRU, BPF_F_RDONLY, BPF_F_WRONLY, MapType, type_name
 from ebpfmaps.spec import MapInfo, MapSpec
 
@@ -467,7 +467,7 @@ def _migrate(m: Map, old: Map, info: MapInfo, new_max_entries: int, notes: list[
 
 def _class_of(info: MapInfo) -> type[Map]:
     """The family class for a map's type (the generic :class:`Map` when none is specific)."""
-    return MAP_CLASSES.get(info.type, Map)
+    return class_for(info.type)
 
 
 def _rename(temp: str, path: str) -> None:

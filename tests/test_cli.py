@@ -354,28 +354,55 @@ def _modules_after(code: str) -> set[str]:
     return set(proc.stdout.split())
 
 
-# BTF is not among them: opening a map decodes it with its BTF types, so ebpfmaps.btf is part of the core.
 HEAVY = {"asyncio", "numpy", "rich", "pyroute2", "bcc", "ebpfmaps.asm", "ebpfmaps.programs", "ebpfmaps.readers",
          "ebpfmaps.xdp", "importlib.metadata", "ebpfmaps_shim", "prometheus_client", "ebpfmaps.exporter", "elftools"}
+# Loaded on first use too: BTF (until a map is typed by it), the feature probes, the embedded profile's pool,
+# resize, the symbol tables, dataclasses (with inspect) and every map family until one of its maps is used.
+DEFERRED = HEAVY | {"dataclasses", "inspect", "socket", "ebpfmaps.btf.reader", "ebpfmaps.btf.codec",
+                    "ebpfmaps.btf.maps", "ebpfmaps.btf.writer", "ebpfmaps.features", "ebpfmaps.pool", "ebpfmaps.resize",
+                    "ebpfmaps.elfsyms", "ebpfmaps.ksyms", "ebpfmaps.maps.array", "ebpfmaps.maps.bloom",
+                    "ebpfmaps.maps.hash", "ebpfmaps.maps.lpm", "ebpfmaps.maps.of_maps", "ebpfmaps.maps.perf",
+                    "ebpfmaps.maps.queue", "ebpfmaps.maps.ringbuf", "ebpfmaps.maps.special",
+                    "ebpfmaps.maps.stacktrace"}
 
 
 def test_import_loads_only_the_core() -> None:
     loaded = _modules_after("import ebpfmaps")
-    assert "ebpfmaps.map" in loaded and "ebpfmaps.maps.hash" in loaded
-    assert not loaded & HEAVY, loaded & HEAVY
+    assert "ebpfmaps.map" in loaded and "ebpfmaps.factory" in loaded
+    assert not loaded & DEFERRED, loaded & DEFERRED
     # The lazy names are there on first use, and in dir() for completion.
     later = _modules_after("import ebpfmaps\nassert ebpfmaps.RingBufReader.__name__ == 'RingBufReader'\n"
-                           "assert 'asm' in dir(ebpfmaps) and ebpfmaps.asm.R0 is not None")
-    assert {"asyncio", "ebpfmaps.readers", "ebpfmaps.asm"} <= later
+                           "assert 'asm' in dir(ebpfmaps) and ebpfmaps.asm.R0 is not None\n"
+                           "assert 'HashMap' in dir(ebpfmaps) and ebpfmaps.HashMap.__name__ == 'HashMap'")
+    assert {"asyncio", "ebpfmaps.readers", "ebpfmaps.asm", "ebpfmaps.maps.hash"} <= later
+    assert "ebpfmaps.maps.special" not in later  # one family does not bring the others
+
+
+def test_opening_a_map_loads_its_family_only(pin_path: Path) -> None:
+    with ebpfmaps.QueueMap(value_size=4, max_entries=4) as m:
+        m.pin(pin_path)
+        loaded = _modules_after(f"import ebpfmaps\nm = ebpfmaps.open_pinned({str(pin_path)!r})\n"
+                                "assert type(m).__name__ == 'QueueMap', type(m)")
+    assert "ebpfmaps.maps.queue" in loaded
+    assert not loaded & {"ebpfmaps.maps.hash", "ebpfmaps.maps.special", "ebpfmaps.btf.reader", "dataclasses"}
 
 
 def test_one_shot_commands_import_only_what_they_need(pin_path: Path) -> None:
-    with ebpfmaps.HashMap(key_size=4, value_size=4, max_entries=4) as m:
-        m.pin(pin_path)
-        for argv in (["get", str(pin_path), "1"], ["set", str(pin_path), "1", "2"], ["del", str(pin_path), "1"],
-                     ["show", str(pin_path)], ["list"]):
-            loaded = _modules_after(f"from ebpfmaps.cli import main\nmain({argv!r})")
-            assert not loaded & HEAVY, (argv, loaded & HEAVY)
+    # A map with BTF (ctypes types are described in BTF) is typed by it, yet consults no extension: its value
+    # type is not named as an extensible map's (the shim's entry point, importlib.metadata and the shim stay out).
+    for typed in (False, True):
+        kinds = {"key_type": ctypes.c_uint32, "value_type": ctypes.c_uint32} if typed else {"key_size": 4,
+                                                                                          "value_size": 4}
+        with ebpfmaps.HashMap(max_entries=4, **kinds) as m:  # type: ignore[arg-type]
+            assert bool(m.info().btf_id) == typed
+            m.pin(pin_path)
+            for argv in (["get", str(pin_path), "1"], ["set", str(pin_path), "1", "2"],
+                         ["get", str(pin_path), "1", "-k", "u32", "-v", "u32"], ["del", str(pin_path), "1"],
+                         ["show", str(pin_path)], ["list"]):
+                loaded = _modules_after(f"from ebpfmaps.cli import main\nmain({argv!r})")
+                assert not loaded & HEAVY, (typed, argv, loaded & HEAVY)
+                assert not loaded & {"dataclasses", "ebpfmaps.features", "ebpfmaps.maps.special"}, (typed, argv)
+            m.unpin()
 
 
 def test_extensible_map_through_its_provider(pin_path: Path) -> None:

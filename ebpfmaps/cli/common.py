@@ -16,7 +16,6 @@ from itertools import chain, islice
 from typing import Any, TextIO
 
 import ebpfmaps
-from ebpfmaps.btf import BtfCodec
 from ebpfmaps.cli import progress
 from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec, PerCpuValues, StructCodec
 from ebpfmaps.errors import (
@@ -28,8 +27,6 @@ from ebpfmaps.errors import (
     PinNotFound,
 )
 from ebpfmaps.map import Map
-from ebpfmaps.maps.lpm import LpmKeyCodec
-from ebpfmaps.maps.of_maps import ArrayOfMaps, HashOfMaps, InnerMapCodec
 from ebpfmaps.maptypes import flag_names
 from ebpfmaps.spec import MapInfo
 
@@ -175,15 +172,15 @@ def _scalar(codec: Codec, text: str, what: str) -> Any:
             return int(text, 0)
         except ValueError:
             raise UsageError(f"the {what} is an index (an integer), not {text!r}") from None
-    if isinstance(codec, LpmKeyCodec):
+    if of_class(codec, "ebpfmaps.maps.lpm", "LpmKeyCodec"):
         if text.lower().startswith("0x"):
             return _raw_bytes(text, codec.size, what)
         return text  # a CIDR or an address: the codec parses and checks it
-    if isinstance(codec, InnerMapCodec):
+    if of_class(codec, "ebpfmaps.maps.of_maps", "InnerMapCodec"):
         return _inner_map(text)
     if type(codec) is Codec:
         return _raw_bytes(text, codec.size, what)
-    if isinstance(codec, BtfCodec):
+    if of_class(codec, "ebpfmaps.btf.codec", "BtfCodec"):
         try:
             return json.loads(text)  # a record as a JSON object, an enum by name ("RED"), a number
         except ValueError:
@@ -267,13 +264,20 @@ def print_json(obj: Any, out: TextIO | None = None) -> None:
     stream.write("\n")
 
 
+def of_class(obj: object, module: str, *names: str) -> bool:
+    """``isinstance(obj, (module.name, ...))`` without importing ``module``: until something loads it, no
+    instance of its classes can exist (a one-shot command on a hash map loads no other map family)."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(obj, tuple(getattr(loaded, name) for name in names))
+
+
 def has_keys(m: Map) -> bool:
     """Whether entries have keys (queues, stacks, bloom filters and rings have none)."""
     return m.key_size > 0
 
 
 def is_of_maps(m: Map) -> bool:
-    return isinstance(m, (ArrayOfMaps, HashOfMaps))
+    return of_class(m, "ebpfmaps.maps.of_maps", "ArrayOfMaps", "HashOfMaps")
 
 
 def print_rows(headers: list[str], rows: Iterator[list[str]], out: TextIO | None = None) -> int:

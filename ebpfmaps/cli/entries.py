@@ -11,10 +11,10 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ebpfmaps
-from ebpfmaps.btf.formatted import MapFormatter, map_formatter, render_value
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps.cli import progress
 from ebpfmaps.cli.common import (
     NotFound,
@@ -24,6 +24,7 @@ from ebpfmaps.cli.common import (
     has_keys,
     is_of_maps,
     jsonable,
+    of_class,
     open_target,
     parse_key,
     parse_value,
@@ -35,10 +36,19 @@ from ebpfmaps.cli.common import (
 from ebpfmaps.codecs import Codec, IndexCodec, StructCodec
 from ebpfmaps.errors import KeyNotFound
 from ebpfmaps.map import Map
-from ebpfmaps.maps.bloom import BloomFilterMap
-from ebpfmaps.maps.perf import PerfEventArray
-from ebpfmaps.maps.queue import KeylessMap, QueueMap, StackMap
-from ebpfmaps.maps.ringbuf import RingBufMap, UserRingBufMap
+
+if TYPE_CHECKING:
+    from ebpfmaps.btf import formatted as btf_formatted
+    from ebpfmaps.btf.formatted import MapFormatter
+    from ebpfmaps.maps import bloom, queue, ringbuf
+    from ebpfmaps.maps.queue import KeylessMap
+else:
+    # Loaded when a command meets such a map: a get on a hash map loads no other family, nor BTF's formatter
+    # unless the map is typed by its BTF.
+    btf_formatted = lazy_module("ebpfmaps.btf.formatted")
+    bloom = lazy_module("ebpfmaps.maps.bloom")
+    queue = lazy_module("ebpfmaps.maps.queue")
+    ringbuf = lazy_module("ebpfmaps.maps.ringbuf")
 
 DUMP_BATCH = 16384
 # A terminal shows a rich table up to this many rows; longer dumps stream as plain rows.
@@ -95,15 +105,15 @@ def _decoded_encoder(codec: Codec) -> Callable[[list[Any]], list[str]]:
 
 
 def _refuse_unreadable(m: Map, command: str) -> None:
-    if isinstance(m, (QueueMap, StackMap)):
+    if of_class(m, "ebpfmaps.maps.queue", "QueueMap", "StackMap"):
         raise UsageError(f"{command}: a {m.info().type_name} map is read by taking elements: use `ebpfmaps peek` "
                          "(the next element) or `ebpfmaps pop` (take it)")
-    if isinstance(m, (RingBufMap, UserRingBufMap)):
+    if of_class(m, "ebpfmaps.maps.ringbuf", "RingBufMap", "UserRingBufMap"):
         raise UsageError(f"{command}: a ring buffer holds records, not entries: stream them with `ebpfmaps events`")
-    if isinstance(m, PerfEventArray) and command in ("dump", "get"):
+    if of_class(m, "ebpfmaps.maps.perf", "PerfEventArray") and command in ("dump", "get"):
         raise UsageError(f"{command}: a perf event array holds perf event fds, which user space cannot read back: "
                          "stream its samples with `ebpfmaps events`")
-    if isinstance(m, KeylessMap):
+    if of_class(m, "ebpfmaps.maps.queue", "KeylessMap"):
         raise UsageError(f"{command}: a {m.info().type_name} map has no entries to list; test an element with "
                          "`ebpfmaps peek PATH VALUE`")
 
@@ -117,7 +127,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
             if args.jsonl or getattr(args, "json", False):
                 n = _dump_json(m, out, advance, lines=args.jsonl, fmtr=fmtr)
             else:
-                n = _dump_table(m, out, advance, render_value if fmtr is not None else text_of)
+                n = _dump_table(m, out, advance, btf_formatted.render_value if fmtr is not None else text_of)
         if not (args.jsonl or getattr(args, "json", False)):
             print(f"{n} entr{'y' if n == 1 else 'ies'}")
     return 0
@@ -128,7 +138,7 @@ def btf_formatter(m: Map, args: argparse.Namespace) -> MapFormatter | None:
     other types."""
     if args.key_type or args.value_type:
         return None
-    return map_formatter(m.info(), per_cpu=m.per_cpu)
+    return btf_formatted.map_formatter(m.info(), per_cpu=m.per_cpu)
 
 
 def _json_chunks(m: Map, fmtr: MapFormatter | None = None) -> Iterator[list[str]]:
@@ -212,7 +222,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             if as_json and raw_value is not None:
                 print_json(fmtr.entry(raw_key, raw_value))  # bpftool's formatted key and value
             else:
-                print(render_value(value))  # field names, enums by name, char arrays as text
+                print(btf_formatted.render_value(value))  # field names, enums by name, char arrays as text
         elif as_json:
             print_json(_entry(m.key_codec.decode(m.key_codec.encode(key)), value))
         else:
@@ -262,9 +272,9 @@ def cmd_getnext(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ queues, stacks and bloom filters
 def _keyless(m: Map, command: str) -> KeylessMap:
-    if has_keys(m) or not isinstance(m, KeylessMap):
+    if has_keys(m) or not isinstance(m, queue.KeylessMap):
         raise UsageError(f"{command}: a {m.info().type_name} map has keys: use get/set/del")
-    if isinstance(m, (RingBufMap, UserRingBufMap)):
+    if isinstance(m, (ringbuf.RingBufMap, ringbuf.UserRingBufMap)):
         raise UsageError(f"{command}: a ring buffer is read with `ebpfmaps events`")
     return m
 
@@ -273,9 +283,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     with open_target(args.target, value_type=args.value_type) as m:
         km = _keyless(m, "push")
         value = parse_value(km, args.value)
-        if isinstance(km, (QueueMap, StackMap)):
+        if isinstance(km, (queue.QueueMap, queue.StackMap)):
             km.push(value, overwrite=args.overwrite)
-        elif isinstance(km, BloomFilterMap):
+        elif isinstance(km, bloom.BloomFilterMap):
             km.add(value)
         else:
             raise UsageError(f"push: a {km.info().type_name} map takes no elements from user space")
@@ -287,7 +297,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_pop(args: argparse.Namespace) -> int:
     with open_target(args.target, value_type=args.value_type) as m:
         km = _keyless(m, "pop")
-        if not isinstance(km, (QueueMap, StackMap)):
+        if not isinstance(km, (queue.QueueMap, queue.StackMap)):
             raise UsageError(f"pop: elements cannot be taken from a {km.info().type_name} map")
         taken = []
         limit = None if args.all else args.count
@@ -306,7 +316,7 @@ def cmd_pop(args: argparse.Namespace) -> int:
 def cmd_peek(args: argparse.Namespace) -> int:
     with open_target(args.target, readonly=True, value_type=args.value_type) as m:
         km = _keyless(m, "peek")
-        if isinstance(km, (QueueMap, StackMap)):
+        if isinstance(km, (queue.QueueMap, queue.StackMap)):
             if args.value is not None:
                 raise UsageError("peek on a queue or stack takes no value: it shows the next element")
             value = km.peek()

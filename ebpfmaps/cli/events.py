@@ -7,11 +7,16 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps.cli.common import UsageError, add_json, open_target
-from ebpfmaps.maps.perf import PerfEventArray
-from ebpfmaps.maps.ringbuf import RingBufMap
+
+if TYPE_CHECKING:
+    from ebpfmaps.maps import perf, ringbuf
+else:
+    perf = lazy_module("ebpfmaps.maps.perf")  # only `events` needs the streaming families
+    ringbuf = lazy_module("ebpfmaps.maps.ringbuf")
 
 
 class _Enough(Exception):
@@ -63,9 +68,9 @@ def cmd_events(args: argparse.Namespace) -> int:
     printer = _Printer(getattr(args, "json", False), args.count)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     with open_target(args.target) as m:
-        if isinstance(m, RingBufMap):
+        if isinstance(m, ringbuf.RingBufMap):
             reader: Any = RingBufReader(m, printer.record)
-        elif isinstance(m, PerfEventArray):
+        elif isinstance(m, perf.PerfEventArray):
             reader = PerfEventReader(m, printer.sample, printer.lost, pages=args.pages)
         else:
             raise UsageError(f"events: a {m.info().type_name} map has no events; give a ringbuf or a "
