@@ -108,21 +108,22 @@ def parse_id(text: str) -> int:
 
 
 def open_target(target: str, *, readonly: bool = False, key_type: str | None = None,
-                value_type: str | None = None) -> Map:
-    """The map a selector names: a pin path, ``id:N`` or ``name:NAME``."""
+                value_type: str | None = None, typed: bool = True) -> Map:
+    """The map a selector names: a pin path, ``id:N`` or ``name:NAME``; ``typed=False`` for a command that
+    reads no entries (its BTF types are then not read)."""
     kt = INT_TYPES[key_type] if key_type else None
     vt = INT_TYPES[value_type] if value_type else None
     if target.startswith(("id:", "name:")):
         map_id = parse_id(target[3:]) if target.startswith("id:") else _map_id_by_name(target[5:])
         try:
-            return ebpfmaps.open_by_id(map_id, readonly=readonly, key_type=kt, value_type=vt)
+            return ebpfmaps.open_by_id(map_id, readonly=readonly, key_type=kt, value_type=vt, typed=typed)
         except (KeyNotFound, FileNotFoundError):
             raise NotFound(f"no map has id {map_id}") from None
         except MapError as exc:
             if exc.errno == 2:  # ENOENT: the id is not (or no longer) in use
                 raise NotFound(f"no map has id {map_id}") from None
             raise
-    return ebpfmaps.open_pinned(target, readonly=readonly, key_type=kt, value_type=vt)
+    return ebpfmaps.open_pinned(target, readonly=readonly, key_type=kt, value_type=vt, typed=typed)
 
 
 # ------------------------------------------------------------------ keys and values in

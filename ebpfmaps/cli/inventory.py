@@ -80,7 +80,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     if args.target is None:
         return cmd_list(args)
-    with open_target(args.target, readonly=True) as m:
+    with open_target(args.target, readonly=True, typed=False) as m:
         info = m.info()
     pinned: list[str] | None = None
     if args.pins:

@@ -43,7 +43,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             kwargs[field] = getattr(args, field)
     inner: Map | None = None
     if args.inner_map is not None:
-        inner = open_target(args.inner_map, readonly=True)
+        inner = open_target(args.inner_map, readonly=True, typed=False)
         kwargs["inner_map"] = inner
     try:
         map_type: str | int = int(args.type) if args.type.isdigit() else args.type
@@ -57,7 +57,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
-    with open_target(args.target) as m:
+    with open_target(args.target, typed=False) as m:
         m.freeze()
         _report(m, [], getattr(args, "json", False), "froze")
     return 0
@@ -96,7 +96,7 @@ def cmd_resize(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    with open_target(args.target, readonly=True) as m:
+    with open_target(args.target, readonly=True, typed=False) as m:
         m.pin(args.path)
         _report(m, [args.path], getattr(args, "json", False), "pinned")
     return 0
