@@ -14,9 +14,9 @@ importing an extension costs several times the whole open.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -65,7 +65,7 @@ class Extension(Protocol):
 
 _extensions: list[Extension] = []
 _loaded = False
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 
 
 def register_extension(ext: Extension) -> None:

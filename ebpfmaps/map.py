@@ -12,11 +12,11 @@ call, so a single shared buffer would be a data race).
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import errno as E
 import os
 import struct
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -25,9 +25,9 @@ from operator import length_hint, not_
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ebpfmaps import errors, extension, memguard, pinning, profile
+from ebpfmaps._lazy import lazy_module, loaded
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
-from ebpfmaps._lazy import lazy_module, loaded
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.codecs import (
     Codec,
@@ -226,7 +226,7 @@ def map_info_from_fd(fd: int) -> MapInfo:
 # Every Map object of this process, so that a layer can find all the objects on one kernel map
 # (a resize moves them all to the new map): see maps_on().
 _live: weakref.WeakSet[Map] = weakref.WeakSet()
-_live_lock = threading.Lock()
+_live_lock = _thread.allocate_lock()
 
 
 def maps_on(map_id: int) -> list[Map]:
@@ -468,7 +468,7 @@ class Map(SpecProperties, DictProtocol):
         # Whether this kernel has batch operations for the type: False when the type never has them,
         # else found out by the first batch call (per-CPU arrays got them only in Linux 5.13).
         self._batch_ok: bool | None = False if self.kernel_batch is False else None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._kernel_id: int | None = None  # this object's kernel map id, looked up by maps_on()
         with _live_lock:
             _live.add(self)

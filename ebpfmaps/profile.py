@@ -26,9 +26,9 @@ maps that libbpf creates while loading an object file do not pass through here.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -52,7 +52,7 @@ PROFILES = (CLOUD, EMBEDDED)
 PROFILE_ENV = "EBPFMAPS_PROFILE"
 
 _explicit: str | None = None
-_explicit_lock = threading.Lock()
+_explicit_lock = _thread.allocate_lock()
 
 
 

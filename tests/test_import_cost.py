@@ -41,3 +41,12 @@ def test_every_public_name_resolves() -> None:
     assert set(ebpfmaps.__all__) <= set(dir(ebpfmaps))
     for name in ebpfmaps.btf.__all__:
         assert getattr(ebpfmaps.btf, name) is not None, name
+
+
+def test_every_required_libbpf_function_is_in_the_loaded_library() -> None:
+    # Functions are declared on first use; a required one missing from the library is still found here.
+    from ebpfmaps import _libbpf
+
+    for name, (_, _, optional) in _libbpf._DECLARATIONS.items():
+        fn = getattr(_libbpf.lib, name)
+        assert fn is not None or optional, name

@@ -57,26 +57,37 @@ LIBBPF_PATH: str = _cdll._name
 
 
 class _Lib:
-    """Namespace of declared libbpf functions (``None`` where the library lacks one)."""
+    """Namespace of declared libbpf functions (``None`` where the library lacks an optional one).
 
-    def __getattr__(self, name: str) -> Any:  # only reached for undeclared names
-        raise AttributeError(f"libbpf function {name!r} was not declared in ebpfmaps._libbpf")
+    A function is looked up in the library and given its prototype the first time it is used: a one-shot
+    command that touches a few map calls does not pay for the eighty declarations below.
+    """
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names not resolved yet
+        declared = _DECLARATIONS.get(name)
+        if declared is None:
+            raise AttributeError(f"libbpf function {name!r} was not declared in ebpfmaps._libbpf")
+        restype, argtypes, optional = declared
+        try:
+            fn = getattr(_cdll, name)
+        except AttributeError:
+            if not optional:
+                raise errors.NotSupported(f"the loaded libbpf ({LIBBPF_PATH}) lacks {name}",
+                                          op="load libbpf") from None
+            fn = None
+        else:
+            fn.restype = restype
+            fn.argtypes = argtypes
+        setattr(self, name, fn)
+        return fn
 
 
 lib: Any = _Lib()
+_DECLARATIONS: dict[str, tuple[Any, list[Any], bool]] = {}
 
 
 def _declare(name: str, restype: Any, argtypes: list[Any], *, optional: bool = False) -> None:
-    try:
-        fn = getattr(_cdll, name)
-    except AttributeError:
-        if not optional:
-            raise errors.NotSupported(f"the loaded libbpf ({LIBBPF_PATH}) lacks {name}", op="load libbpf") from None
-        setattr(lib, name, None)
-        return
-    fn.restype = restype
-    fn.argtypes = argtypes
-    setattr(lib, name, fn)
+    _DECLARATIONS[name] = (restype, argtypes, optional)
 
 
 # --- version and environment -------------------------------------------------------------------

@@ -24,12 +24,15 @@ The waiting is off the hot path: a caller only looks for a hold after it found `
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import threading
 
 from ebpfmaps.errors import InvalidArgument, MapClosed
 
@@ -38,7 +41,7 @@ _F = TypeVar("_F", bound="FD")
 # Reentrant: an allocation inside a critical section may run the garbage collector, whose finalizer of an
 # unreachable handle (``__del__`` -> ``close``) takes this lock again in the same thread. A plain Lock
 # deadlocks there; every section touches only its own handle's state, so reentry for another handle is safe.
-_close_lock = threading.RLock()
+_close_lock = _thread.RLock()  # threading's, without importing threading for every one-shot command
 
 
 class FD:
@@ -150,6 +153,8 @@ class FD:
             num = self.num
             if num < 0:
                 raise self.closed_error(op)
+            import threading  # a hold is rare: threading loads only when one happens
+
             self._gate = threading.Event()  # before the number is hidden: a caller that sees -1 finds the gate
             self._held = num
             self.num = -1
