@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ebpfmaps import errors
 from ebpfmaps.codecs import Codec, CtypesCodec, PerCpuValues, StructCodec
@@ -187,7 +186,10 @@ def _load_family(type_id: int) -> None:
 
 set_family_loader(_load_family)
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import Any
+
     from ebpfmaps import asm, btf, features, profile, programs, readers, resize, xdp
     from ebpfmaps.maps.array import ArrayMap, PerCpuArrayMap
     from ebpfmaps.maps.bloom import BloomFilterMap

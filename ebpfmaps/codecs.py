@@ -20,11 +20,18 @@ import functools
 import struct
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
-from typing import Any, Literal
 
 from ebpfmaps.errors import IndexOutOfRange, InvalidArgument, InvalidKeySize, InvalidValueSize, MapError
 
-Role = Literal["key", "value"]
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Role = Literal["key", "value"]
+    _ValueList = list[Any]
+else:
+    Role = str
+    _ValueList = list
 
 
 def _size_error(role: Role) -> type[InvalidArgument]:
@@ -295,7 +302,7 @@ def round8(n: int) -> int:
     return (n + 7) & ~7
 
 
-class PerCpuValues(list[Any]):
+class PerCpuValues(_ValueList):
     """One value per possible CPU, with aggregation helpers."""
 
     def sum(self) -> Any:

@@ -18,35 +18,38 @@ import _thread
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ebpfmaps import pinning
-from ebpfmaps.btf import names as btf_names
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps.errors import NotSupported
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+    from typing import Any, Protocol
 
+    from ebpfmaps.btf import names as btf_names
     from ebpfmaps.map import Map
     from ebpfmaps.maplike import MapLike
     from ebpfmaps.spec import MapInfo
 
+    class Extension(Protocol):
+        """What an extension implements (a protocol for type checkers: an extension need not subclass it)."""
+
+        def create(self, type_id: int, kwargs: dict[str, Any]) -> MapLike | None:
+            """Create a map of extensible type ``type_id``; ``None`` if the id is not this extension's.
+
+            The map need not be a :class:`~ebpfmaps.Map`: any object implementing :class:`MapLike` will do.
+            """
+
+        def adopt(self, m: Map) -> MapLike | None:
+            """Given a map just opened (pinned or by id), return the extension's view of it, or ``None``."""
+else:
+    btf_names = lazy_module("ebpfmaps.btf.names")  # read only for maps that carry BTF
+
 ENTRY_POINT_GROUP = "ebpfmaps.extensions"
 #: How the BTF value type of every extensible map is named: an extension claims no other map.
 EXTENSIBLE_VALUE_PREFIX = "ebpfmaps_"
-
-
-class Extension(Protocol):
-    """What an extension implements."""
-
-    def create(self, type_id: int, kwargs: dict[str, Any]) -> MapLike | None:
-        """Create a map of extensible type ``type_id``; ``None`` if the id is not this extension's.
-
-        The map need not be a :class:`~ebpfmaps.Map`: any object implementing :class:`MapLike` will do.
-        """
-
-    def adopt(self, m: Map) -> MapLike | None:
-        """Given a map just opened (pinned or by id), return the extension's view of it, or ``None``."""
 
 
 # Optional methods an extension may also define (looked up with getattr, so older extensions keep working):
@@ -122,7 +125,7 @@ def create_extensible(type_id: int, kwargs: dict[str, Any]) -> Map:
         if m is not None:
             # The callers (ebpfmaps.create, Map.from_spec) are still typed as returning Map; an extension's
             # map is a MapLike that need not be one.
-            return cast("Map", m)
+            return m  # type: ignore[return-value]
     raise NotSupported(
         f"no extension provides map type {type_id} (ids >= 4096 are extensible maps: install or register a provider, "
         f"e.g. ebpfmaps_shim.register_provider)",
@@ -162,7 +165,7 @@ def adopt(m: Map, *, key_type: Any = None, value_type: Any = None, claimed: bool
         else:
             out = ext.adopt(m)
         if out is not None:
-            return cast("Map", out)  # as in create_extensible: open_pinned/open_by_id are typed as returning Map
+            return out  # type: ignore[return-value]  # as in create_extensible: open_pinned/open_by_id are typed as returning Map
     return m
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
 from ebpfmaps import extension, pinning
 from ebpfmaps._lazy import lazy_module
@@ -17,7 +16,10 @@ from ebpfmaps.map import class_for as _class_for
 from ebpfmaps.maptypes import BPF_F_RDONLY, EXTENSIBLE_MIN, MapType, parse_map_type
 from ebpfmaps.spec import MAP_INFO_FIELDS, MapInfo, MapSpec
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import Any
+
     from ebpfmaps.btf import maps as btf_maps
     from ebpfmaps.btf.maps import TypeRef
 else:

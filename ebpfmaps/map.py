@@ -18,13 +18,12 @@ import errno as E
 import os
 import struct
 import time
-import weakref
+from _weakrefset import WeakSet  # what weakref.WeakSet is, without importing the rest of weakref at start-up
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, dropwhile, repeat
 from operator import length_hint, not_
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ebpfmaps import errors, extension, memguard, pinning, profile
+from ebpfmaps import errors, extension, pinning
 from ebpfmaps._lazy import lazy_module, loaded
 from ebpfmaps._libbpf import fast
 from ebpfmaps._libbpf import maps as _maps
@@ -48,7 +47,7 @@ from ebpfmaps.errors import (
     PermissionDenied,
 )
 from ebpfmaps.fdinfo import read_fdinfo
-from ebpfmaps.maplike import DictProtocol, SpecProperties
+from ebpfmaps.mapmixins import DictProtocol, SpecProperties
 from ebpfmaps.maptypes import (
     BPF_ANY,
     BPF_EXIST,
@@ -69,7 +68,13 @@ from ebpfmaps.maptypes import (
 )
 from ebpfmaps.spec import MapInfo, MapSpec
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar
+
+    from ebpfmaps import memguard, profile
+
+    _M = TypeVar("_M", bound="Map")
     from ebpfmaps.btf import fromcodec as btf_fromcodec
     from ebpfmaps.btf import maps as btf_maps
     from ebpfmaps.btf.maps import TypeRef
@@ -78,10 +83,12 @@ else:
     # a map of raw bytes or ctypes values opened by a one-shot command never does.
     btf_fromcodec = lazy_module("ebpfmaps.btf.fromcodec")
     btf_maps = lazy_module("ebpfmaps.btf.maps")
+    # The profile's and the memory guard's checks run when a map is created, not when one is opened.
+    memguard = lazy_module("ebpfmaps.memguard")
+    profile = lazy_module("ebpfmaps.profile")
 
 _BTF_CODEC_MODULE = "ebpfmaps.btf.codec"
 
-_M = TypeVar("_M", bound="Map")
 
 # Per-element calls go through the argtypes-free entry points (see ebpfmaps._libbpf.fast for
 # why and for the argument rules: int fd, bytes in, ctypes arrays out, c_uint64 flags).
@@ -225,7 +232,7 @@ def map_info_from_fd(fd: int) -> MapInfo:
 
 # Every Map object of this process, so that a layer can find all the objects on one kernel map
 # (a resize moves them all to the new map): see maps_on().
-_live: weakref.WeakSet[Map] = weakref.WeakSet()
+_live: WeakSet[Map] = WeakSet()
 _live_lock = _thread.allocate_lock()
 
 

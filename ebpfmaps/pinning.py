@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import errno as E
 import os
-from typing import NamedTuple
+from collections import namedtuple
 
 from ebpfmaps import errors
 from ebpfmaps._libbpf import maps as _maps
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.maptypes import BPF_F_RDONLY, BPF_F_WRONLY
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
 DEFAULT_BPFFS = "/sys/fs/bpf"
 BPF_FS_MAGIC = 0xCAFE4A11
 
 
-class Mount(NamedTuple):
-    mount_point: str
-    fstype: str
-    source: str
+if TYPE_CHECKING:
+    class Mount(NamedTuple):
+        mount_point: str
+        fstype: str
+        source: str
+else:
+    Mount = namedtuple("Mount", ["mount_point", "fstype", "source"])  # typing's NamedTuple needs typing
 
 
 def unescape_mountinfo(field: str) -> str:

@@ -9,9 +9,11 @@ over the compared fields, assignment refused, ``replace``) but are written out: 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from ebpfmaps.maptypes import BPF_F_RDONLY, BPF_F_WRONLY, flag_names, type_name
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 _FD_ONLY_FLAGS = BPF_F_RDONLY | BPF_F_WRONLY
 
@@ -90,11 +92,11 @@ class MapSpec(_Record):
     ifindex: int
     allow_overcommit: bool
 
-    _fields = ("type", "key_size", "value_size", "max_entries", "flags", "name", "map_extra", "numa_node",
-               "inner_map", "btf_fd", "btf_key_type_id", "btf_value_type_id", "btf_vmlinux_value_type_id", "ifindex",
-               "allow_overcommit")
+    __match_args__ = ("type", "key_size", "value_size", "max_entries", "flags", "name", "map_extra", "numa_node",
+                      "inner_map", "btf_fd", "btf_key_type_id", "btf_value_type_id", "btf_vmlinux_value_type_id",
+                      "ifindex", "allow_overcommit")
+    _fields = __match_args__
     _compared = tuple(f for f in _fields if f not in ("btf_fd", "allow_overcommit"))
-    __match_args__ = _fields
 
     def __init__(self, type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0, name: str = "",
                  map_extra: int = 0, numa_node: int | None = None, inner_map: MapSpec | None = None,
@@ -158,10 +160,11 @@ class MapInfo(_Record):
     ifindex: int
     owner_prog_type: int | None
 
-    _fields = ("id", "name", "type", "key_size", "value_size", "max_entries", "flags", "map_extra", "memlock",
-               "frozen", "btf_id", "btf_key_type_id", "btf_value_type_id", "ifindex", "owner_prog_type")
+    __match_args__ = ("id", "name", "type", "key_size", "value_size", "max_entries", "flags", "map_extra",
+                      "memlock", "frozen", "btf_id", "btf_key_type_id", "btf_value_type_id", "ifindex",
+                      "owner_prog_type")
+    _fields = __match_args__
     _compared = _fields
-    __match_args__ = _fields
 
     def __init__(self, id: int, name: str, type: int, key_size: int, value_size: int, max_entries: int, flags: int,
                  map_extra: int = 0, memlock: int | None = None, frozen: bool = False, btf_id: int = 0,

@@ -13,11 +13,14 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Iterator
-from typing import Any, NoReturn
 
 from ebpfmaps import errors
 from ebpfmaps._libbpf import structs
 from ebpfmaps._libbpf.structs import new_opts
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = ["LIBBPF_PATH", "check", "lib", "new_opts", "raise_errno", "structs", "version"]
 

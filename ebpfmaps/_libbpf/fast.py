@@ -35,9 +35,12 @@ that measurement.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
 from ebpfmaps._libbpf import LIBBPF_PATH, _cdll
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any
 
 # The same library (dlopen hands back the loaded one), with calls that keep the GIL.
 _pydll = ctypes.PyDLL(LIBBPF_PATH)

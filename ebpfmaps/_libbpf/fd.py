@@ -29,14 +29,15 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
-
-if TYPE_CHECKING:
-    import threading
 
 from ebpfmaps.errors import InvalidArgument, MapClosed
 
-_F = TypeVar("_F", bound="FD")
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    import threading
+    from typing import Any, TypeVar
+
+    _F = TypeVar("_F", bound="FD")
 
 # Reentrant: an allocation inside a critical section may run the garbage collector, whose finalizer of an
 # unreachable handle (``__del__`` -> ``close``) takes this lock again in the same thread. A plain Lock

@@ -24,12 +24,18 @@ import errno as E
 import fcntl
 import os
 import struct
-from typing import Union
 
 from ebpfmaps import errors
 from ebpfmaps._libbpf import lib, new_opts, structs
 from ebpfmaps._libbpf.fd import FD
 from ebpfmaps.maptypes import type_name
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Union
+
+    #: What the kernel reads from or writes to: ``bytes`` (read only), a ctypes char array, or NULL.
+    Buffer = Union[bytes, "ctypes.Array[ctypes.c_char]", None]
 
 __all__ = [
     "Buffer",
@@ -61,10 +67,6 @@ __all__ = [
 
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
-
-#: What the kernel reads from or writes to: ``bytes`` (read only), a ctypes char array, or NULL.
-Buffer = Union[bytes, "ctypes.Array[ctypes.c_char]", None]
-
 
 def _fail(ret: int, op: str, call: str, detail: str = "") -> errors.MapError:
     return errors.from_errno(-ret, op, detail, call=call)

@@ -9,7 +9,12 @@ to know which fields the caller knows about, so :func:`new_opts` always sets it.
 from __future__ import annotations
 
 import ctypes
-from typing import TypeVar
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _S = TypeVar("_S", bound=ctypes.Structure)
 
 BPF_OBJ_NAME_LEN = 16
 
@@ -187,7 +192,6 @@ class BpfBtfInfo(ctypes.Structure):
     ]
 
 
-_S = TypeVar("_S", bound=ctypes.Structure)
 
 
 def new_opts(cls: type[_S], **fields: object) -> _S:
