@@ -30,20 +30,20 @@ import _thread
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-from ebpfmaps import memguard
 from ebpfmaps._lazy import lazy_module
 from ebpfmaps.errors import InvalidArgument, NotSupported, OutOfMemory
 from ebpfmaps.maptypes import BPF_F_NO_PREALLOC, map_type_of, type_name
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
-    from ebpfmaps import features, pool
+    from ebpfmaps import features, memguard, pool
     from ebpfmaps.map import Map
     from ebpfmaps.spec import MapSpec
 else:
     # Only the embedded profile probes the kernel and charges the pool: the default one loads neither.
     features = lazy_module("ebpfmaps.features")
+    memguard = lazy_module("ebpfmaps.memguard")
     pool = lazy_module("ebpfmaps.pool")
 
 CLOUD = "cloud"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, overload
 
 from ebpfmaps import profile
 from ebpfmaps._lazy import lazy_module
 from ebpfmaps.maptypes import MapType, type_name
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import overload
+
     from ebpfmaps import resize as resizing
     from ebpfmaps.map import Map
     from ebpfmaps.resize import Progress, ResizeResult
@@ -33,11 +35,12 @@ class Resizable:
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
 
-    @overload
-    def __get__(self, obj: None, objtype: type | None = None) -> Resizable: ...
+    if TYPE_CHECKING:
+        @overload
+        def __get__(self, obj: None, objtype: type | None = None) -> Resizable: ...
 
-    @overload
-    def __get__(self, obj: Map, objtype: type | None = None) -> Callable[..., ResizeResult]: ...
+        @overload
+        def __get__(self, obj: Map, objtype: type | None = None) -> Callable[..., ResizeResult]: ...
 
     def __get__(self, obj: Map | None, objtype: type | None = None) -> Resizable | Callable[..., ResizeResult]:
         owner = objtype if objtype is not None else type(obj)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 # Every name loads on first use (PEP 562): ``import ebpfmaps`` needs none of BTF, a map typed by its BTF
 # needs the reader and the codecs, and the output (the C dumper through libbpf, the source generator,
@@ -63,7 +62,10 @@ _LAZY_NAMES = {
     "spin_lock_value_btf": "ebpfmaps.btf.writer",
 }
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import Any
+
     from ebpfmaps.btf.cdump import format_c
     from ebpfmaps.btf.codec import BtfCodec, Record, UnsupportedType, codec_for, cstr
     from ebpfmaps.btf.formatted import (

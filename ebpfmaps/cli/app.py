@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import ebpfmaps
 from ebpfmaps.cli.common import SYNTAX_HELP, exit_code_of
-from ebpfmaps.cli.registry import register_all
+from ebpfmaps.cli.registry import register_all, sized
 
 DESCRIPTION = """\
 Inspect and edit Linux BPF maps: every map type, by pin path, id or name.
@@ -31,7 +31,7 @@ examples:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, one that knows just that command (the fast path of a one-shot command)."""
     p = argparse.ArgumentParser(prog="ebpfmaps", description=DESCRIPTION, epilog=SYNTAX_HELP,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=sized(argparse.RawDescriptionHelpFormatter))
     p.add_argument("--version", action="version", version=f"ebpfmaps {ebpfmaps.__version__}")
     p.add_argument("-j", "--json", action="store_true", help="machine-readable output (every command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import ebpfmaps
 from ebpfmaps.cli.common import UsageError
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _btf_source(args: argparse.Namespace, python: bool) -> str:

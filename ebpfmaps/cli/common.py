@@ -13,7 +13,6 @@ import struct
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
-from typing import Any, TextIO
 
 import ebpfmaps
 from ebpfmaps.cli import progress
@@ -29,6 +28,10 @@ from ebpfmaps.errors import (
 from ebpfmaps.map import Map
 from ebpfmaps.maptypes import flag_names
 from ebpfmaps.spec import MapInfo
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 # Documented exit codes (``ebpfmaps --help`` lists them).
 EXIT_OK = 0

@@ -11,7 +11,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any
 
 import ebpfmaps
 from ebpfmaps._lazy import lazy_module
@@ -37,7 +36,10 @@ from ebpfmaps.codecs import Codec, IndexCodec, StructCodec
 from ebpfmaps.errors import KeyNotFound
 from ebpfmaps.map import Map
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import Any
+
     from ebpfmaps.btf import formatted as btf_formatted
     from ebpfmaps.btf.formatted import MapFormatter
     from ebpfmaps.maps import bloom, queue, ringbuf

@@ -7,12 +7,14 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
 
 from ebpfmaps._lazy import lazy_module
 from ebpfmaps.cli.common import UsageError, add_json, open_target
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import Any
+
     from ebpfmaps.maps import perf, ringbuf
 else:
     perf = lazy_module("ebpfmaps.maps.perf")  # only `events` needs the streaming families

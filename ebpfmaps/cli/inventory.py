@@ -7,7 +7,6 @@ import json
 import sys
 from collections.abc import Iterator
 from itertools import chain, islice
-from typing import Any
 
 import ebpfmaps
 from ebpfmaps.cli import progress
@@ -22,6 +21,10 @@ from ebpfmaps.cli.common import (
 )
 from ebpfmaps.maptypes import parse_map_type
 from ebpfmaps.spec import MapInfo
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any
 
 _HEADERS = ["id", "type", "name", "key", "value", "max", "flags", "memlock", "pinned"]
 _RICH_ROWS = 2000

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Any
 
 import ebpfmaps
 from ebpfmaps.cli import progress
 from ebpfmaps.cli.common import UsageError, add_json, map_object, open_target, print_json
 from ebpfmaps.map import Map
 from ebpfmaps.maptypes import FLAG_NAMES
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any
 
 _FLAGS_BY_NAME = {name.lower(): bit for bit, name in FLAG_NAMES.items()}
 

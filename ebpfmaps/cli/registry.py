@@ -8,14 +8,51 @@ Groups import heavy modules inside their handlers, so every command starts fast.
 
 from __future__ import annotations
 
+import argparse
 import importlib
-from typing import Any, Protocol
+import os
+import sys
 
 from ebpfmaps.cli import btf_cmds, entries, events, inventory, manage
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-class CommandGroup(Protocol):
-    def register(self, sub: Any) -> None: ...
+    class CommandGroup(Protocol):
+        def register(self, sub: Any) -> None: ...
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, computed the same way without importing shutil (which brings
+    zlib, bz2 and lzma): ``COLUMNS``, else the terminal of stdout, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+_SIZED: dict[type[argparse.HelpFormatter], type[argparse.HelpFormatter]] = {}
+
+
+def sized(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """``formatter`` with argparse's default width (the terminal's, less 2) found without shutil: argparse
+    makes a formatter for every argument it adds, and its own default imports shutil."""
+    cached = _SIZED.get(formatter)
+    if cached is None:
+        def __init__(self: argparse.HelpFormatter, prog: str, indent_increment: int = 2,
+                     max_help_position: int = 24, width: int | None = None) -> None:
+            formatter.__init__(self, prog, indent_increment, max_help_position,
+                               _terminal_columns() - 2 if width is None else width)
+
+        cached = _SIZED[formatter] = type(formatter.__name__, (formatter,), {"__init__": __init__})
+    return cached
 
 
 class _LazyGroup:
@@ -59,6 +96,7 @@ class _OnlyCommand:
     def add_parser(self, name: str, **kwargs: Any) -> Any:
         if name != self.command:
             return _Skipped()
+        kwargs["formatter_class"] = sized(kwargs.get("formatter_class", argparse.HelpFormatter))
         return self._sub.add_parser(name, **kwargs)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from ebpfmaps.map import Map, map_class
 from ebpfmaps.maptypes import (
     BPF_F_NO_COMMON_LRU,
@@ -17,6 +15,10 @@ from ebpfmaps.maptypes import (
     MapType,
 )
 from ebpfmaps.resizable import Resizable
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 # Flags the kernel's htab_map_alloc_check accepts (kernel/bpf/hashtab.c, HTAB_CREATE_FLAG_MASK).
 HASH_FLAGS = (
