@@ -4,14 +4,20 @@ error object too."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 import ebpfmaps
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps.cli.common import SYNTAX_HELP, exit_code_of
 from ebpfmaps.cli.registry import register_all, sized
+
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
+if TYPE_CHECKING:
+    import json
+else:
+    json = lazy_module("json")  # loaded by --json output and JSON values only
 
 DESCRIPTION = """\
 Inspect and edit Linux BPF maps: every map type, by pin path, id or name.

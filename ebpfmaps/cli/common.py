@@ -7,7 +7,6 @@ Only the core (``import ebpfmaps``) is imported here, so a one-shot ``get`` star
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import struct
 import sys
@@ -15,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 
 import ebpfmaps
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps.cli import progress
 from ebpfmaps.codecs import Codec, IndexCodec, PerCpuCodec, PerCpuValues, StructCodec
 from ebpfmaps.errors import (
@@ -31,7 +31,10 @@ from ebpfmaps.spec import MapInfo
 
 TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    import json
     from typing import Any, TextIO
+else:
+    json = lazy_module("json")  # loaded by --json output and JSON values only
 
 # Documented exit codes (``ebpfmaps --help`` lists them).
 EXIT_OK = 0

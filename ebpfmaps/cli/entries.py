@@ -7,7 +7,6 @@ or table rows), so memory stays constant however large the map is.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
@@ -38,6 +37,7 @@ from ebpfmaps.map import Map
 
 TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    import json
     from typing import Any
 
     from ebpfmaps.btf import formatted as btf_formatted
@@ -48,6 +48,7 @@ else:
     # Loaded when a command meets such a map: a get on a hash map loads no other family, nor BTF's formatter
     # unless the map is typed by its BTF.
     btf_formatted = lazy_module("ebpfmaps.btf.formatted")
+    json = lazy_module("json")  # loaded by --json output and JSON values only
     bloom = lazy_module("ebpfmaps.maps.bloom")
     queue = lazy_module("ebpfmaps.maps.queue")
     ringbuf = lazy_module("ebpfmaps.maps.ringbuf")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -13,12 +12,14 @@ from ebpfmaps.cli.common import UsageError, add_json, open_target
 
 TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    import json
     from typing import Any
 
     from ebpfmaps.maps import perf, ringbuf
 else:
     perf = lazy_module("ebpfmaps.maps.perf")  # only `events` needs the streaming families
     ringbuf = lazy_module("ebpfmaps.maps.ringbuf")
+    json = lazy_module("json")  # loaded by --json output and JSON values only
 
 
 class _Enough(Exception):

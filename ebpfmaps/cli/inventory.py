@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from itertools import chain, islice
 
 import ebpfmaps
+from ebpfmaps._lazy import lazy_module
 from ebpfmaps.cli import progress
 from ebpfmaps.cli.common import (
     UsageError,
@@ -24,7 +24,10 @@ from ebpfmaps.spec import MapInfo
 
 TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    import json
     from typing import Any
+else:
+    json = lazy_module("json")  # loaded by --json output and JSON values only
 
 _HEADERS = ["id", "type", "name", "key", "value", "max", "flags", "memlock", "pinned"]
 _RICH_ROWS = 2000
