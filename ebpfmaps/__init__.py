@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import errno as _errno
 import importlib
 
 from ebpfmaps import errors
@@ -180,8 +181,15 @@ _LAZY_NAMES.update({name: module for module, (names, _) in _FAMILIES.items() for
 
 def _load_family(type_id: int) -> None:
     module = _FAMILY_OF_TYPE.get(type_id)
-    if module is not None:
+    if module is None:
+        return
+    try:
         importlib.import_module(module)
+    except OSError as exc:
+        # Reading the module's file takes a descriptor: opening a map with none left says so as the rest does.
+        if exc.errno in (_errno.EMFILE, _errno.ENFILE):
+            raise errors.out_of_descriptors(exc.errno, "open", f"loading {module}", call="open") from None
+        raise
 
 
 set_family_loader(_load_family)

@@ -15,9 +15,12 @@ a cycle.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from types import ModuleType
+
+from ebpfmaps.errors import out_of_descriptors
 
 TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
@@ -38,12 +41,22 @@ class LazyModule:
     def __getattr__(self, attr: str) -> Any:
         module = self._module
         if module is None:
-            module = self._module = importlib.import_module(self._name)
+            module = self._module = _import(self._name)
         return getattr(module, attr)
 
     def __repr__(self) -> str:
         state = "loaded" if self._name in sys.modules else "not loaded yet"
         return f"<lazy module {self._name!r} ({state})>"
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except OSError as exc:
+        # Reading the module's file takes a descriptor: with none left, say so as every other operation does.
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise out_of_descriptors(exc.errno, "import", f"loading {name}", call="open") from None
+        raise
 
 
 def lazy_module(name: str) -> Any:

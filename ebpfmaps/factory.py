@@ -69,20 +69,23 @@ def _keywords_of(cls: type[Map]) -> frozenset[str]:
     cached = _KEYWORDS.get(cls)
     if cached is not None:
         return cached
-    import inspect  # only here (cached per class): inspect pulls in ast, dis and tokenize
-
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        params = list(inspect.signature(init).parameters.values())
-        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
+        # Read from the code object, as inspect.signature does for a plain function (inspect itself would
+        # import ast, dis and tokenize on a one-shot command's path).
+        code = init.__code__
+        names.update(code.co_varnames[code.co_posonlyargcount:code.co_argcount + code.co_kwonlyargcount])
+        if not code.co_flags & _CO_VARKEYWORDS:
             break
     names.discard("self")
     out = _KEYWORDS[cls] = frozenset(names)
     return out
+
+
+_CO_VARKEYWORDS = 0x08  # inspect.CO_VARKEYWORDS: the function takes **kwargs
 
 
 def _is_map_fd(fd: int) -> bool:

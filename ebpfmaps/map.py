@@ -346,7 +346,7 @@ class Map(SpecProperties, DictProtocol):
                                   "(a map layered over a kernel map, such as an extensible map, passes its .base)",
                                   op="create")
         if (btf is None and not btf_key_type_id and not btf_value_type_id and not btf_vmlinux_value_type_id
-                and tid in TYPED_MAP_TYPES):
+                and tid in TYPED_MAP_TYPES and not _raw_codecs(kcodec, vcodec)):
             # Describe ctypes/struct codecs in BTF, so bpftool and other tools show the entries formatted.
             generated = btf_fromcodec.btf_for_codecs(kcodec, vcodec, name,
                                        index_key=tid in (MapType.ARRAY, MapType.PERCPU_ARRAY))
@@ -1689,6 +1689,11 @@ def _struct_packer(codec: Codec) -> Callable[[Any], bytes] | None:
     if type(codec) is StructCodec and codec.scalar:
         return codec.struct.pack
     return None
+
+
+def _raw_codecs(key: Codec, value: Codec) -> bool:
+    """Whether both are plain bytes (or a key is an index): BTF has nothing to describe, and is not loaded."""
+    return type(key) in (Codec, IndexCodec) and type(value) is Codec
 
 
 def _trusted_codec(codec: Codec) -> bool:

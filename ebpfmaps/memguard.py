@@ -21,14 +21,17 @@ does an estimate under :data:`MIN_CHECKED` (1 MiB), so small maps cost no extra 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NamedTuple
+from collections import namedtuple
 
 from ebpfmaps.cpus import possible_cpus
 from ebpfmaps.errors import OutOfMemory
 from ebpfmaps.maptypes import map_type_of, type_name
 from ebpfmaps.pinning import unescape_mountinfo
 
+TYPE_CHECKING = False  # typing's constant, without importing typing for every one-shot command
 if TYPE_CHECKING:
+    from typing import NamedTuple
+
     from ebpfmaps.spec import MapSpec
 
 MEMINFO = "/proc/meminfo"
@@ -40,11 +43,14 @@ _U32_MAX = 0xFFFFFFFF
 _NO_LIMIT = 1 << 62
 
 
-class Available(NamedTuple):
-    """Memory a new map may take: ``bytes``, and where the figure comes from (``source``)."""
+if TYPE_CHECKING:
+    class Available(NamedTuple):
+        """Memory a new map may take: ``bytes``, and where the figure comes from (``source``)."""
 
-    bytes: int
-    source: str
+        bytes: int
+        source: str
+else:
+    Available = namedtuple("Available", ["bytes", "source"])  # typing's NamedTuple needs typing
 
 
 def format_bytes(n: int) -> str:

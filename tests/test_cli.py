@@ -385,6 +385,12 @@ def test_opening_a_map_loads_its_family_only(pin_path: Path) -> None:
                                 "assert type(m).__name__ == 'QueueMap', type(m)")
     assert "ebpfmaps.maps.queue" in loaded
     assert not loaded & {"ebpfmaps.maps.hash", "ebpfmaps.maps.special", "ebpfmaps.btf.reader", "dataclasses"}
+    # Creating and using a map of raw bytes needs no BTF, no typing, no inspect (for its keyword arguments).
+    loaded = _modules_after("import ebpfmaps\nm = ebpfmaps.create('hash', key_size=4, value_size=8, max_entries=4)\n"
+                            "m[b'abcd'] = b'12345678'\nassert ebpfmaps.open_by_id(m.info().id)[b'abcd'] == b'12345678'")
+    assert "ebpfmaps.maps.hash" in loaded
+    assert not loaded & {"typing", "inspect", "dataclasses", "ebpfmaps.btf.fromcodec", "ebpfmaps.btf.reader",
+                         "ebpfmaps.features", "ebpfmaps.pool", "json"}, loaded
 
 
 def test_one_shot_commands_import_only_what_they_need(pin_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_out_of_file_descriptors_is_a_library_error(pin_path: Path) -> None:
         import os, resource
         import ebpfmaps
         from ebpfmaps import errors
-        from ebpfmaps import RingBufReader  # loads the readers (on first use) while descriptors are left
+        from ebpfmaps import HashMap, RingBufReader  # load on first use: the readers and the hash family
 
         rb = ebpfmaps.RingBufMap(max_entries=4096)
         raw = os.dup(rb.fd)
