@@ -419,7 +419,7 @@ def iteration(quick: bool) -> list[Result]:
         chunks = list(m.iter_batches_raw(_iter_batch_size()))
         kdm, vdm = m.key_codec.decode_many, m.value_codec.decode_many
 
-        def py_dict_only(chunks: list[tuple[bytes, bytes, int]] = chunks) -> int:
+        def py_dict_only(chunks: list[tuple[bytes, bytes, int]] = chunks, kdm: Any = kdm, vdm: Any = vdm) -> int:
             d: dict[Any, Any] = {}
             for kb, vb, count in chunks:
                 d.update(zip(kdm(kb, count), vdm(vb, count)))

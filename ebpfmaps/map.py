@@ -1383,15 +1383,7 @@ class Map(SpecProperties, DictProtocol):
         read in kernel batches (the get_next_key walk where there are none) straight into the
         array: no Python object is made per element.
         """
-        try:
-            # Imported on first use: numpy is an optional dependency (the [numpy] extra).
-            import numpy as np
-        except ImportError as exc:  # pragma: no cover - numpy is in the [numpy]/[dev] extras
-            raise NotSupported("to_numpy needs numpy (pip install 'ebpfmaps[numpy]')", op="to_numpy") from exc
-        fields = [("key", _numpy_field(np, self._kcodec, self._ksize))]
-        if self._vsize:
-            fields.append(("value", _numpy_field(np, self._vcodec, self._vsize)))
-        dtype = np.dtype(fields)
+        np, dtype = self._numpy_dtype("to_numpy")
         # Room for the whole map up front (capped): pages numpy never writes are never committed, and
         # growing by copies would cost more than the batches themselves.
         out = np.empty(min(max(self._spec.max_entries, 1), max(_NUMPY_PREALLOC // dtype.itemsize, 1 << 10)), dtype)
@@ -1414,6 +1406,31 @@ class Map(SpecProperties, DictProtocol):
             self._batch_ok = False
             return self.to_numpy(batch_size=batch_size)
         return out[:filled].copy() if filled < len(out) // 2 else out[:filled]
+
+    def iter_numpy(self, *, batch_size: int = ITER_BATCH) -> Iterator[Any]:
+        """The map as a stream of numpy structured arrays (the dtype :meth:`to_numpy` gives), one per
+        kernel batch of at most ``batch_size`` entries (the get_next_key walk's chunks where the type
+        has no batches): memory stays bounded however large the map is."""
+        batch_size_arg(batch_size, "iter_numpy")
+        np, dtype = self._numpy_dtype("iter_numpy")
+        for kb, vb, count in self.raw_chunks(values=bool(self._vsize), batch_size=batch_size):
+            part = np.empty(count, dtype)
+            part["key"] = np.frombuffer(kb, dtype["key"], count)
+            if self._vsize:
+                part["value"] = np.frombuffer(vb, dtype["value"], count)
+            yield part
+
+    def _numpy_dtype(self, op: str) -> tuple[Any, Any]:
+        """numpy and the structured dtype of this map's elements: fields ``key`` and ``value``."""
+        try:
+            # Imported on first use: numpy is an optional dependency (the [numpy] extra).
+            import numpy as np
+        except ImportError as exc:  # pragma: no cover - numpy is in the [numpy]/[dev] extras
+            raise NotSupported(f"{op} needs numpy (pip install 'ebpfmaps[numpy]')", op=op) from exc
+        fields = [("key", _numpy_field(np, self._kcodec, self._ksize))]
+        if self._vsize:
+            fields.append(("value", _numpy_field(np, self._vcodec, self._vsize)))
+        return np, np.dtype(fields)
 
     def lookup_many(self, keys: Iterable[Any]) -> list[Any]:
         """The values of ``keys``, in order, ``None`` for an absent key: one lookup syscall per key.
