@@ -413,6 +413,23 @@ def iteration(quick: bool) -> list[Result]:
         out.append(make_result(f"hash to_numpy() {n:,} entries ({label})", "iteration", py_to_numpy, c_walk,
                                rounds=rounds, elements=n, target=NUMPY_TARGET,
                                notes=notes + "; one structured array (key, value)"))
+        # The Python side of lookup_batch()/to_dict() alone: the same packed batches, read from the kernel
+        # beforehand, decoded into new key and value objects and put into a new dict. Their ratio cannot
+        # go below 1 + this row's ratio.
+        chunks = list(m.iter_batches_raw(_iter_batch_size()))
+        kdm, vdm = m.key_codec.decode_many, m.value_codec.decode_many
+
+        def py_dict_only(chunks: list[tuple[bytes, bytes, int]] = chunks, kdm: Any = kdm, vdm: Any = vdm) -> int:
+            d: dict[Any, Any] = {}
+            for kb, vb, count in chunks:
+                d.update(zip(kdm(kb, count), vdm(vb, count)))
+            return len(d)
+
+        out.append(make_result(f"hash dict from {n:,} entries already read ({label})", "iteration floor",
+                               py_dict_only, c_walk, rounds=rounds, elements=n, target=None,
+                               notes=notes + "; lookup_batch() without its syscalls: new key and value objects "
+                                             "and the dict; the floor of lookup_batch()/to_dict() is 1 + this ratio"))
+        del chunks
         m.close()
     return out
 

@@ -117,29 +117,40 @@ class Codec:
 
 
 @functools.lru_cache(maxsize=16)
-def _splitter(size: int, count: int) -> struct.Struct:
-    """A struct that cuts ``count`` consecutive ``size``-byte fields into bytes objects.
+def _splitter(size: int, count: int, skip: int = 0, pad: int = 0) -> struct.Struct:
+    """A struct that cuts ``count`` consecutive records into bytes objects: each record is ``skip``
+    bytes passed over, the ``size`` bytes kept, then ``pad`` bytes passed over.
 
     Cached: batch decoding asks for the same (size, batch size) over and over. A struct
     with n fields holds n format codes, so the cache stays small.
     """
-    return struct.Struct(f"{size}s" * count)
+    field = f"{size}s"
+    if skip:
+        field = f"{skip}x{field}"
+    if pad:
+        field += f"{pad}x"
+    return struct.Struct(field * count)
 
 
-def split_packed(data: bytes | memoryview, size: int, count: int) -> list[bytes]:
+def split_packed(data: bytes | memoryview, size: int, count: int, *, skip: int = 0, pad: int = 0) -> list[bytes]:
     """``count`` consecutive ``size``-byte pieces of ``data`` as bytes objects, cut in C (cached
-    structs of up to 4096 fields, so a huge buffer does not make a huge struct)."""
-    if size == 0:
+    structs of up to 4096 fields, so a huge buffer does not make a huge struct).
+
+    With ``skip``/``pad``, each piece sits in a record of ``skip + size + pad`` bytes, after
+    ``skip`` bytes of the record's own header (fixed-size event records).
+    """
+    if size == 0 and not (skip or pad):
         return [b""] * count
+    stride = skip + size + pad
     full, rest = divmod(count, _SPLIT_CHUNK)
     out: list[bytes] = []
     if full:
-        unpack = _splitter(size, _SPLIT_CHUNK).unpack_from
-        step = size * _SPLIT_CHUNK
+        unpack = _splitter(size, _SPLIT_CHUNK, skip, pad).unpack_from
+        step = stride * _SPLIT_CHUNK
         for i in range(full):
             out += unpack(data, i * step)
     if rest:
-        out += _splitter(size, rest).unpack_from(data, full * size * _SPLIT_CHUNK)
+        out += _splitter(size, rest, skip, pad).unpack_from(data, full * stride * _SPLIT_CHUNK)
     return out
 
 

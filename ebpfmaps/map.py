@@ -112,6 +112,9 @@ DEFAULT_BATCH = 4096
 # thin, small enough that a chunk's bytes stay in cache while they are decoded (4096 x 12 bytes
 # for 4/8-byte entries). Measured in benchmarks/ (bench_core "hash items()").
 ITER_BATCH = 4096
+# Bytes to_numpy() may allocate up front for the array before the first batch (pages never written are
+# never committed; past this, the array grows by doubling).
+_NUMPY_PREALLOC = 64 << 20
 # Elements per chunk when iteration falls back to the get_next_key walk.
 _WALK_CHUNK = 64
 
@@ -1306,7 +1309,17 @@ class Map(SpecProperties, DictProtocol):
             yield out
 
     def _iter_batches_raw(self, batch_size: int, delete: bool) -> Iterator[tuple[bytes, bytes, int]]:
-        """Kernel batch lookup (or lookup-and-delete), yielding ``(keys, values, count)`` chunks.
+        """Kernel batch lookup (or lookup-and-delete), yielding ``(keys, values, count)`` chunks as bytes."""
+        ks, vs = self._ksize, self._vsize
+        string_at = ctypes.string_at
+        for kbuf, vbuf, got in self._kernel_batches(batch_size, delete):
+            # One copy of just the filled part (kbuf.raw[:x] would copy the whole buffer first).
+            yield string_at(kbuf, got * ks), string_at(vbuf, got * vs), got
+
+    def _kernel_batches(self, batch_size: int, delete: bool) -> Iterator[tuple[Any, Any, int]]:
+        """Kernel batch lookup (or lookup-and-delete): ``(key buffer, value buffer, count)`` per
+        non-empty batch. The two ctypes buffers are reused: their first ``count`` elements are
+        valid only until the next step.
 
         The batch cursor moves monotonically through buckets (or indices), so the walk
         terminates and never restarts when entries are deleted meanwhile. ENOSPC
@@ -1324,14 +1337,12 @@ class Map(SpecProperties, DictProtocol):
         kbuf = (ctypes.c_char * (ks * n))()
         vbuf = (ctypes.c_char * (vs * n))()
         first = True
-        string_at = ctypes.string_at
         while True:
             # In flight per batch: the map may be closed between two chunks.
             ret, got = _maps.map_lookup_batch(h, None if first else cur_in, cur_out, kbuf, vbuf, n, delete=delete)
             if ret == 0 or ret == _ENOENT:
                 if got:
-                    # One copy of just the filled part (kbuf.raw[:x] would copy the whole buffer first).
-                    yield string_at(kbuf, got * ks), string_at(vbuf, got * vs), got
+                    yield kbuf, vbuf, got
                 if ret == _ENOENT:
                     return
                 ctypes.memmove(cur_in, cur_out, cursor_size)
@@ -1406,26 +1417,54 @@ class Map(SpecProperties, DictProtocol):
         read in kernel batches (the get_next_key walk where there are none) straight into the
         array: no Python object is made per element.
         """
+        np, dtype = self._numpy_dtype("to_numpy")
+        # Room for the whole map up front (capped): pages numpy never writes are never committed, and
+        # growing by copies would cost more than the batches themselves.
+        out = np.empty(min(max(self._spec.max_entries, 1), max(_NUMPY_PREALLOC // dtype.itemsize, 1 << 10)), dtype)
+        filled = 0
+        chunks: Iterable[tuple[Any, Any, int]]
+        if self._batch_ok is not False:
+            chunks = self._kernel_batches(batch_size, delete=False)  # copied straight out of the kernel's buffers
+        else:
+            chunks = self.raw_chunks(values=bool(self._vsize), batch_size=batch_size)
+        try:
+            for kb, vb, count in chunks:
+                if filled + count > len(out):
+                    out = np.resize(out, max(2 * len(out), filled + count))
+                part = out[filled:filled + count]
+                part["key"] = np.frombuffer(kb, dtype["key"], count)
+                if self._vsize:
+                    part["value"] = np.frombuffer(vb, dtype["value"], count)
+                filled += count
+        except _BatchUnsupported:
+            self._batch_ok = False
+            return self.to_numpy(batch_size=batch_size)
+        return out[:filled].copy() if filled < len(out) // 2 else out[:filled]
+
+    def iter_numpy(self, *, batch_size: int = ITER_BATCH) -> Iterator[Any]:
+        """The map as a stream of numpy structured arrays (the dtype :meth:`to_numpy` gives), one per
+        kernel batch of at most ``batch_size`` entries (the get_next_key walk's chunks where the type
+        has no batches): memory stays bounded however large the map is."""
+        batch_size_arg(batch_size, "iter_numpy")
+        np, dtype = self._numpy_dtype("iter_numpy")
+        for kb, vb, count in self.raw_chunks(values=bool(self._vsize), batch_size=batch_size):
+            part = np.empty(count, dtype)
+            part["key"] = np.frombuffer(kb, dtype["key"], count)
+            if self._vsize:
+                part["value"] = np.frombuffer(vb, dtype["value"], count)
+            yield part
+
+    def _numpy_dtype(self, op: str) -> tuple[Any, Any]:
+        """numpy and the structured dtype of this map's elements: fields ``key`` and ``value``."""
         try:
             # Imported on first use: numpy is an optional dependency (the [numpy] extra).
             import numpy as np
         except ImportError as exc:  # pragma: no cover - numpy is in the [numpy]/[dev] extras
-            raise NotSupported("to_numpy needs numpy (pip install 'ebpfmaps[numpy]')", op="to_numpy") from exc
+            raise NotSupported(f"{op} needs numpy (pip install 'ebpfmaps[numpy]')", op=op) from exc
         fields = [("key", _numpy_field(np, self._kcodec, self._ksize))]
         if self._vsize:
             fields.append(("value", _numpy_field(np, self._vcodec, self._vsize)))
-        dtype = np.dtype(fields)
-        out = np.empty(min(max(self._spec.max_entries, 1), 1 << 16), dtype)
-        filled = 0
-        for kb, vb, count in self.raw_chunks(values=bool(self._vsize), batch_size=batch_size):
-            if filled + count > len(out):
-                out = np.resize(out, max(2 * len(out), filled + count))
-            part = out[filled:filled + count]
-            part["key"] = np.frombuffer(kb, dtype["key"], count)
-            if self._vsize:
-                part["value"] = np.frombuffer(vb, dtype["value"], count)
-            filled += count
-        return out[:filled].copy() if filled < len(out) // 2 else out[:filled]
+        return np, np.dtype(fields)
 
     def lookup_many(self, keys: Iterable[Any]) -> list[Any]:
         """The values of ``keys``, in order, ``None`` for an absent key: one lookup syscall per key.

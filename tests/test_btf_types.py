@@ -250,6 +250,29 @@ def test_dump_json_equals_bpftool_formatted(loaded: BpfObject) -> None:
         assert sorted(map(json.dumps, mine)) == sorted(map(json.dumps, expected.values()))
 
 
+@pytest.mark.parametrize(("key_type", "value_type"), [
+    (ctypes.c_uint8, ctypes.c_int8), (ctypes.c_int16, ctypes.c_uint16),
+    (ctypes.c_int32, ctypes.c_uint64), (ctypes.c_uint32, ctypes.c_int64),
+])
+def test_dump_json_of_integer_maps_equals_bpftool(key_type: Any, value_type: Any) -> None:
+    # Integer keys and values are formatted a whole batch at a time: every width, sign and extreme.
+    kbits, vbits = 8 * ctypes.sizeof(key_type), 8 * ctypes.sizeof(value_type)
+    ksigned, vsigned = key_type(-1).value == -1, value_type(-1).value == -1
+    kmin, kmax = (-(1 << (kbits - 1)), (1 << (kbits - 1)) - 1) if ksigned else (0, (1 << kbits) - 1)
+    vmin, vmax = (-(1 << (vbits - 1)), (1 << (vbits - 1)) - 1) if vsigned else (0, (1 << vbits) - 1)
+    keys = sorted({kmin, kmax, 0, 1, kmax // 3} | ({-1, kmin + 1} if ksigned else {kmax - 1}))
+    with ebpfmaps.create("hash", key_type=key_type, value_type=value_type, max_entries=64) as m:
+        for i, k in enumerate(keys):
+            m[k] = (vmin, vmax, 0, -1 if vsigned else 1, vmax // 7, vmin + 1, 2, 3)[i]
+        fmtr = btf.map_formatter(m.info(), per_cpu=m.per_cpu)
+        assert fmtr is not None and fmtr._packed_ints is not None  # the whole-batch path
+        rc, text = _cli("dump", f"id:{m.id}", "--json")
+        assert rc == 0
+        mine = json.loads(text)
+        assert sorted(map(json.dumps, mine)) == sorted(map(json.dumps, _formatted_by_bpftool(m.id).values()))
+        assert {e["key"]: e["value"] for e in mine} == m.lookup_batch()
+
+
 def test_dump_and_get_show_field_names(loaded: BpfObject, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "1000")  # a table as wide as the values (rich wraps to the terminal)
     m = loaded.maps["records"]

@@ -11,6 +11,7 @@ import pytest
 
 import ebpfmaps
 from ebpfmaps import BPF_NOEXIST
+from ebpfmaps import map as map_module
 from ebpfmaps.errors import BatchError, InvalidArgument, KeyExists, OutOfMemory
 from tests.core_helpers import bpftool_raw
 
@@ -114,3 +115,33 @@ def test_to_numpy_typed_raw_struct_and_per_cpu(bpffs: Path) -> None:
         assert p["value"][0].tolist() == [11] * ebpfmaps.possible_cpus()
     with ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=4) as empty:
         assert len(empty.to_numpy()) == 0
+
+
+def test_to_numpy_grows_past_its_first_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The array is sized for the map up to a byte cap; a map past the cap grows it batch by batch.
+    monkeypatch.setattr(map_module, "_NUMPY_PREALLOC", 1024)
+    with ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=10_000) as m:
+        m.update_batch(list(range(9_000)), [k * 3 for k in range(9_000)])
+        a = m.to_numpy(batch_size=512)
+        assert len(a) == 9_000
+        assert dict(zip(a["key"].tolist(), a["value"].tolist())) == {k: k * 3 for k in range(9_000)}
+
+
+def test_iter_numpy_streams_the_map_in_batches() -> None:
+    with ebpfmaps.create("hash", key_type=ctypes.c_uint32, value_type=ctypes.c_uint64, max_entries=5_000) as m:
+        m.update_batch(list(range(5_000)), [k + 1 for k in range(5_000)])
+        parts = list(m.iter_numpy(batch_size=1_000))
+        assert len(parts) >= 5 and all(0 < len(p) <= 1_000 for p in parts)
+        assert all(p.dtype == m.to_numpy().dtype for p in parts)
+        joined = np.concatenate(parts)
+        assert dict(zip(joined["key"].tolist(), joined["value"].tolist())) == m.lookup_batch()
+        with pytest.raises(InvalidArgument):
+            next(m.iter_numpy(batch_size=0))
+    # A type without kernel batches streams the get_next_key walk's chunks instead.
+    with ebpfmaps.create("lpm_trie", key_size=8, value_size=4, max_entries=100, flags=ebpfmaps.BPF_F_NO_PREALLOC) as t:
+        for i in range(70):
+            t[(32).to_bytes(4, "little") + bytes([10, 0, 0, i])] = i.to_bytes(4, "little")
+        rows = np.concatenate(list(t.iter_numpy()))
+        assert len(rows) == 70
+        assert sorted(int.from_bytes(v.tobytes(), "little") for v in rows["value"]) == list(range(70))
+        assert len(t.to_numpy()) == 70

@@ -96,6 +96,21 @@ def test_samples_from_each_cpu(producer: PerfProducer) -> None:
         assert reader.pending() == 0 and reader.read() == []
 
 
+def test_samples_of_mixed_sizes_in_one_read(producer: PerfProducer) -> None:
+    # Same-size runs are cut out in one go; a ring holding several sizes takes the per-record path.
+    cpu = online_cpus()[0]
+    with PerfEventReader(producer.events, cpus=[cpu]) as reader:
+        with on_cpu(cpu):
+            producer.run(40, size=21)
+            producer.run(3, size=100)
+            producer.run(40, size=21)
+        samples = reader.read()
+    assert [len(s.data) for s in samples] == [raw_len(21)] * 40 + [raw_len(100)] * 3 + [raw_len(21)] * 40
+    assert seqs_of(samples) == list(range(83))
+    assert [REC.unpack_from(s.data)[1:] for s in samples] == (
+        [(21, PERF_MAGIC)] * 40 + [(100, PERF_MAGIC)] * 3 + [(21, PERF_MAGIC)] * 40)
+
+
 def test_wrap_around_one_page_ring(producer: PerfProducer) -> None:
     cpu = online_cpus()[0]
     with PerfEventReader(producer.events, pages=1, cpus=[cpu]) as reader:

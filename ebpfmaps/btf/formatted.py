@@ -9,6 +9,7 @@ bitfields as hex strings, ``bool`` as true/false, pointers as unsigned numbers.
 from __future__ import annotations
 
 import enum
+import json
 import struct
 from typing import Any
 
@@ -157,6 +158,38 @@ class MapFormatter:
         self.value_size = value_size
         self.per_cpu = per_cpu
         self._stride = round8(value_size)
+        # Plain integer keys and values (the common counter map) are formatted a whole chunk at a time.
+        kc, vc = self._int_char(key_type_id), self._int_char(value_type_id)
+        self._packed_ints = (kc, vc) if kc and vc and not per_cpu else None
+
+    def _int_char(self, type_id: int) -> str | None:
+        """The little-endian struct format char of ``type_id`` when bpftool prints it as a JSON number read
+        from whole bytes (an int of 1, 2, 4 or 8 bytes, not char or bool; a pointer), else None."""
+        if not type_id:
+            return None
+        t = self.types[type_id]
+        while t.kind in MODIFIERS and t.kind is not Kind.TYPE_TAG:  # as bpftool_value follows them
+            t = self.types[t.ref]
+        if t.kind is Kind.PTR:
+            return "Q"
+        if t.kind is not Kind.INT or t.int_offset or t.bits not in (8, 16, 32, 64) or t.bits != 8 * t.size:
+            return None
+        if t.encoding not in (0, BTF_INT_SIGNED):
+            return None
+        char = {8: "b", 16: "h", 32: "i", 64: "q"}[t.bits]
+        return char if t.encoding == BTF_INT_SIGNED else char.upper()
+
+    def json_items(self, keys: bytes, values: bytes, count: int) -> list[str]:
+        """``count`` packed entries as the JSON texts of their :meth:`entry` objects."""
+        if not count:
+            return []
+        if self._packed_ints is not None:
+            kc, vc = self._packed_ints
+            return list(map(_JSON_ENTRY, struct.unpack_from(f"<{count}{kc}", keys),
+                            struct.unpack_from(f"<{count}{vc}", values)))
+        ks, vs = len(keys) // count, len(values) // count
+        dumps, entry = json.dumps, self.entry
+        return [dumps(entry(keys[i * ks : (i + 1) * ks], values[i * vs : (i + 1) * vs])) for i in range(count)]
 
     def key(self, data: bytes) -> Any:
         return bpftool_value(self.types, self.key_type_id, data) if self.key_type_id else data.hex(" ")
@@ -173,6 +206,10 @@ class MapFormatter:
         """``{"key": ..., "value": ...}`` equal to bpftool's ``formatted.key`` and ``formatted.value``
         (for per-CPU maps, ``value`` is the list of bpftool's ``formatted.values[i].value``)."""
         return {"key": self.key(key), "value": self.value(value)}
+
+
+# json.dumps({"key": k, "value": v}) for two ints, without building the dict.
+_JSON_ENTRY = '{{"key": {}, "value": {}}}'.format
 
 
 def map_formatter(info: MapInfo, *, per_cpu: bool) -> MapFormatter | None:

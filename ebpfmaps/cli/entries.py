@@ -147,10 +147,8 @@ def btf_formatter(m: Map, args: argparse.Namespace) -> MapFormatter | None:
 def _json_chunks(m: Map, fmtr: MapFormatter | None = None) -> Iterator[list[str]]:
     """Each chunk of the map as JSON objects ``{"key": ..., "value": ...}``."""
     if fmtr is not None and not _own_reading(m):
-        dumps, entry, ks = json.dumps, fmtr.entry, m.key_size
         for kb, vb, count in raw_entry_chunks(m):
-            vs = len(vb) // count if count else 0
-            yield [dumps(entry(kb[i * ks : (i + 1) * ks], vb[i * vs : (i + 1) * vs])) for i in range(count)]
+            yield fmtr.json_items(kb, vb, count)
         return
     if _own_reading(m):
         kd, vd = _decoded_encoder(m.key_codec), _decoded_encoder(m.value_codec)
