@@ -191,8 +191,6 @@ class ListedMap(MapInfo):
         return open_by_id(self.id, readonly=readonly, typed=typed)
 
 
-
-
 def iter_maps() -> Iterator[ListedMap]:
     """Info on every map in the system, one at a time (maps that vanish while listing are left out)."""
     for map_id in map_ids():

@@ -68,6 +68,7 @@ __all__ = [
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
+
 def _fail(ret: int, op: str, call: str, detail: str = "") -> errors.MapError:
     return errors.from_errno(-ret, op, detail, call=call)
 

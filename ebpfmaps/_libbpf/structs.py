@@ -192,8 +192,6 @@ class BpfBtfInfo(ctypes.Structure):
     ]
 
 
-
-
 def new_opts(cls: type[_S], **fields: object) -> _S:
     """An opts struct with ``sz`` set to its size and the given fields filled in."""
     opts = cls(**fields)
