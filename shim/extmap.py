@@ -1014,6 +1014,11 @@ class ExtensibleMap(SpecProperties, DictProtocol):
         raise NotSupported("to_numpy: an extensible map's values come from its provider's callbacks; "
                            "use lookup_batch()", op="to_numpy")
 
+    def iter_numpy(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[Any]:
+        """Refused, as :meth:`to_numpy` is: :meth:`iter_batches` streams the provider's values instead."""
+        raise NotSupported("iter_numpy: an extensible map's values come from its provider's callbacks; "
+                           "use iter_batches()", op="iter_numpy")
+
     def lookup_and_delete_batch(self, *, batch_size: int = DEFAULT_BATCH) -> dict[Any, Any]:
         """Drain the map: every element is removed (USER_DELETE) and the present ones returned."""
         self._check_delete("lookup_and_delete_batch")
