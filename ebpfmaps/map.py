@@ -1445,8 +1445,11 @@ class Map(SpecProperties, DictProtocol):
         """The map as a stream of numpy structured arrays (the dtype :meth:`to_numpy` gives), one per
         kernel batch of at most ``batch_size`` entries (the get_next_key walk's chunks where the type
         has no batches): memory stays bounded however large the map is."""
-        batch_size_arg(batch_size, "iter_numpy")
+        batch_size_arg(batch_size, "iter_numpy")  # checked now, not at the first next()
         np, dtype = self._numpy_dtype("iter_numpy")
+        return self._numpy_batches(np, dtype, batch_size)
+
+    def _numpy_batches(self, np: Any, dtype: Any, batch_size: int) -> Iterator[Any]:
         for kb, vb, count in self.raw_chunks(values=bool(self._vsize), batch_size=batch_size):
             part = np.empty(count, dtype)
             part["key"] = np.frombuffer(kb, dtype["key"], count)

@@ -136,7 +136,7 @@ def test_iter_numpy_streams_the_map_in_batches() -> None:
         joined = np.concatenate(parts)
         assert dict(zip(joined["key"].tolist(), joined["value"].tolist())) == m.lookup_batch()
         with pytest.raises(InvalidArgument):
-            next(m.iter_numpy(batch_size=0))
+            m.iter_numpy(batch_size=0)  # at the call, before any read
     # A type without kernel batches streams the get_next_key walk's chunks instead.
     with ebpfmaps.create("lpm_trie", key_size=8, value_size=4, max_entries=100, flags=ebpfmaps.BPF_F_NO_PREALLOC) as t:
         for i in range(70):
