@@ -201,6 +201,18 @@ def unpin(path: str | os.PathLike[str]) -> None:
         raise errors.from_errno(exc.errno or E.EIO, "unpin", p, call="unlink") from None
 
 
+def await_pin_release() -> bool:
+    """Wait until what recently removed pins held has been let go, as far as user space can tell.
+
+    bpffs drops the reference an unlinked pin held in an RCU callback (``bpf_free_inode``), so a map, link
+    or program whose last pin was just removed can stay alive for a grace period, which an emulated or
+    loaded machine can stretch to tens of milliseconds. This waits for one grace period; the callback is
+    then due, and runs within moments. False when the kernel offers no way to wait for one here (then
+    callers poll by time alone).
+    """
+    return _maps.rcu_grace_period()
+
+
 def obj_get(path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False) -> int:
     """An fd for the object pinned at ``path`` (BPF_OBJ_GET, optionally with RDONLY/WRONLY file flags).
 

@@ -106,16 +106,19 @@ RECONCILE_BATCH = 4096
 _ARRAY = int(MapType.ARRAY)
 _CREATE_KWARGS = frozenset({"key_size", "value_size", "max_entries", "key_type", "value_type", "flags", "name",
                             "map_extra", "numa_node", "options"})
-# After our last close, a map that is still alive may only be held for an instant by a reader such as
-# `bpftool map show` or ebpfmaps.list_maps(), which open every map by id. We look again for ~15 ms before
-# concluding that someone really holds it (then there is no cleanup: the map lives on).
-_GONE_POLL_S = (0.0005, 0.001, 0.002, 0.004, 0.008)
+# After our last close, a map that is still alive may only be held for a moment: by a pin removed just
+# before (the lease pin, or the user's), which bpffs lets go of after an RCU grace period, or by a reader
+# such as `bpftool map show` or ebpfmaps.list_maps(), which open every map by id. We wait for a grace
+# period and then look again for ~250 ms before concluding that someone really holds it (then there is no
+# cleanup: the map lives on).
+_GONE_POLL_S = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
 
 
 def _gone(map_id: int) -> bool:
     if not map_exists(map_id):
         return True
-    for pause in _GONE_POLL_S:
+    pinning.await_pin_release()
+    for pause in (0.0, *_GONE_POLL_S):
         time.sleep(pause)
         if not map_exists(map_id):
             return True

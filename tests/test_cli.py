@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ebpfmaps
+from ebpfmaps.maptypes import MapType
 from tests.conftest import ROOT, bpftool_json
+from tests.kernel_features import require_map_type
 from tests.test_perf import PerfProducer, on_cpu, online_cpus
 from tests.test_ringbuf import Producer, check_record
 from tests.test_ringbuf import producer as producer
@@ -153,7 +155,7 @@ def test_maps_of_maps(bpffs: Path) -> None:
     assert cli_json("dump", str(outer)) == [{"key": 2, "value": inner_id}]
 
 
-def test_queue_stack_and_bloom_filter(bpffs: Path) -> None:
+def test_queue_and_stack(bpffs: Path) -> None:
     q = bpffs / "q"
     cli("create", "queue", str(q), "--value-size", "4", "--max-entries", "2")
     cli("push", str(q), "7", "-v", "u32")
@@ -172,6 +174,10 @@ def test_queue_stack_and_bloom_filter(bpffs: Path) -> None:
     assert cli("pop", str(s), "-n", "2", "-v", "u64").stdout.split() == ["3", "2"]
     with ebpfmaps.open_pinned(s, value_type=ctypes.c_uint64) as stack:
         assert stack.peek() == 1  # type: ignore[attr-defined]
+
+
+def test_bloom_filter(bpffs: Path) -> None:
+    require_map_type(MapType.BLOOM_FILTER)
     bf = bpffs / "bf"
     cli("create", "bloom_filter", str(bf), "--value-size", "4", "--max-entries", "16", "--map-extra", "3")
     cli("push", str(bf), "0x0a000001")

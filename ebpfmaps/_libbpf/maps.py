@@ -517,6 +517,25 @@ def _libc() -> ctypes.CDLL:
     return _libc_cache[0]
 
 
+# membarrier(2) syscall numbers (asm-generic for arm64 and riscv64).
+_NR_MEMBARRIER = {"x86_64": 324, "aarch64": 283, "riscv64": 283}
+_MEMBARRIER_CMD_GLOBAL = 1
+
+
+def rcu_grace_period() -> bool:
+    """Wait for an RCU grace period: ``membarrier(MEMBARRIER_CMD_GLOBAL)``, which the kernel implements
+    with ``synchronize_rcu()`` (kernel/sched/membarrier.c). False when it is not available here (another
+    architecture, a ``nohz_full`` kernel, or no membarrier): the caller then waits by time alone.
+
+    bpffs frees an unlinked pin's inode, and drops the reference it held, in an RCU callback
+    (``bpf_free_inode``): once a grace period has passed, that callback is due.
+    """
+    nr = _NR_MEMBARRIER.get(os.uname().machine)
+    if nr is None:
+        return False
+    return int(_libc().syscall(ctypes.c_long(nr), ctypes.c_int(_MEMBARRIER_CMD_GLOBAL), ctypes.c_uint(0))) == 0
+
+
 # ---------------------------------------------------------------------------------- bpffs mounts
 def mount_bpffs(target: str, op: str = "mount_bpffs") -> None:
     """mount(2) a bpf filesystem at ``target``."""
