@@ -1431,10 +1431,7 @@ class Map(SpecProperties, DictProtocol):
             for kb, vb, count in chunks:
                 if filled + count > len(out):
                     out = np.resize(out, max(2 * len(out), filled + count))
-                part = out[filled:filled + count]
-                part["key"] = np.frombuffer(kb, dtype["key"], count)
-                if self._vsize:
-                    part["value"] = np.frombuffer(vb, dtype["value"], count)
+                self._fill_rows(np, out[filled:filled + count], kb, vb, count)
                 filled += count
         except _BatchUnsupported:
             self._batch_ok = False
@@ -1452,10 +1449,14 @@ class Map(SpecProperties, DictProtocol):
     def _numpy_batches(self, np: Any, dtype: Any, batch_size: int) -> Iterator[Any]:
         for kb, vb, count in self.raw_chunks(values=bool(self._vsize), batch_size=batch_size):
             part = np.empty(count, dtype)
-            part["key"] = np.frombuffer(kb, dtype["key"], count)
-            if self._vsize:
-                part["value"] = np.frombuffer(vb, dtype["value"], count)
+            self._fill_rows(np, part, kb, vb, count)
             yield part
+
+    def _fill_rows(self, np: Any, rows: Any, keys: Any, values: Any, count: int) -> None:
+        """Copy ``count`` packed keys and values into the structured array ``rows`` (fields key, value)."""
+        rows["key"] = np.frombuffer(keys, rows.dtype["key"], count)
+        if self._vsize:
+            rows["value"] = np.frombuffer(values, rows.dtype["value"], count)
 
     def _numpy_dtype(self, op: str) -> tuple[Any, Any]:
         """numpy and the structured dtype of this map's elements: fields ``key`` and ``value``."""
